@@ -1,0 +1,4 @@
+export * from './gradient-state.js';
+export * from './distributed-type.js';
+export * from './environment.js';
+export * from './partial-state.js';
