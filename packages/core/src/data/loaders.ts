@@ -1,0 +1,738 @@
+/**
+ * Prepared data loaders: {@link DataLoaderShard} (every process reads its
+ * own shard), {@link DataLoaderDispatcher} (process 0 reads, batches are
+ * broadcast and sliced), {@link SkipDataLoader} and
+ * {@link skipFirstBatches}. Prepared loaders register with
+ * {@link GradientState} while iterated, know when their last batch is being
+ * processed (`endOfDataloader`), how many samples of the last global batch
+ * are real (`remainder`), and can checkpoint their exact position
+ * ({@link DataLoaderStateDict}).
+ * @module
+ */
+import { GradientState, type ActiveLoader } from '../state/gradient-state.js';
+import { batchSizeOf, concatBatches, sliceBatch, type Collated } from './collate.js';
+import { DataLoader, type DataLoaderOptions } from './dataloader.js';
+import { datasetLength, isIterableDataset, type AnyDataset } from './dataset.js';
+import type { Generator, GeneratorState } from './random.js';
+import {
+  BatchSampler,
+  RandomSampler,
+  SeedableRandomSampler,
+  SkipBatchSampler,
+  findInChain,
+  type BatchSamplerLike,
+  type ResumePoint,
+} from './sampler.js';
+import { broadcastBatch, broadcastBytes, type BroadcastGroup } from './serialize.js';
+import { BatchSamplerShard, IterableDatasetShard } from './shard.js';
+
+/** A hook that moves a batch onto a device (set by the Accelerator from its backend). */
+export type DeviceTransform<B> = (batch: B) => B | Promise<B>;
+
+/**
+ * Takes rows `[start, end)` of a global batch for one process (Accelerate's
+ * `slice_fn_for_dispatch`). Default: {@link sliceBatch}.
+ */
+export type DispatchSliceFn<B> = (batch: B, start: number, end: number, processIndex: number, numProcesses: number) => B;
+
+/**
+ * A prepared loader's position, JSON-able and independent of the number of
+ * processes: restoring it into a loader with another world size continues
+ * the same global order at the same sample.
+ */
+export interface DataLoaderStateDict {
+  /** Format version. */
+  version: 1;
+  /** Epoch the position refers to (the loader's `iteration`). */
+  epoch: number;
+  /** Samples of the epoch's global order already consumed, or null when batches vary in size (see `batchesConsumed`). */
+  samplesConsumed: number | null;
+  /** Batches of the unsharded batch sampler already consumed (null for streams and when counting samples). */
+  batchesConsumed: number | null;
+  /** Length of the dataset when saved (checked on load), or null for a stream without length. */
+  datasetLength: number | null;
+  /** Seed of the loader's {@link SeedableRandomSampler}, or null. */
+  seed: number | null;
+  /** State of a plain {@link RandomSampler}'s generator at the start of the epoch (replays its permutation), or null. */
+  samplerGeneratorState: GeneratorState | null;
+  /** Informational: global batch size and number of processes when saved. */
+  totalBatchSize: number | null;
+  numProcesses: number;
+}
+
+/** Options shared by the prepared loaders. */
+export interface PreparedLoaderOptions<B> {
+  /** Skip this many (per-process) batches at the start of every pass. */
+  skipBatches?: number;
+  /** Starting epoch (`iteration`). */
+  iteration?: number;
+  /** Moves each batch onto a device before it is handed out. */
+  deviceTransform?: DeviceTransform<B>;
+  /** Runs at the start of each pass (e.g. the Accelerator synchronising backend RNGs). */
+  onIterationStart?: () => void | Promise<void>;
+}
+
+interface PassProgress {
+  /** Per-process steps handed out (including skipped ones). */
+  steps: number;
+  /** Where the pass started in the global order. */
+  start: ResumePoint;
+  /** Set when the pass ended normally. */
+  completed: boolean;
+}
+
+function unwrapBatchSampler(bs: BatchSamplerLike | undefined): BatchSamplerLike | undefined {
+  let b = bs;
+  while (b instanceof SkipBatchSampler) b = b.batchSampler;
+  if (b instanceof BatchSamplerShard) b = b.batchSampler;
+  while (b instanceof SkipBatchSampler) b = b.batchSampler;
+  return b;
+}
+
+const isSeedable = (o: unknown): o is SeedableRandomSampler => o instanceof SeedableRandomSampler;
+const isPlainRandom = (o: unknown): o is RandomSampler => o instanceof RandomSampler && !(o instanceof SeedableRandomSampler);
+
+/**
+ * Behaviour shared by {@link DataLoaderShard} and
+ * {@link DataLoaderDispatcher}: GradientState registration, end-of-loader
+ * and remainder tracking, skipping, device transform and exact resume.
+ */
+export abstract class PreparedDataLoader<T = unknown, B = Collated<T>> extends DataLoader<T, B> implements ActiveLoader {
+  /** True while the last batch of the pass is being processed. */
+  endOfDataloader = false;
+  /** Real samples in the last global batch, or -1 when unknown / dropped. */
+  remainder = -1;
+  /** Per-process batches skipped at the start of every pass. */
+  skipBatches: number;
+  /** Moves batches onto a device; set by the Accelerator. */
+  deviceTransform: DeviceTransform<B> | undefined;
+  /** Runs at the start of each pass. */
+  onIterationStart: (() => void | Promise<void>) | undefined;
+  protected readonly gradientState = new GradientState();
+  protected progress: PassProgress | null = null;
+  private pendingResume: { epoch: number; start: ResumePoint } | null = null;
+
+  constructor(dataset: AnyDataset<T>, options: DataLoaderOptions<T, B> & PreparedLoaderOptions<B>) {
+    const { skipBatches, iteration, deviceTransform, onIterationStart, ...base } = options;
+    super(dataset, base);
+    this.skipBatches = skipBatches ?? 0;
+    if (!Number.isSafeInteger(this.skipBatches) || this.skipBatches < 0) {
+      throw new RangeError(`skipBatches must be a non-negative integer, got ${String(skipBatches)}.`);
+    }
+    this.iteration = iteration ?? 0;
+    this.deviceTransform = deviceTransform;
+    this.onIterationStart = onIterationStart;
+  }
+
+  /** Samples in one global step across all processes, or undefined when batches vary in size. */
+  abstract get totalBatchSize(): number | undefined;
+  /** Processes sharing the global batch. */
+  abstract get numProcesses(): number;
+  /** Batches of the unsharded batch sampler one global step consumes. */
+  protected abstract get innerBatchesPerStep(): number;
+
+  /** Length of the whole (unsharded) dataset, when known. */
+  get totalDatasetLength(): number | undefined {
+    if (this.dataset instanceof IterableDatasetShard) return this.dataset.totalLength;
+    return datasetLength(this.dataset);
+  }
+
+  /** Whether the global order's short last batch is dropped (from the original loader). */
+  get dropLastEffective(): boolean {
+    if (this.dataset instanceof IterableDatasetShard) return this.dataset.dropLast;
+    if (this.batchSampler) return this.batchSampler.dropLast ?? false;
+    return this.dropLast;
+  }
+
+  /** Whether resume positions are counted in samples (fixed batches over a sampler, streams) or in batches (custom batch samplers). */
+  protected get countsSamples(): boolean {
+    if (isIterableDataset(this.dataset) || !this.batchSampler) return true;
+    return unwrapBatchSampler(this.batchSampler) instanceof BatchSampler;
+  }
+
+  /** Fixed size of the unsharded batch sampler's batches, if any. */
+  protected get innerBatchSize(): number | undefined {
+    const b = unwrapBatchSampler(this.batchSampler);
+    if (b) return typeof b.batchSize === 'number' ? b.batchSize : undefined;
+    return this.batchSize ?? 1;
+  }
+
+  /** Steps skipped by a {@link SkipBatchSampler} on top of the batch sampler (they count as consumed). */
+  protected get samplerSkippedSteps(): number {
+    return this.batchSampler instanceof SkipBatchSampler ? this.batchSampler.skipBatches : 0;
+  }
+
+  /** Prepare a pass: resume point, flags, remainder, GradientState registration. */
+  protected async beginPass(): Promise<ResumePoint> {
+    const pending = this.pendingResume;
+    this.pendingResume = null;
+    const start = pending && pending.epoch === this.iteration ? pending.start : {};
+    await this.onIterationStart?.();
+    this.endOfDataloader = false;
+    this.remainder = -1;
+    const n = this.totalDatasetLength;
+    const total = this.totalBatchSize;
+    if (!this.dropLastEffective && n !== undefined && total !== undefined && total > 0) {
+      const skipped = (start.samples ?? 0) + (start.batches ?? 0) * (this.innerBatchSize ?? 0);
+      this.remainder = Math.max(0, n - skipped) % total;
+    }
+    this.progress = { steps: this.samplerSkippedSteps, start, completed: false };
+    this.gradientState.addDataloader(this);
+    this.setEpoch(this.iteration);
+    return start;
+  }
+
+  /** Unregister from GradientState (also on `break`). */
+  protected endPass(completed: boolean): void {
+    if (this.progress) this.progress.completed = completed;
+    this.gradientState.removeDataloader(this);
+  }
+
+  /**
+   * The loader's position: epoch, and how much of the epoch's global order
+   * has been consumed (the batch being processed counts as consumed). At the
+   * last batch of an epoch the position is the start of the next epoch.
+   */
+  stateDict(): DataLoaderStateDict {
+    const seedable = findInChain(this.batchSampler ?? this.sampler, isSeedable);
+    const random = findInChain(this.batchSampler ?? this.sampler, isPlainRandom);
+    const n = this.totalDatasetLength ?? null;
+    const total = this.totalBatchSize;
+    const base = {
+      version: 1 as const,
+      datasetLength: n,
+      seed: seedable ? seedable.seed : null,
+      totalBatchSize: total ?? null,
+      numProcesses: this.numProcesses,
+    };
+    const pending = this.pendingResume;
+    if (pending) {
+      return {
+        ...base,
+        epoch: pending.epoch,
+        samplesConsumed: pending.start.samples ?? (this.countsSamples ? 0 : null),
+        batchesConsumed: pending.start.batches ?? (this.countsSamples ? null : 0),
+        samplerGeneratorState: random ? random.stateDict().generator : null,
+      };
+    }
+    const p = this.progress;
+    const atEpochStart = (epoch: number): DataLoaderStateDict => ({
+      ...base,
+      epoch,
+      samplesConsumed: this.countsSamples ? 0 : null,
+      batchesConsumed: this.countsSamples ? null : 0,
+      // The next pass continues an own generator from its current state.
+      samplerGeneratorState: random?.generator ? random.generator.getState() : null,
+    });
+    if (p === null || p.completed) return atEpochStart(this.iteration);
+    if (this.endOfDataloader) return atEpochStart(this.iteration + 1);
+    const generatorAtStart = random ? random.stateDict().generator : null;
+    if (this.countsSamples) {
+      if (total === undefined) {
+        throw new RangeError('stateDict: this loader has no fixed global batch size, so its position cannot be counted in samples.');
+      }
+      let samples = (p.start.samples ?? 0) + (p.start.batches ?? 0) * (this.innerBatchSize ?? 0) + p.steps * total;
+      if (n !== null && samples >= n) return atEpochStart(this.iteration + 1);
+      if (n !== null) samples = Math.min(samples, n);
+      return { ...base, epoch: this.iteration, samplesConsumed: samples, batchesConsumed: null, samplerGeneratorState: generatorAtStart };
+    }
+    const innerLength = unwrapBatchSampler(this.batchSampler)?.length;
+    const batches = (p.start.batches ?? 0) + p.steps * this.innerBatchesPerStep;
+    if (innerLength !== undefined && batches >= innerLength) return atEpochStart(this.iteration + 1);
+    return { ...base, epoch: this.iteration, samplesConsumed: null, batchesConsumed: batches, samplerGeneratorState: generatorAtStart };
+  }
+
+  /**
+   * Restore a position from {@link stateDict}: the next pass (if it is for
+   * the saved epoch) continues the same global order at the saved sample,
+   * whatever the number of processes now. Call before iterating; a
+   * `setEpoch` to another epoch discards the position.
+   */
+  loadStateDict(state: DataLoaderStateDict): void {
+    if (state === null || typeof state !== 'object' || state.version !== 1) {
+      throw new TypeError(`loadStateDict: expected a data loader state with version 1 (from stateDict()), got ${JSON.stringify(state)}.`);
+    }
+    if (!Number.isSafeInteger(state.epoch) || state.epoch < 0) {
+      throw new RangeError(`loadStateDict: epoch must be a non-negative integer, got ${String(state.epoch)}.`);
+    }
+    const n = this.totalDatasetLength;
+    if (state.datasetLength !== null && n !== undefined && state.datasetLength !== n) {
+      throw new RangeError(
+        `loadStateDict: the state was saved for a dataset of ${state.datasetLength} samples but this loader's dataset has ${n}; a position in one order means nothing in the other. Restore into a loader over the same dataset.`,
+      );
+    }
+    const seedable = findInChain(this.batchSampler ?? this.sampler, isSeedable);
+    const random = findInChain(this.batchSampler ?? this.sampler, isPlainRandom);
+    if (state.seed !== null) {
+      if (!seedable) {
+        throw new TypeError(
+          `loadStateDict: the state was saved from a loader shuffled by a SeedableRandomSampler (seed ${state.seed}) but this loader has none, so it cannot replay that order. ` +
+            'Prepare it with useSeedableSampler: true (or shuffle with a seed).',
+        );
+      }
+      seedable.seed = state.seed;
+    }
+    if (state.samplerGeneratorState !== null) {
+      if (!random) {
+        throw new TypeError(
+          'loadStateDict: the state holds a shuffling generator state (a RandomSampler) but this loader has no RandomSampler to restore it into. Build the loader with shuffle: true.',
+        );
+      }
+      random.loadStateDict({ generator: state.samplerGeneratorState });
+    }
+    let start: ResumePoint;
+    if (state.samplesConsumed !== null) {
+      const s = state.samplesConsumed;
+      if (!Number.isSafeInteger(s) || s < 0) throw new RangeError(`loadStateDict: samplesConsumed must be a non-negative integer, got ${String(s)}.`);
+      if (!this.countsSamples) {
+        const size = this.innerBatchSize;
+        if (size === undefined || s % size !== 0) {
+          throw new RangeError(
+            `loadStateDict: the state is ${s} samples into epoch ${state.epoch}, but this loader's batch sampler yields ` +
+              `${size === undefined ? 'batches of varying size' : `batches of ${size}`} and cannot start part-way through a batch. ` +
+              'Resume with the batch sampler the state was saved with, or one whose batch size divides the position.',
+          );
+        }
+        start = { batches: s / size };
+      } else {
+        start = s > 0 ? { samples: s } : {};
+      }
+    } else if (state.batchesConsumed !== null) {
+      const b = state.batchesConsumed;
+      if (!Number.isSafeInteger(b) || b < 0) throw new RangeError(`loadStateDict: batchesConsumed must be a non-negative integer, got ${String(b)}.`);
+      if (this.countsSamples && b > 0) {
+        throw new RangeError(
+          `loadStateDict: the state counts ${b} batches of a custom (variable-size) batch sampler, but this loader batches a sampler with a fixed batch size, so the sample position is unknown. ` +
+            'Resume with the same batch sampler the state was saved with.',
+        );
+      }
+      start = b > 0 ? { batches: b } : {};
+    } else {
+      throw new TypeError('loadStateDict: the state has neither samplesConsumed nor batchesConsumed.');
+    }
+    this.iteration = state.epoch;
+    this.progress = null;
+    this.pendingResume = { epoch: state.epoch, start };
+  }
+}
+
+/** Options of {@link DataLoaderShard}. */
+export interface DataLoaderShardOptions<T, B> extends DataLoaderOptions<T, B>, PreparedLoaderOptions<B> {
+  /** A generator every process must share (the shuffling sampler's); synchronised from rank 0 at each pass when `rngTypes` has "generator". */
+  synchronizedGenerator?: Generator;
+  /** Group used to synchronise `synchronizedGenerator`. */
+  group?: BroadcastGroup;
+  /** RNGs to synchronise at each pass; only "generator" is handled here (others via `onIterationStart`). */
+  rngTypes?: readonly string[];
+}
+
+/**
+ * Accelerate's `DataLoaderShard`: a loader over this process's shard that
+ * iterates one batch ahead, so `endOfDataloader` is already true while the
+ * last batch is processed, and registers itself with {@link GradientState}
+ * for the duration of a pass (also when the consumer `break`s).
+ */
+export class DataLoaderShard<T = unknown, B = Collated<T>> extends PreparedDataLoader<T, B> {
+  /** Generator all processes must share, synchronised from rank 0 at each pass. */
+  synchronizedGenerator: Generator | undefined;
+  /** Group used for that synchronisation. */
+  group: BroadcastGroup | undefined;
+  /** RNG kinds synchronised at each pass ("generator" is handled here). */
+  rngTypes: readonly string[] | undefined;
+
+  constructor(dataset: AnyDataset<T>, options: DataLoaderShardOptions<T, B> = {}) {
+    const { synchronizedGenerator, group, rngTypes, ...rest } = options;
+    super(dataset, rest);
+    this.synchronizedGenerator = synchronizedGenerator;
+    this.group = group;
+    this.rngTypes = rngTypes;
+  }
+
+  /** bs * P, or bs with splitBatches; undefined for variable-size batches. */
+  get totalBatchSize(): number | undefined {
+    const ds = this.dataset;
+    if (ds instanceof IterableDatasetShard) return ds.globalBatchSize;
+    let b = this.batchSampler;
+    while (b instanceof SkipBatchSampler) b = b.batchSampler;
+    if (b instanceof BatchSamplerShard) {
+      if (b.batchSize === undefined) return undefined;
+      return b.splitBatches ? b.batchSize : b.batchSize * b.numProcesses;
+    }
+    if (b) return typeof b.batchSize === 'number' ? b.batchSize : undefined;
+    // Without batching each step is one sample.
+    return this.batchSize ?? 1;
+  }
+
+  get numProcesses(): number {
+    if (this.dataset instanceof IterableDatasetShard) return this.dataset.numProcesses;
+    let b = this.batchSampler;
+    while (b instanceof SkipBatchSampler) b = b.batchSampler;
+    return b instanceof BatchSamplerShard ? b.numProcesses : 1;
+  }
+
+  protected get innerBatchesPerStep(): number {
+    let b = this.batchSampler;
+    while (b instanceof SkipBatchSampler) b = b.batchSampler;
+    return b instanceof BatchSamplerShard && !b.splitBatches ? b.numProcesses : 1;
+  }
+
+  override [Symbol.asyncIterator](): AsyncIterator<B> {
+    return this.iterate();
+  }
+
+  private async syncGenerator(): Promise<void> {
+    const g = this.group;
+    const gen = this.synchronizedGenerator;
+    if (!g || g.size <= 1 || !gen || !this.rngTypes?.includes('generator')) return;
+    const payload = g.rank === 0 ? new TextEncoder().encode(JSON.stringify(gen.getState())) : null;
+    const bytes = await broadcastBytes(g, payload, 0);
+    if (g.rank !== 0) gen.setState(JSON.parse(new TextDecoder().decode(bytes)) as GeneratorState);
+  }
+
+  private async *iterate(): AsyncGenerator<B, void, undefined> {
+    await this.syncGenerator();
+    const start = await this.beginPass();
+    let completed = false;
+    const inner = this.rawBatches(start);
+    try {
+      let cur = await inner.next();
+      if (cur.done) {
+        completed = true;
+        return;
+      }
+      let index = 0;
+      for (;;) {
+        let batch = cur.value;
+        if (this.deviceTransform) batch = await this.deviceTransform(batch);
+        // One batch ahead: know whether this one is the last before handing it out.
+        const next = await inner.next();
+        if (next.done) this.endOfDataloader = true;
+        this.progress!.steps++;
+        if (index >= this.skipBatches) yield batch;
+        index++;
+        if (next.done) break;
+        cur = next;
+      }
+      this.iteration++;
+      completed = true;
+    } finally {
+      if (!completed) await inner.return(undefined);
+      this.endPass(completed);
+    }
+  }
+}
+
+/** Options of {@link DataLoaderDispatcher}. */
+export interface DataLoaderDispatcherOptions<T, B> extends DataLoaderOptions<T, B>, PreparedLoaderOptions<B> {
+  /** One base batch is cut into P slices (instead of P base batches concatenated and sliced). */
+  splitBatches?: boolean;
+  /** Processes sharing the batches (default: the group's size, or 1). */
+  numProcesses?: number;
+  /** This process's index (default: the group's rank, or 0). */
+  processIndex?: number;
+  /** Carries batches from rank 0; required when numProcesses > 1. */
+  group?: BroadcastGroup;
+  /** How a global batch is sliced for one process (default {@link sliceBatch}). */
+  sliceFn?: DispatchSliceFn<B>;
+}
+
+interface DispatchMessage<B> {
+  batch: B;
+  last: boolean;
+}
+
+/**
+ * Accelerate's `DataLoaderDispatcher`: only process 0 iterates the
+ * underlying loader; each global batch (P base batches concatenated, or one
+ * base batch with `splitBatches`) is broadcast through the process group and
+ * every process keeps its slice. A final global batch whose size is not a
+ * multiple of P is completed with the first P rows of the first batch, so
+ * per-process last batches may be smaller; `remainder` is then the real size
+ * of that last global batch. `evenBatches` does not apply.
+ */
+export class DataLoaderDispatcher<T = unknown, B = Collated<T>> extends PreparedDataLoader<T, B> {
+  /** One base batch is sliced across processes (else P base batches are concatenated first). */
+  readonly splitBatches: boolean;
+  /** This process's index. */
+  readonly processIndex: number;
+  /** Group carrying batches from rank 0 (undefined on one process). */
+  readonly group: BroadcastGroup | undefined;
+  /** Slices a global batch for one process. */
+  readonly sliceFn: DispatchSliceFn<B>;
+  private readonly worldSize: number;
+
+  constructor(dataset: AnyDataset<T>, options: DataLoaderDispatcherOptions<T, B> = {}) {
+    const { splitBatches, numProcesses, processIndex, group, sliceFn, ...rest } = options;
+    super(dataset, rest);
+    this.splitBatches = splitBatches ?? false;
+    this.group = group;
+    this.worldSize = numProcesses ?? group?.size ?? 1;
+    this.processIndex = processIndex ?? group?.rank ?? 0;
+    this.sliceFn = sliceFn ?? ((batch, s, e) => sliceBatch(batch, s, e));
+    const P = this.worldSize;
+    if (!Number.isSafeInteger(P) || P < 1) throw new RangeError(`DataLoaderDispatcher: numProcesses must be a positive integer, got ${String(P)}.`);
+    if (!Number.isSafeInteger(this.processIndex) || this.processIndex < 0 || this.processIndex >= P) {
+      throw new RangeError(`DataLoaderDispatcher: processIndex must be in [0, ${P - 1}], got ${String(this.processIndex)}.`);
+    }
+    if (P > 1 && !group) {
+      throw new TypeError(
+        `DataLoaderDispatcher: numProcesses is ${P}, so batches must be broadcast from process 0 through a process group; pass options.group (the Accelerator passes its ProcessGroup).`,
+      );
+    }
+    if (group && (group.size !== P || group.rank !== this.processIndex)) {
+      throw new RangeError(
+        `DataLoaderDispatcher: the group has size ${group.size} and rank ${group.rank} but numProcesses is ${P} and processIndex ${this.processIndex}; they must match.`,
+      );
+    }
+    if (this.splitBatches && P > 1) {
+      const bs = this.batchSize ?? this.batchSampler?.batchSize;
+      if (typeof bs !== 'number' || bs % P !== 0) {
+        throw new RangeError(
+          `DataLoaderDispatcher: with splitBatches the batch size (${String(bs)}) needs to be a round multiple of the number of processes (${P}).`,
+        );
+      }
+    }
+  }
+
+  get numProcesses(): number {
+    return this.worldSize;
+  }
+
+  /** bs * P, or bs with splitBatches; undefined for variable-size batches. */
+  get totalBatchSize(): number | undefined {
+    const bs = this.batchSampler ? this.batchSampler.batchSize : this.batchSize;
+    if (typeof bs !== 'number') return undefined;
+    return this.splitBatches ? bs : bs * this.worldSize;
+  }
+
+  protected get innerBatchesPerStep(): number {
+    return this.splitBatches ? 1 : this.worldSize;
+  }
+
+  /** Our SkipBatchSampler skips underlying batches: convert back to steps. */
+  protected override get samplerSkippedSteps(): number {
+    return this.batchSampler instanceof SkipBatchSampler ? Math.floor(this.batchSampler.skipBatches / this.innerBatchesPerStep) : 0;
+  }
+
+  /** Steps per pass: the base length (split), floor (dropLast) or ceil of base length / P. */
+  override lengthOrUndefined(): number | undefined {
+    const whole = super.lengthOrUndefined();
+    if (whole === undefined) return undefined;
+    if (this.splitBatches) return whole;
+    return this.dropLastEffective ? Math.floor(whole / this.worldSize) : Math.ceil(whole / this.worldSize);
+  }
+
+  override [Symbol.asyncIterator](): AsyncIterator<B> {
+    return this.iterate();
+  }
+
+  /** Rank 0: global batches of the underlying loader. */
+  private async *globalBatches(start: ResumePoint): AsyncGenerator<B, void, undefined> {
+    const it = this.rawBatches(start);
+    try {
+      if (this.splitBatches) {
+        yield* it;
+        return;
+      }
+      for (;;) {
+        const parts: B[] = [];
+        for (let i = 0; i < this.worldSize; i++) {
+          const r = await it.next();
+          if (r.done) break;
+          parts.push(r.value);
+        }
+        if (parts.length === 0) return;
+        if (parts.length < this.worldSize && this.dropLastEffective) return;
+        yield this.concat(parts);
+        if (parts.length < this.worldSize) return;
+      }
+    } finally {
+      await it.return(undefined);
+    }
+  }
+
+  private concat(parts: B[]): B {
+    if (parts.length === 1) return parts[0];
+    try {
+      return concatBatches(parts);
+    } catch (e) {
+      throw new RangeError(
+        'DataLoaderDispatcher: batches of different shapes cannot be dispatched together. Pass dispatchBatches: false so each process reads its own batches, ' +
+          `or splitBatches: true so process 0 reads one full batch and slices it. (${(e as Error).message})`,
+        { cause: e },
+      );
+    }
+  }
+
+  private async *iterate(): AsyncGenerator<B, void, undefined> {
+    const start = await this.beginPass();
+    const P = this.worldSize;
+    const p = this.processIndex;
+    const source = p === 0 ? this.globalBatches(start) : undefined;
+    let ahead: IteratorResult<B, void> | undefined;
+    let completed = false;
+    const fetch = async (): Promise<DispatchMessage<B> | null> => {
+      let local: DispatchMessage<B> | null = null;
+      if (source) {
+        ahead ??= await source.next();
+        if (!ahead.done) {
+          const next = await source.next();
+          local = { batch: ahead.value, last: next.done === true };
+          ahead = next;
+        }
+      }
+      if (!this.group || P === 1) return local;
+      const msg = await broadcastBatch(this.group, p === 0 ? (local === null ? { end: true } : { end: false, last: local.last, batch: local.batch }) : undefined, 0);
+      const m = msg as { end: boolean; last?: boolean; batch?: B };
+      return m.end ? null : { batch: m.batch as B, last: m.last === true };
+    };
+    try {
+      let msg = await fetch();
+      if (msg === null) {
+        completed = true;
+        return;
+      }
+      let first: B | undefined;
+      let index = 0;
+      for (;;) {
+        let batch = msg.batch;
+        const observed = batchSizeOf(batch);
+        if (observed === undefined) {
+          throw new TypeError('DataLoaderDispatcher: cannot find the batch dimension (no tensor, typed array or per-sample array in the batch), so it cannot be split across processes.');
+        }
+        if (!this.dropLastEffective && first === undefined) first = this.sliceFn(batch, 0, P, p, P);
+        let per = Math.floor(observed / P);
+        if (msg.last && !this.dropLastEffective && observed % P !== 0) {
+          // Complete the last global batch with rows from the first one.
+          batch = concatBatches([batch, first as B]);
+          per += 1;
+        }
+        let mine = this.sliceFn(batch, p * per, (p + 1) * per, p, P);
+        if (msg.last) {
+          this.endOfDataloader = true;
+          this.remainder = observed;
+        }
+        if (this.deviceTransform) mine = await this.deviceTransform(mine);
+        this.progress!.steps++;
+        if (index >= this.skipBatches) yield mine;
+        index++;
+        if (msg.last) break;
+        msg = await fetch();
+        if (msg === null) break;
+      }
+      this.iteration++;
+      completed = true;
+    } finally {
+      if (source) await source.return(undefined);
+      this.endPass(completed);
+    }
+  }
+}
+
+/** Options of {@link SkipDataLoader}. */
+export interface SkipDataLoaderOptions<T, B> extends DataLoaderOptions<T, B> {
+  /** Batches to skip at the start of every pass. */
+  skipBatches?: number;
+}
+
+/**
+ * Accelerate's `SkipDataLoader`: a plain loader that skips its first
+ * `skipBatches` batches (for streams; map-style datasets skip cheaper with a
+ * {@link SkipBatchSampler}). Registers with GradientState while iterated.
+ */
+export class SkipDataLoader<T = unknown, B = Collated<T>> extends DataLoader<T, B> implements ActiveLoader {
+  readonly skipBatches: number;
+  endOfDataloader = false;
+  remainder = -1;
+  private readonly gradientState = new GradientState();
+
+  constructor(dataset: AnyDataset<T>, options: SkipDataLoaderOptions<T, B> = {}) {
+    const { skipBatches, ...rest } = options;
+    super(dataset, rest);
+    this.skipBatches = skipBatches ?? 0;
+    if (!Number.isSafeInteger(this.skipBatches) || this.skipBatches < 0) {
+      throw new RangeError(`SkipDataLoader: skipBatches must be a non-negative integer, got ${String(skipBatches)}.`);
+    }
+  }
+
+  override lengthOrUndefined(): number | undefined {
+    const n = super.lengthOrUndefined();
+    return n === undefined ? undefined : Math.max(0, n - this.skipBatches);
+  }
+
+  override [Symbol.asyncIterator](): AsyncIterator<B> {
+    return this.iterate();
+  }
+
+  private async *iterate(): AsyncGenerator<B, void, undefined> {
+    this.endOfDataloader = false;
+    this.remainder = -1;
+    const n = datasetLength(this.dataset);
+    if (!this.dropLast && n !== undefined && this.batchSize) this.remainder = n % this.batchSize;
+    this.gradientState.addDataloader(this);
+    try {
+      let index = 0;
+      for await (const batch of this.rawBatches()) {
+        if (index++ >= this.skipBatches) yield batch;
+      }
+    } finally {
+      this.gradientState.removeDataloader(this);
+    }
+  }
+}
+
+/**
+ * A loader that starts `numBatches` (per-process) batches into the pass
+ * (Accelerate's `skip_first_batches`), keeping the loader's kind, epoch
+ * (`iteration`), device transform and synchronisation. Map-style loaders
+ * skip in the batch sampler (nothing is read); streams read and discard.
+ * For a dispatcher each step is P batches of the underlying loader (one with
+ * splitBatches); Accelerate skips only `numBatches` there, which we treat as
+ * a bug. Use it for the resumed epoch only, or prefer
+ * `loadStateDict` which also restores the epoch and shuffling.
+ */
+export function skipFirstBatches<T, B>(loader: DataLoader<T, B>, numBatches = 0): DataLoader<T, B> {
+  if (!Number.isSafeInteger(numBatches) || numBatches < 0) {
+    throw new RangeError(`skipFirstBatches: numBatches must be a non-negative integer, got ${String(numBatches)}.`);
+  }
+  const ds = loader.dataset;
+  const byLoader = isIterableDataset(ds) || !loader.batchSampler;
+  const batching: DataLoaderOptions<T, B> = byLoader
+    ? { batchSize: loader.batchSize, dropLast: loader.dropLast, sampler: isIterableDataset(ds) ? undefined : loader.sampler }
+    : {};
+  if (!byLoader) batching.batchSize = null;
+  const batches = !(byLoader && loader.batchSize === null);
+  const common: DataLoaderOptions<T, B> = batches ? { collateFn: loader.collateFn } : {};
+  if (loader instanceof DataLoaderDispatcher) {
+    const steps = numBatches * (loader.splitBatches ? 1 : loader.numProcesses);
+    const out = new DataLoaderDispatcher<T, B>(ds, {
+      ...batching,
+      ...common,
+      ...(byLoader ? { skipBatches: numBatches } : { batchSampler: new SkipBatchSampler(loader.batchSampler!, steps) }),
+      splitBatches: loader.splitBatches,
+      numProcesses: loader.numProcesses,
+      processIndex: loader.processIndex,
+      group: loader.group,
+      sliceFn: loader.sliceFn,
+      iteration: loader.iteration,
+      deviceTransform: loader.deviceTransform,
+      onIterationStart: loader.onIterationStart,
+    });
+    return out;
+  }
+  if (loader instanceof DataLoaderShard) {
+    return new DataLoaderShard<T, B>(ds, {
+      ...batching,
+      ...common,
+      ...(byLoader ? { skipBatches: numBatches } : { batchSampler: new SkipBatchSampler(loader.batchSampler!, numBatches) }),
+      iteration: loader.iteration,
+      deviceTransform: loader.deviceTransform,
+      onIterationStart: loader.onIterationStart,
+      synchronizedGenerator: loader.synchronizedGenerator,
+      group: loader.group,
+      rngTypes: loader.rngTypes,
+    });
+  }
+  if (byLoader) return new SkipDataLoader<T, B>(ds, { ...batching, ...common, skipBatches: numBatches });
+  return new DataLoader<T, B>(ds, { ...common, batchSampler: new SkipBatchSampler(loader.batchSampler!, numBatches) });
+}

@@ -1,0 +1,102 @@
+import { describe, expect, it } from 'vitest';
+import { HostTensor } from '../../src/tensor/host-tensor.js';
+import { batchSizeOf, concatBatches, defaultCollate, sliceBatch, stackTensors } from '../../src/data/collate.js';
+import { TensorDataset } from '../../src/data/dataset.js';
+import { decodeBatch, encodeBatch } from '../../src/data/serialize.js';
+
+describe('defaultCollate', () => {
+  it('numbers -> int64 when all integers, else float64; booleans -> bool; bigints -> int64', () => {
+    const ints = defaultCollate([1, 2, 3]);
+    expect([ints.dtype, ints.shape, ints.toArray()]).toEqual(['int64', [3], [1, 2, 3]]);
+    const floats = defaultCollate([1, 2.5]);
+    expect([floats.dtype, floats.toArray()]).toEqual(['float64', [1, 2.5]]);
+    const bools = defaultCollate([true, false]);
+    expect([bools.dtype, bools.toArray()]).toEqual(['bool', [1, 0]]);
+    expect(defaultCollate([5n, 6n]).dtype).toBe('int64');
+  });
+
+  it('stacks tensors and typed arrays with a leading batch dimension', () => {
+    const t = defaultCollate([new HostTensor(new Float32Array([1, 2]), [2], 'float32'), new HostTensor(new Float32Array([3, 4]), [2], 'float32')]);
+    expect([t.dtype, t.shape, t.toArray()]).toEqual(['float32', [2, 2], [1, 2, 3, 4]]);
+    const a = defaultCollate([new Int32Array([1, 2, 3]), new Int32Array([4, 5, 6])]);
+    expect([a.dtype, a.shape, a.toArray()]).toEqual(['int32', [2, 3], [1, 2, 3, 4, 5, 6]]);
+    expect(() => stackTensors([HostTensor.fromNumbers([1]), HostTensor.fromNumbers([1, 2])])).toThrow(/same shape/);
+  });
+
+  it('objects and tuples field by field; strings -> string[]; other values pass through as the list', () => {
+    const when = new Date(0);
+    const b = defaultCollate([
+      { x: [1, 2], label: 'a', meta: when },
+      { x: [3, 4], label: 'b', meta: when },
+    ]);
+    expect(b.x.map((t) => t.toArray())).toEqual([
+      [1, 3],
+      [2, 4],
+    ]);
+    expect(b.label).toEqual(['a', 'b']);
+    expect(b.meta).toEqual([when, when]);
+    expect(() => defaultCollate([{ x: 1 }, { y: 1 } as unknown as { x: number }])).toThrow(/no field "x"/);
+    expect(() => defaultCollate([1, 'a'] as unknown[])).toThrow(/sample 1/);
+  });
+
+  it('TensorDataset rows collate like PyTorch (a list with one stacked tensor per source tensor)', () => {
+    const ds = new TensorDataset(HostTensor.fromNumbers([0, 1, 2, 3, 4, 5], [3, 2]), HostTensor.fromNumbers([7, 8, 9]));
+    const batch = defaultCollate([ds.get(0), ds.get(2)]);
+    expect(batch.map((t) => [t.shape, t.toArray()])).toEqual([
+      [[2, 2], [0, 1, 4, 5]],
+      [[2], [7, 9]],
+    ]);
+    expect(() => new TensorDataset(HostTensor.fromNumbers([1, 2]), HostTensor.fromNumbers([1]))).toThrow(/same first dimension/);
+  });
+});
+
+describe('batch structure operations', () => {
+  const batch = () => ({
+    x: HostTensor.fromNumbers([0, 1, 2, 3, 4, 5], [3, 2]),
+    names: ['a', 'b', 'c'],
+    tag: 'const',
+    pair: [HostTensor.fromNumbers([1, 2, 3]), new Float32Array([0.5, 1.5, 2.5])],
+  });
+
+  it('batchSizeOf, sliceBatch and concatBatches walk the structure; metadata passes through', () => {
+    const b = batch();
+    expect(batchSizeOf(b)).toBe(3);
+    expect(batchSizeOf({ tag: 'x' })).toBeUndefined();
+    const s = sliceBatch(b, 1, 3);
+    expect(s.x.shape).toEqual([2, 2]);
+    expect(s.x.toArray()).toEqual([2, 3, 4, 5]);
+    expect(s.names).toEqual(['b', 'c']);
+    expect(s.tag).toBe('const');
+    expect([...(s.pair[1] as Float32Array)]).toEqual([1.5, 2.5]);
+    const c = concatBatches([s, sliceBatch(b, 0, 1)]);
+    expect(c.x.toArray()).toEqual([2, 3, 4, 5, 0, 1]);
+    expect(c.names).toEqual(['b', 'c', 'a']);
+    expect((c.pair[0] as HostTensor).toArray()).toEqual([2, 3, 1]);
+    expect(() => concatBatches([{ tag: 'a' }, { tag: 'b' }])).toThrow(/non-tensor values/);
+    expect(() => concatBatches([HostTensor.fromNumbers([1, 2], [1, 2]), HostTensor.fromNumbers([1, 2, 3], [1, 3])])).toThrow(/first dimension/);
+  });
+
+  it('encodeBatch/decodeBatch round-trip structure, dtypes, shapes and values', () => {
+    const b = {
+      ...batch(),
+      half: new HostTensor(new Uint16Array([1, 2]), [2], 'bfloat16'),
+      big: new HostTensor(new BigInt64Array([-5n, 2n ** 40n]), [2], 'int64'),
+      flags: new HostTensor(new Uint8Array([1, 0, 1]), [3], 'bool'),
+      misc: [null, undefined, NaN, -Infinity, 12n, true, { 'a.b': 1 }],
+    };
+    const bytes = encodeBatch(b);
+    const d = decodeBatch<typeof b>(bytes);
+    expect(d.x.shape).toEqual([3, 2]);
+    expect(d.x.dtype).toBe('int64');
+    expect(d.x.toArray()).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(d.names).toEqual(['a', 'b', 'c']);
+    expect(d.tag).toBe('const');
+    expect(d.pair[1]).toBeInstanceOf(Float32Array);
+    expect([...(d.pair[1] as Float32Array)]).toEqual([0.5, 1.5, 2.5]);
+    expect([d.half.dtype, [...(d.half.data as Uint16Array)]]).toEqual(['bfloat16', [1, 2]]);
+    expect([...(d.big.data as BigInt64Array)]).toEqual([-5n, 2n ** 40n]);
+    expect([d.flags.dtype, d.flags.toArray()]).toEqual(['bool', [1, 0, 1]]);
+    expect(d.misc).toEqual([null, undefined, NaN, -Infinity, 12n, true, { 'a.b': 1 }]);
+    expect(() => encodeBatch({ when: new Date() })).toThrow(/batch\.when/);
+  });
+});
