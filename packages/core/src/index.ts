@@ -10,3 +10,5 @@ export * from './config/index.js';
 export * from './data/index.js';
 export * from './ops/index.js';
 export * from './utils/index.js';
+export * from './registry/index.js';
+export * from './accelerator/index.js';

@@ -116,6 +116,11 @@ export interface Backend<T = unknown, M = unknown, O = unknown, S = unknown> {
   wrapDistributed?(model: M, group: ProcessGroup<T>, options: Record<string, unknown>): M;
   /** Undo every wrapper core or the backend added. */
   unwrapModel?(model: M): M;
+  /**
+   * Turn gradient synchronisation of a distributed model on or off (DDP's
+   * `no_sync`): while off, backward only accumulates locally.
+   */
+  setGradientSync?(model: M, enabled: boolean): void;
 
   // ---- autograd and optimisation -----------------------------------------
   /** Backpropagate `loss * scale` into the parameters' gradients (accumulating). */

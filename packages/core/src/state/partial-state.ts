@@ -10,6 +10,7 @@ import type { Backend, DeviceInfo } from '../interfaces/backend.js';
 import type { ProcessGroup } from '../interfaces/process-group.js';
 import { DistributedType, multiTypeForDeviceKind } from './distributed-type.js';
 import { detectWorld, type WorldInfo } from './environment.js';
+import { setRankInfoProvider } from '../utils/logging.js';
 
 /** Options for {@link PartialState.init}. */
 export interface PartialStateOptions {
@@ -87,8 +88,14 @@ export class PartialState {
     }
     pending = PartialState.create(options);
     try {
-      current = await pending;
-      return current;
+      const s = await pending;
+      current = s;
+      setRankInfoProvider(() =>
+        current === s
+          ? { processIndex: s.processIndex, localProcessIndex: s.localProcessIndex, numProcesses: s.numProcesses, isMainProcess: s.isMainProcess, waitForEveryone: () => s.waitForEveryone() }
+          : undefined,
+      );
+      return s;
     } finally {
       pending = undefined;
     }

@@ -57,6 +57,11 @@ export class RegressionDataset implements Iterable<RegressionSample> {
     return { x: this.x[i], y: this.y[i] };
   }
 
+  /** Sample `index`: makes the dataset a map-style `Dataset` for `DataLoader`. */
+  get(index: number): RegressionSample {
+    return this.getItem(index);
+  }
+
   *[Symbol.iterator](): Iterator<RegressionSample> {
     for (let i = 0; i < this.length; i++) yield { x: this.x[i], y: this.y[i] };
   }

@@ -1,0 +1,29 @@
+/**
+ * `@accelerate/cli`: the `accelerate` command. The command implementations
+ * are exported so they can be called (and tested) without a subprocess.
+ * @packageDocumentation
+ */
+export { CliError, processContext, type CliContext } from './context.js';
+export { inquirerPrompter, scriptedPrompter, type Choice, type Prompter } from './prompter.js';
+export { COMMANDS, createProgram, markPassThrough, normalizeArgv, runCli, type RegisterCommand } from './program.js';
+export {
+  registerConfigCommand,
+  runConfigDefault,
+  runConfigQuestionnaire,
+  runConfigUpdate,
+  type ConfigCommandOptions,
+  type ConfigDefaultOptions,
+} from './commands/config.js';
+export { askClusterConfig } from './commands/questionnaire.js';
+export {
+  KNOWN_BACKENDS,
+  collectEnvInfo,
+  formatEnvInfo,
+  packageVersion,
+  probePackage,
+  registerEnvCommand,
+  runEnv,
+  type EnvInfo,
+  type EnvOptions,
+  type PackageStatus,
+} from './commands/env.js';

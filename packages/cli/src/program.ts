@@ -1,0 +1,143 @@
+/**
+ * The `accelerate` program: commander wiring, flag spelling, error display.
+ *
+ * Commands live in `commands/*.ts` as plain functions (tests call them
+ * directly) plus a `register…Command(program, ctx)` that adds them here.
+ * Further commands (`launch`, `test`, …) slot in by adding their register
+ * function to {@link COMMANDS}; a command that runs a user script should be
+ * marked with {@link markPassThrough} so its script's own flags are left alone.
+ * @module
+ */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { ConfigError } from '@accelerate/core';
+import { Command, CommanderError, type Option } from 'commander';
+import { registerConfigCommand } from './commands/config.js';
+import { registerEnvCommand } from './commands/env.js';
+import { CliError, processContext, type CliContext } from './context.js';
+
+/** Adds one command (and its subcommands) to the program. */
+export type RegisterCommand = (program: Command, ctx: CliContext) => void;
+
+/** The commands of `accelerate`, in help order. */
+export const COMMANDS: RegisterCommand[] = [registerConfigCommand, registerEnvCommand];
+
+const passThrough = new WeakSet<Command>();
+
+/**
+ * Marks a command whose first positional argument starts a user script
+ * (`accelerate launch train.js --lr_rate 1`): flag spellings are normalised
+ * only before it.
+ */
+export function markPassThrough(cmd: Command): Command {
+  passThrough.add(cmd);
+  cmd.passThroughOptions();
+  return cmd;
+}
+
+function cliVersion(): string {
+  try {
+    const pj = JSON.parse(readFileSync(fileURLToPath(new URL('../package.json', import.meta.url)), 'utf8')) as { version?: string };
+    return pj.version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** Builds the commander program with every command registered. */
+export function createProgram(ctx: CliContext, commands: readonly RegisterCommand[] = COMMANDS): Command {
+  const program = new Command('accelerate');
+  program
+    .description('accelerate-ts: run the same training code on one CPU or many machines.')
+    .usage('<command> [options]')
+    .version(cliVersion(), '-v, --version', 'Print the accelerate-ts version.')
+    .helpOption('-h, --help', 'Show help.')
+    .showSuggestionAfterError(true)
+    // Options belong to the command they follow (`config default --config_file x` is default's).
+    .enablePositionalOptions()
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => ctx.stdout(s),
+      writeErr: (s) => ctx.stderr(s),
+    });
+  program.addHelpText('after', '\nFlags accept snake_case and kebab-case alike (--config_file or --config-file).');
+  for (const register of commands) register(program, ctx);
+  return program;
+}
+
+function longFlags(cmd: Command): Map<string, Option> {
+  const map = new Map<string, Option>();
+  for (let c: Command | null = cmd; c; c = c.parent) {
+    for (const o of c.options as readonly Option[]) if (o.long && !map.has(o.long)) map.set(o.long, o);
+  }
+  return map;
+}
+
+/**
+ * Rewrites flag spellings to the registered ones, so both `--config_file`
+ * and `--config-file` (and `--config-file=x`) work whichever the command
+ * declares. Stops at `--` and, for pass-through commands, at the user script.
+ */
+export function normalizeArgv(program: Command, args: readonly string[]): string[] {
+  const out = [...args];
+  let cmd = program;
+  for (let i = 0; i < out.length; i++) {
+    const tok = out[i];
+    if (tok === '--') break;
+    if (tok.startsWith('--')) {
+      const eq = tok.indexOf('=');
+      const name = eq >= 0 ? tok.slice(0, eq) : tok;
+      const flags = longFlags(cmd);
+      let opt = flags.get(name);
+      if (!opt) {
+        for (const variant of [name.replace(/-/g, '_').replace(/^__/, '--'), name.replace(/_/g, '-')]) {
+          const found = flags.get(variant);
+          if (found) {
+            opt = found;
+            out[i] = variant + (eq >= 0 ? tok.slice(eq) : '');
+            break;
+          }
+        }
+      }
+      // Skip the option's value so it is not mistaken for a subcommand.
+      if (opt && eq < 0 && opt.required && i + 1 < out.length) i++;
+      continue;
+    }
+    if (tok.startsWith('-')) continue;
+    const sub = (cmd.commands as readonly Command[]).find((c) => c.name() === tok || c.aliases().includes(tok));
+    if (sub) {
+      cmd = sub;
+      continue;
+    }
+    if (passThrough.has(cmd)) break;
+  }
+  return out;
+}
+
+/**
+ * Runs `accelerate` with `args` (without the node and script paths) and
+ * returns the exit code. Errors are printed as one clear message, never a
+ * stack trace: configuration errors, usage errors (commander's own message),
+ * and command failures.
+ */
+export async function runCli(args: readonly string[], overrides: Partial<CliContext> = {}): Promise<number> {
+  const ctx = processContext(overrides);
+  const program = createProgram(ctx);
+  try {
+    await program.parseAsync(normalizeArgv(program, args), { from: 'user' });
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode;
+    if (e instanceof ConfigError || e instanceof CliError) {
+      ctx.stderr(`accelerate: ${e.message}\n`);
+      return e instanceof CliError ? e.exitCode : 1;
+    }
+    // Ctrl-C inside a prompt.
+    if (e instanceof Error && e.name === 'ExitPromptError') {
+      ctx.stderr('accelerate: cancelled; nothing was written.\n');
+      return 130;
+    }
+    ctx.stderr(`accelerate: ${e instanceof Error ? e.message : String(e)}\n`);
+    return 1;
+  }
+  return ctx.exitCode;
+}

@@ -1,0 +1,706 @@
+/**
+ * The `Accelerator`: keep your training loop, run it on one CPU or many
+ * processes, with gradient accumulation and mixed precision, through any
+ * registered backend.
+ * @module
+ */
+import type { Backend, BackendFactory, GradScaler, Loss, MixedPrecision } from '../interfaces/backend.js';
+import type { PluginContext } from '../interfaces/plugin.js';
+import { GradientState, type GradientAccumulationOptions } from '../state/gradient-state.js';
+import { PartialState } from '../state/partial-state.js';
+import { AcceleratorState } from '../state/accelerator-state.js';
+import { DistributedType } from '../state/distributed-type.js';
+import {
+  broadcast as broadcastOp,
+  gather as gatherOp,
+  gatherObject as gatherObjectOp,
+  padAcrossProcesses as padOp,
+  reduce as reduceOp,
+  splitBetweenProcesses as splitOp,
+  type CollectiveContext,
+  type PadAcrossProcessesOptions,
+  type Reduction,
+} from '../ops/collectives.js';
+import { sendToDevice, sliceTensors } from '../ops/structure.js';
+import { DataLoader } from '../data/dataloader.js';
+import { prepareDataLoader } from '../data/prepare.js';
+import { PreparedDataLoader, skipFirstBatches as skipFirstBatchesImpl } from '../data/loaders.js';
+import { findExecutableBatchSize as findBatchSizeImpl } from '../utils/memory.js';
+import { checkOsKernel } from '../utils/environment.js';
+import { resolveConfig, type ResolvedConfig } from '../config/resolve.js';
+import { resolveBackend } from '../registry/backend-registry.js';
+import { discoverInstalledBackends } from './backend-discovery.js';
+import { normalizeProjectConfiguration, type DataLoaderConfiguration, type ProjectConfiguration } from './configurations.js';
+import { indexKwargsHandlers, type AnyKwargsHandler, GradScalerKwargs, InitProcessGroupKwargs } from './kwargs-handlers.js';
+import { PluginContainer, type PluginOption } from './plugin-container.js';
+import { applyPendingSeed } from './seed.js';
+import { optimizerStepState, unwrapPrepared, wrapOptimizer, wrapScheduler } from './wrappers.js';
+
+/** Constructor options of {@link Accelerator}. Names follow Accelerate's, in camelCase. */
+export interface AcceleratorOptions {
+  /**
+   * Compute backend: an instance, a factory, or a registered name. Default:
+   * the highest-priority backend that initialises (installed `@accelerate/backend-*`
+   * packages are discovered automatically).
+   */
+  backend?: Backend<any, any, any, any> | BackendFactory | string;
+  /** `no` | `fp16` | `bf16` | `fp8`. Default from env `ACCELERATE_MIXED_PRECISION`, the config file, else `no`. */
+  mixedPrecision?: MixedPrecision;
+  /** Micro-batches per optimizer update. Default 1. */
+  gradientAccumulationSteps?: number;
+  /** Full accumulation options; cannot be combined with `gradientAccumulationSteps`. */
+  gradientAccumulationPlugin?: GradientAccumulationOptions;
+  /** Run on the CPU even if an accelerator device exists. */
+  cpu?: boolean;
+  /** Move models and batches to the device. Default true. */
+  devicePlacement?: boolean;
+  dataloaderConfig?: DataLoaderConfiguration;
+  projectConfig?: ProjectConfiguration;
+  /** Shorthand for `projectConfig.projectDir`. */
+  projectDir?: string;
+  /** Tie prepared schedulers to optimizer updates (see `schedulerStepsPerCall`). Default true. */
+  stepSchedulerWithOptimizer?: boolean;
+  /** Kwargs handlers (DDP, process group, grad scaler, autocast); each class at most once. */
+  kwargsHandlers?: AnyKwargsHandler[];
+  /** Plugins (FSDP, DeepSpeed, user plugins). Frozen at the first `prepare`. */
+  plugins?: PluginOption[];
+  /** Config file to read; `false` to ignore any default config file. Default: `$HF_HOME/accelerate/default_config.yaml` when present. */
+  configFile?: string | false;
+  /** Environment to read instead of `process.env` (tests, embedding). */
+  env?: Readonly<Record<string, string | undefined>>;
+}
+
+const MIXED_PRECISIONS: readonly MixedPrecision[] = ['no', 'fp16', 'bf16', 'fp8'];
+
+type Prepared<T extends readonly unknown[]> = { [K in keyof T]: T[K] };
+
+/**
+ * The entry point of accelerate-ts.
+ *
+ * ```ts
+ * const accelerator = new Accelerator({ gradientAccumulationSteps: 2 });
+ * const [model, optimizer, loader] = await accelerator.prepare(model0, optimizer0, loader0);
+ * for await (const batch of loader) {
+ *   await accelerator.accumulate(model, async () => {
+ *     accelerator.backward(lossOf(model, batch));
+ *     optimizer.step();
+ *     optimizer.zeroGrad();
+ *   });
+ * }
+ * ```
+ *
+ * Construction is synchronous and only resolves configuration. Joining the
+ * process group and choosing the device are asynchronous: they happen in
+ * {@link Accelerator.ready}, which `prepare` and every collective await for
+ * you. Properties that need them (`device`, `processIndex`, …) throw a
+ * teaching error before that.
+ */
+export class Accelerator {
+  /** The resolved configuration, with where each value came from. */
+  readonly config: ResolvedConfig;
+  /** Shared gradient state (accumulation and sync). */
+  readonly gradientState: GradientState;
+  readonly devicePlacement: boolean;
+  readonly stepSchedulerWithOptimizer: boolean;
+  readonly projectConfiguration: ReturnType<typeof normalizeProjectConfiguration>;
+  readonly dataloaderConfig: Readonly<DataLoaderConfiguration>;
+
+  private readonly options: AcceleratorOptions;
+  private readonly handlers: ReturnType<typeof indexKwargsHandlers>;
+  private readonly pluginOptions: PluginOption[];
+  private pluginContainer: PluginContainer | undefined;
+  private readyPromise: Promise<this> | undefined;
+  private partial: PartialState | undefined;
+  private generation = -1;
+  private scaler: GradScaler<any, any> | undefined;
+  private triggerFlag = false;
+
+  /** Models, optimizers, schedulers and loaders returned by `prepare`, in order. */
+  readonly models: unknown[] = [];
+  readonly optimizers: unknown[] = [];
+  readonly schedulers: unknown[] = [];
+  readonly dataloaders: unknown[] = [];
+  /** Optimizer updates applied through prepared optimizers. */
+  step = 0;
+
+  constructor(options: AcceleratorOptions = {}) {
+    this.options = options;
+    if (options.gradientAccumulationPlugin && options.gradientAccumulationSteps !== undefined && options.gradientAccumulationSteps !== 1) {
+      throw new Error(
+        'Pass either gradientAccumulationSteps or gradientAccumulationPlugin, not both: set numSteps inside gradientAccumulationPlugin.',
+      );
+    }
+    if (options.mixedPrecision !== undefined && !MIXED_PRECISIONS.includes(options.mixedPrecision)) {
+      throw new Error(`Accelerator mixedPrecision must be one of ${MIXED_PRECISIONS.join(', ')}; got ${JSON.stringify(options.mixedPrecision)}.`);
+    }
+    this.handlers = indexKwargsHandlers(options.kwargsHandlers ?? []);
+    this.config = resolveConfig({
+      constructorArgs: {
+        mixedPrecision: options.mixedPrecision,
+        gradientAccumulationSteps: options.gradientAccumulationPlugin?.numSteps ?? options.gradientAccumulationSteps,
+        cpu: options.cpu,
+        splitBatches: options.dataloaderConfig?.splitBatches,
+        dispatchBatches: options.dataloaderConfig?.dispatchBatches,
+        evenBatches: options.dataloaderConfig?.evenBatches,
+        projectDir: options.projectConfig?.projectDir ?? options.projectDir,
+        loggingDir: options.projectConfig?.loggingDir,
+      },
+      env: options.env ?? process.env,
+      configFile: options.configFile,
+    });
+    this.gradientState = new GradientState({
+      ...options.gradientAccumulationPlugin,
+      numSteps: this.config.value('gradientAccumulationSteps'),
+    });
+    this.devicePlacement = options.devicePlacement ?? true;
+    this.stepSchedulerWithOptimizer = options.stepSchedulerWithOptimizer ?? true;
+    this.projectConfiguration = normalizeProjectConfiguration({
+      ...options.projectConfig,
+      projectDir: this.config.value('projectDir'),
+      loggingDir: this.config.value('loggingDir'),
+    });
+    this.dataloaderConfig = {
+      ...options.dataloaderConfig,
+      splitBatches: this.config.value('splitBatches'),
+      dispatchBatches: this.config.value('dispatchBatches'),
+      evenBatches: this.config.value('evenBatches'),
+    };
+    this.pluginOptions = [...(options.plugins ?? [])];
+    const kernelWarning = checkOsKernel();
+    if (kernelWarning) process.emitWarning(kernelWarning, 'AccelerateWarning');
+    for (const w of this.config.warnings) process.emitWarning(w, 'AccelerateWarning');
+  }
+
+  /**
+   * Resolve the backend, detect the world, join the process group and choose
+   * the device. Idempotent; `prepare` and collectives call it for you.
+   */
+  ready(): Promise<this> {
+    this.readyPromise ??= this.init();
+    return this.readyPromise;
+  }
+
+  /** `new Accelerator(options)` followed by `await ready()`. */
+  static async create(options: AcceleratorOptions = {}): Promise<Accelerator> {
+    return new Accelerator(options).ready();
+  }
+
+  private async init(): Promise<this> {
+    const backend = await this.resolveBackendOption();
+    const timeoutMs = (this.handlers.initProcessGroup ?? new InitProcessGroupKwargs()).timeoutMs(this.handlers.initProcessGroup?.fields.backend);
+    this.partial = await PartialState.init({
+      backend,
+      cpu: this.config.value('cpu'),
+      env: this.options.env,
+      timeoutMs,
+      processGroupBackend: this.handlers.initProcessGroup?.fields.backend,
+      debug: this.config.value('debug'),
+    });
+    this.generation = PartialState.generation;
+    applyPendingSeed(backend, this.partial.processIndex);
+    const precision = this.mixedPrecision;
+    if (precision === 'fp16') {
+      if (this.partial.device === 'cpu') {
+        throw new Error(
+          'mixedPrecision "fp16" needs a GPU: fp16 autocast and loss scaling do not run on the CPU (Python Accelerate silently disables it). Use "bf16" on the CPU, or "no".',
+        );
+      }
+      const scalerKwargs = this.handlers.gradScaler ?? new GradScalerKwargs();
+      if (scalerKwargs.fields.enabled) {
+        if (!backend.createGradScaler) {
+          throw new Error(`The "${backend.name}" backend has no loss scaler, which fp16 training needs. Use mixedPrecision "bf16" or "no".`);
+        }
+        this.scaler = backend.createGradScaler({ ...scalerKwargs.fields });
+      }
+    }
+    if (precision === 'fp8') {
+      throw new Error('mixedPrecision "fp8" needs an fp8 recipe backend (TransformerEngine, torchao or MS-AMP), which accelerate-ts does not provide yet. Use "bf16".');
+    }
+    return this;
+  }
+
+  private async resolveBackendOption(): Promise<Backend<any, any, any, any>> {
+    const b = this.options.backend;
+    if (b && typeof b === 'object' && 'isTensor' in b) return b as Backend;
+    if (b && typeof b === 'object' && 'init' in b) return (b as BackendFactory).init();
+    await discoverInstalledBackends();
+    return resolveBackend(typeof b === 'string' ? [b] : undefined);
+  }
+
+  /** Per-accelerator state: precision, configuration with provenance, plugins, and the process's world. */
+  get state(): AcceleratorState {
+    return new AcceleratorState(this.partialState, this.config, this.pluginContainer?.plugins.map((p) => p.name) ?? []);
+  }
+
+  private get partialState(): PartialState {
+    if (!this.partial) {
+      throw new Error(
+        'The Accelerator is not ready yet: the device and process group are chosen asynchronously. `await accelerator.ready()` (or `await accelerator.prepare(...)`) before reading this property, or create it with `await Accelerator.create(options)`.',
+      );
+    }
+    PartialState.assertFresh(this.generation, 'This Accelerator');
+    return this.partial;
+  }
+
+  /** The compute backend. */
+  get backend(): Backend<any, any, any, any> {
+    return this.partialState.backend;
+  }
+  get device(): string {
+    return this.partialState.device;
+  }
+  /** Distributed type (FSDP / DEEPSPEED / MEGATRON_LM when requested on a multi-process run). */
+  get distributedType(): DistributedType {
+    return this.state.distributedType;
+  }
+  get numProcesses(): number {
+    return this.partialState.numProcesses;
+  }
+  get processIndex(): number {
+    return this.partialState.processIndex;
+  }
+  get localProcessIndex(): number {
+    return this.partialState.localProcessIndex;
+  }
+  get isMainProcess(): boolean {
+    return this.partialState.isMainProcess;
+  }
+  get isLocalMainProcess(): boolean {
+    return this.partialState.isLocalMainProcess;
+  }
+  get isLastProcess(): boolean {
+    return this.partialState.isLastProcess;
+  }
+  get useDistributed(): boolean {
+    return this.partialState.useDistributed;
+  }
+  /** Effective precision. */
+  get mixedPrecision(): MixedPrecision {
+    return this.config.value('mixedPrecision');
+  }
+  /** Whether the current micro-step synchronises gradients. */
+  get syncGradients(): boolean {
+    return this.gradientState.syncGradients;
+  }
+  set syncGradients(value: boolean) {
+    this.gradientState.syncGradients = value;
+  }
+  get gradientAccumulationSteps(): number {
+    return this.gradientState.numSteps;
+  }
+  set gradientAccumulationSteps(value: number) {
+    this.gradientState.numSteps = value;
+  }
+  /** True when any prepared optimizer skipped its last step (fp16 overflow). */
+  get optimizerStepWasSkipped(): boolean {
+    return this.optimizers.some((o) => optimizerStepState(o)?.stepWasSkipped ?? false);
+  }
+  get splitBatches(): boolean {
+    return this.dataloaderConfig.splitBatches ?? false;
+  }
+  get evenBatches(): boolean {
+    return this.dataloaderConfig.evenBatches ?? true;
+  }
+  get projectDir(): string | undefined {
+    return this.projectConfiguration.projectDir;
+  }
+  get loggingDir(): string | undefined {
+    return this.projectConfiguration.loggingDir;
+  }
+
+  /** Register plugins before the first `prepare` (the configuration freezes there). */
+  use(...plugins: PluginOption[]): this {
+    if (this.pluginContainer) {
+      const names = plugins.flat(Infinity as 1).filter(Boolean).map((p) => `"${(p as { name: string }).name}"`).join(', ');
+      throw new Error(
+        `Cannot add plugin ${names} after prepare(): the Accelerator's configuration froze at the first prepare. Pass plugins to new Accelerator({ plugins }) or call accelerator.use() before prepare.`,
+      );
+    }
+    this.pluginOptions.push(...plugins);
+    return this;
+  }
+
+  private pluginContext(): PluginContext {
+    return {
+      config: this.config.values(),
+      processIndex: this.processIndex,
+      numProcesses: this.numProcesses,
+      device: this.device,
+    };
+  }
+
+  private async plugins(): Promise<PluginContainer> {
+    if (!this.pluginContainer) {
+      this.pluginContainer = new PluginContainer(this.pluginOptions, this.config.values());
+      await this.pluginContainer.notify('configResolved', this.pluginContext());
+      if (this.partialState.group) await this.pluginContainer.notify('processGroupReady', this.pluginContext());
+    }
+    return this.pluginContainer;
+  }
+
+  /**
+   * Prepare models, optimizers, data loaders and schedulers for the run, and
+   * return them in the order given (a single object is returned as-is in a
+   * one-element tuple). Loaders, models and optimizers are prepared first,
+   * then schedulers, so a scheduler finds its prepared optimizer. Objects of
+   * other kinds pass through unchanged.
+   */
+  async prepare<T extends readonly unknown[]>(...objects: T): Promise<Prepared<T>> {
+    await this.ready();
+    const backend = this.backend;
+    const plugins = await this.plugins();
+    const ctx = this.pluginContext();
+    const out: unknown[] = [...objects];
+    for (let i = 0; i < out.length; i++) {
+      const obj = out[i];
+      if (obj instanceof DataLoader) out[i] = await this.prepareDataLoaderInternal(obj, plugins, ctx);
+      else if (backend.isModel(obj)) out[i] = await this.prepareModel(obj, plugins, ctx);
+      else if (backend.isOptimizer(obj)) out[i] = await this.prepareOptimizer(obj, plugins, ctx);
+    }
+    for (let i = 0; i < out.length; i++) {
+      const obj = out[i];
+      if (backend.isScheduler?.(obj)) out[i] = await this.prepareScheduler(obj, plugins, ctx);
+    }
+    return out as unknown as Prepared<T>;
+  }
+
+  /** Prepare one model: plugins, device placement, autocast, data parallelism. */
+  async prepareModel<M>(model: M, plugins?: PluginContainer, ctx?: PluginContext): Promise<M> {
+    await this.ready();
+    plugins ??= await this.plugins();
+    ctx ??= this.pluginContext();
+    const backend = this.backend as Backend<unknown, M>;
+    let m = (await plugins.transform('prepareModel', model, ctx)) as M;
+    if (this.devicePlacement) backend.moveModel(m, this.device);
+    if (this.mixedPrecision !== 'no' && backend.wrapForwardForPrecision) m = backend.wrapForwardForPrecision(m, this.mixedPrecision);
+    if (this.useDistributed) {
+      if (!backend.wrapDistributed) {
+        throw new Error(`The "${backend.name}" backend cannot wrap models for data parallelism; run a single process or use @accelerate/backend-libtorch.`);
+      }
+      m = backend.wrapDistributed(m, this.partialState.group!, { ...this.handlers.ddp?.fields });
+    }
+    this.models.push(m);
+    return m;
+  }
+
+  /** Prepare one optimizer (see {@link wrapOptimizer}). */
+  async prepareOptimizer<O extends object>(optimizer: O, plugins?: PluginContainer, ctx?: PluginContext): Promise<O> {
+    await this.ready();
+    plugins ??= await this.plugins();
+    ctx ??= this.pluginContext();
+    const o = await plugins.transform('prepareOptimizer', optimizer, ctx);
+    if (this.devicePlacement) this.backend.moveOptimizerState?.(o, this.device);
+    const pluginCtx = ctx;
+    const wrapped = wrapOptimizer(o, this.backend, {
+      scaler: this.scaler,
+      onStep: (raw) => plugins!.claim('optimizerStep', raw, pluginCtx),
+    });
+    this.optimizers.push(wrapped);
+    return wrapped;
+  }
+
+  /** Prepare one scheduler, bound to the prepared optimizer it drives (or all). */
+  async prepareScheduler<S extends object>(scheduler: S, plugins?: PluginContainer, ctx?: PluginContext): Promise<S> {
+    await this.ready();
+    plugins ??= await this.plugins();
+    ctx ??= this.pluginContext();
+    const s = await plugins.transform('prepareScheduler', scheduler, ctx);
+    const target = this.backend.schedulerOptimizer?.(s);
+    const bound = () => {
+      const match = this.optimizers.filter((o) => unwrapPrepared(o) === target);
+      return match.length > 0 ? match : this.optimizers;
+    };
+    const wrapped = wrapScheduler(s, this.backend, {
+      optimizers: bound,
+      stepWithOptimizer: this.stepSchedulerWithOptimizer,
+      splitBatches: this.splitBatches,
+      numProcesses: this.numProcesses,
+    });
+    this.schedulers.push(wrapped);
+    return wrapped;
+  }
+
+  private async prepareDataLoaderInternal<T, B>(loader: DataLoader<T, B>, plugins: PluginContainer, ctx: PluginContext): Promise<PreparedDataLoader<T, B>> {
+    if (loader instanceof PreparedDataLoader) return loader; // already prepared: re-preparing is a no-op, as in Accelerate
+    const l = (await plugins.transform('prepareDataLoader', loader, ctx)) as DataLoader<T, B>;
+    const backend = this.backend;
+    const device = this.device;
+    const prepared = prepareDataLoader(l, {
+      numProcesses: this.numProcesses,
+      processIndex: this.processIndex,
+      splitBatches: this.splitBatches,
+      evenBatches: this.evenBatches,
+      dispatchBatches: this.dataloaderConfig.dispatchBatches,
+      useSeedableSampler: this.dataloaderConfig.useSeedableSampler,
+      dataSeed: this.dataloaderConfig.dataSeed,
+      putOnDevice: this.devicePlacement,
+      rngTypes: ['generator'],
+      group: this.partialState.group,
+      deviceTransform: this.devicePlacement ? (batch: B) => sendToDevice(batch, device, backend, {}) as B : undefined,
+    });
+    this.dataloaders.push(prepared);
+    return prepared;
+  }
+
+  /** Prepare a data loader alone (Accelerate's `prepare_data_loader`). */
+  async prepareDataLoader<T, B>(loader: DataLoader<T, B>): Promise<PreparedDataLoader<T, B>> {
+    await this.ready();
+    return this.prepareDataLoaderInternal(loader, await this.plugins(), this.pluginContext());
+  }
+
+  /**
+   * Backpropagate `loss`, divided by the accumulation steps (and multiplied by
+   * the fp16 loss scale). A loss closure is accepted for backends that compute
+   * gradients from a function (tfjs).
+   */
+  backward<T>(loss: Loss<T>): void {
+    const plugins = this.pluginContainer;
+    if (plugins?.claim('backward', loss, this.pluginContext())) return;
+    const scale = (1 / this.gradientState.numSteps) * (this.scaler ? this.scaler.getScale() : 1);
+    this.backend.backward(loss, { scale });
+  }
+
+  /**
+   * Run one micro-step of gradient accumulation: decides whether this step
+   * syncs (every `gradientAccumulationSteps` steps and on the loader's last
+   * batch) and, when it does not, turns off gradient all-reduce on `models`
+   * for the duration of `fn`. Prepared optimizers and schedulers skip their
+   * steps on non-sync micro-steps by themselves.
+   */
+  async accumulate<R>(models: unknown, fn: () => R | Promise<R>): Promise<R> {
+    await this.ready();
+    this.gradientState.advance();
+    const list = Array.isArray(models) ? models : [models];
+    const distributed = this.useDistributed;
+    const skipSync = distributed && !this.syncGradients && !this.gradientState.syncEachBatch;
+    return this.withGradientSync(list, !skipSync, fn);
+  }
+
+  /** Run `fn` with gradient synchronisation of `model` turned off (DDP's `no_sync`). No-op on one process. */
+  async noSync<R>(model: unknown, fn: () => R | Promise<R>): Promise<R> {
+    await this.ready();
+    return this.withGradientSync([model], !this.useDistributed, fn);
+  }
+
+  private async withGradientSync<R>(models: unknown[], sync: boolean, fn: () => R | Promise<R>): Promise<R> {
+    const backend = this.backend;
+    if (sync || !backend.setGradientSync) return fn();
+    for (const m of models) backend.setGradientSync(m, false);
+    try {
+      return await fn();
+    } finally {
+      for (const m of models) backend.setGradientSync(m, true);
+    }
+  }
+
+  /** Run `fn` with autocast for this accelerator's precision (or disabled with `{ enabled: false }`). */
+  autocast<R>(fn: () => R, options: { enabled?: boolean } = {}): R {
+    const backend = this.backend;
+    const enabled = options.enabled ?? this.handlers.autocast?.fields.enabled ?? true;
+    if (this.mixedPrecision === 'no' || !backend.autocast) return fn();
+    return backend.autocast(this.mixedPrecision, fn, { enabled });
+  }
+
+  /** Divide fp16-scaled gradients by the loss scale (no-op otherwise). */
+  unscaleGradients(optimizer?: unknown): void {
+    if (!this.scaler) return;
+    const opts = optimizer ? [optimizer] : this.optimizers;
+    for (const o of opts) this.scaler.unscale(unwrapPrepared(o));
+  }
+
+  /**
+   * Clip the global norm of `parameters` (tensors, or a model whose parameters
+   * are taken) to `maxNorm`; returns the norm before clipping. Unscales fp16
+   * gradients first.
+   */
+  clipGradNorm(parameters: unknown, maxNorm: number, normType = 2): number {
+    this.unscaleGradients();
+    return this.backend.clipGradNorm(this.paramList(parameters), maxNorm, normType);
+  }
+
+  /** Clamp every gradient element of `parameters` into `[-clipValue, clipValue]`. */
+  clipGradValue(parameters: unknown, clipValue: number): void {
+    const backend = this.backend;
+    if (!backend.clipGradValue) throw new Error(`The "${backend.name}" backend does not implement clipGradValue.`);
+    this.unscaleGradients();
+    backend.clipGradValue(this.paramList(parameters), clipValue);
+  }
+
+  private paramList(parameters: unknown): unknown[] {
+    const backend = this.backend;
+    if (backend.isModel(parameters)) return backend.namedParameters(parameters).map(([, p]) => p);
+    if (Array.isArray(parameters)) return parameters;
+    return [...(parameters as Iterable<unknown>)];
+  }
+
+  /** Undo `prepare`'s wrappers (DDP, autocast patch, optimizer proxy). */
+  unwrapModel<M>(model: M): M {
+    const raw = unwrapPrepared(model);
+    return (this.backend.unwrapModel?.(raw) ?? raw) as M;
+  }
+
+  // ---- collectives --------------------------------------------------------------
+
+  private collectiveContext(): CollectiveContext<any> {
+    const s = this.partialState;
+    return { group: s.group, ops: s.backend, numProcesses: s.numProcesses, processIndex: s.processIndex, debug: s.debug, device: s.device };
+  }
+
+  /** Gather tensors (nested structures allowed) from every process, concatenated on dim 0 in rank order. */
+  async gather<D>(data: D): Promise<D> {
+    await this.ready();
+    return gatherOp(data, this.collectiveContext());
+  }
+
+  /** Gather any JSON-serialisable objects from every process (lists are flattened one level). */
+  async gatherObject<E>(obj: E | E[]): Promise<E[]> {
+    await this.ready();
+    return gatherObjectOp(obj, this.collectiveContext());
+  }
+
+  /**
+   * Gather for metrics: like {@link gather}, but on the active loader's last
+   * batch the samples that even-batches padding duplicated are dropped, so
+   * every sample counts exactly once.
+   */
+  async gatherForMetrics<D>(data: D, options: { useGatherObject?: boolean } = {}): Promise<D> {
+    await this.ready();
+    const ops = this.backend;
+    const hasNonTensor = (x: unknown): boolean =>
+      Array.isArray(x) ? x.some(hasNonTensor) : x && typeof x === 'object' && !ops.isTensor(x) && !ArrayBuffer.isView(x) && !('shape' in (x as object))
+        ? Object.values(x as object).some(hasNonTensor)
+        : !(ops.isTensor(x) || (typeof x === 'object' && x !== null && 'shape' in (x as object)));
+    const useObject = options.useGatherObject ?? hasNonTensor(data);
+    const gathered = (useObject ? await this.gatherObject(data) : await this.gather(data)) as D;
+    if (!this.gradientState.endOfDataloader) return gathered;
+    const remainder = this.gradientState.remainder;
+    if (remainder <= 0) return gathered;
+    if (Array.isArray(gathered)) return gathered.slice(0, remainder) as D;
+    return sliceTensors(gathered, 0, remainder, ops);
+  }
+
+  /** Reduce tensors across processes: `sum`, `mean` or `max`, then multiply by `scale`. */
+  async reduce<D>(data: D, reduction: Reduction = 'sum', scale = 1): Promise<D> {
+    await this.ready();
+    return reduceOp(data, this.collectiveContext(), reduction, scale);
+  }
+
+  /** Copy `from`'s tensors to every process. */
+  async broadcast<D>(data: D, from = 0): Promise<D> {
+    await this.ready();
+    return broadcastOp(data, this.collectiveContext(), from);
+  }
+
+  /** Pad tensors on `dim` to the largest size across processes, so they can be gathered. */
+  async padAcrossProcesses<D>(data: D, options: PadAcrossProcessesOptions = {}): Promise<D> {
+    await this.ready();
+    return padOp(data, this.collectiveContext(), options);
+  }
+
+  /** This process's share of `inputs` (lists, tensors, dicts of those). */
+  splitBetweenProcesses<D>(inputs: D, applyPadding = false): D {
+    const s = this.partialState;
+    return splitOp(inputs, { numProcesses: s.numProcesses, processIndex: s.processIndex, applyPadding, ops: s.backend });
+  }
+
+  /** Barrier: resolves once every process got here. */
+  async waitForEveryone(): Promise<void> {
+    await this.ready();
+    await this.partialState.waitForEveryone();
+  }
+
+  /** Run `fn` on the main process first, then on the others. */
+  async mainProcessFirst<R>(fn: () => R | Promise<R>): Promise<R> {
+    return this.firstOn(this.isMainProcess, fn);
+  }
+
+  /** Run `fn` on each machine's local main process first, then on that machine's others. */
+  async localMainProcessFirst<R>(fn: () => R | Promise<R>): Promise<R> {
+    return this.firstOn(this.isLocalMainProcess, fn);
+  }
+
+  private async firstOn<R>(isFirst: boolean, fn: () => R | Promise<R>): Promise<R> {
+    await this.ready();
+    if (!isFirst) await this.waitForEveryone();
+    const r = await fn();
+    if (isFirst) await this.waitForEveryone();
+    return r;
+  }
+
+  /** `fn` wrapped to run only on the main process (elsewhere it returns undefined). */
+  onMainProcess<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) => R | undefined {
+    return (...args) => (this.isMainProcess ? fn(...args) : undefined);
+  }
+  /** `fn` wrapped to run only on each machine's local main process. */
+  onLocalMainProcess<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) => R | undefined {
+    return (...args) => (this.isLocalMainProcess ? fn(...args) : undefined);
+  }
+  /** `fn` wrapped to run only on the last process. */
+  onLastProcess<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) => R | undefined {
+    return (...args) => (this.isLastProcess ? fn(...args) : undefined);
+  }
+  /** `fn` wrapped to run only on global rank `processIndex`. */
+  onProcess<A extends unknown[], R>(fn: (...args: A) => R, processIndex: number): (...args: A) => R | undefined {
+    return (...args) => (this.processIndex === processIndex ? fn(...args) : undefined);
+  }
+  /** `fn` wrapped to run only on local rank `localProcessIndex` of each machine. */
+  onLocalProcess<A extends unknown[], R>(fn: (...args: A) => R, localProcessIndex: number): (...args: A) => R | undefined {
+    return (...args) => (this.localProcessIndex === localProcessIndex ? fn(...args) : undefined);
+  }
+
+  /** `console.log` once per machine (on the local main process). */
+  print(...args: unknown[]): void {
+    if (this.isLocalMainProcess) console.log(...args);
+  }
+
+  /** Raise a flag on this process that {@link checkTrigger} sees on every process (e.g. early stopping). */
+  setTrigger(): void {
+    this.triggerFlag = true;
+  }
+
+  /** True on every process if any process called {@link setTrigger} since the last check; resets the flag. */
+  async checkTrigger(): Promise<boolean> {
+    await this.ready();
+    const flag = new Int32Array([this.triggerFlag ? 1 : 0]);
+    if (this.partialState.group) await this.partialState.group.allReduce(flag, 'sum').wait();
+    if (flag[0] > 0) {
+      this.triggerFlag = false;
+      return true;
+    }
+    return false;
+  }
+
+  /** A loader that skips its first `numBatches` batches (for resuming mid-epoch). */
+  skipFirstBatches<T, B>(loader: DataLoader<T, B>, numBatches: number): DataLoader<T, B> {
+    return skipFirstBatchesImpl(loader, numBatches);
+  }
+
+  /**
+   * Run `fn(batchSize)` starting at `startingBatchSize`, and on an
+   * out-of-memory error (as the backend recognises it) retry with 90 % of it.
+   */
+  findExecutableBatchSize<A extends unknown[], R>(fn: (batchSize: number, ...args: A) => R, startingBatchSize = 128): (...args: A) => R {
+    const backend = this.partial?.backend;
+    return findBatchSizeImpl(fn, {
+      startingBatchSize,
+      isOutOfMemoryError: backend ? (e: unknown) => backend.isOutOfMemoryError(e) : undefined,
+      clearCache: () => backend?.emptyCache?.(),
+    });
+  }
+
+  /** Forget prepared objects and reset step counters (Accelerate's `free_memory`). */
+  freeMemory(): void {
+    this.models.length = 0;
+    this.optimizers.length = 0;
+    this.schedulers.length = 0;
+    this.dataloaders.length = 0;
+    this.step = 0;
+    this.partial?.backend.emptyCache?.();
+  }
+
+  /** Finish the run: plugins' teardown and, in a distributed run, leave the process group. */
+  async endTraining(): Promise<void> {
+    if (this.pluginContainer && this.partial) await this.pluginContainer.notify('teardown', this.pluginContext());
+    if (this.partial?.group) await this.waitForEveryone();
+  }
+}

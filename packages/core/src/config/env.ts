@@ -1,0 +1,138 @@
+/**
+ * Environment variables: Accelerate's boolean parsing and the list of the
+ * `ACCELERATE_*` names Accelerate (and `accelerate launch`) use, so that a
+ * misspelt one is reported instead of silently ignored.
+ * @module
+ */
+import { ConfigError, showValue, suggestClosest } from './errors.js';
+
+/** Strings Accelerate's `str_to_bool` reads as true (compared lower-cased). */
+export const BOOL_TRUE_STRINGS: readonly string[] = ['y', 'yes', 't', 'true', 'on', '1'];
+/** Strings Accelerate's `str_to_bool` reads as false (compared lower-cased). */
+export const BOOL_FALSE_STRINGS: readonly string[] = ['n', 'no', 'f', 'false', 'off', '0'];
+
+/**
+ * Parses a boolean the way Accelerate's `str_to_bool` does: `y, yes, t, true,
+ * on, 1` are true and `n, no, f, false, off, 0` false, in any case; anything
+ * else throws a {@link ConfigError} naming `name` (the variable) and the value.
+ */
+export function parseBoolEnv(name: string, value: string): boolean {
+  const lower = value.trim().toLowerCase();
+  if (BOOL_TRUE_STRINGS.includes(lower)) return true;
+  if (BOOL_FALSE_STRINGS.includes(lower)) return false;
+  const expected = `a boolean: one of ${BOOL_TRUE_STRINGS.join(', ')} (true) or ${BOOL_FALSE_STRINGS.join(', ')} (false)`;
+  throw new ConfigError('the environment', [
+    {
+      kind: 'invalid-value',
+      key: name,
+      value,
+      expected,
+      message: `${name}=${showValue(value)} is not ${expected}`,
+    },
+  ]);
+}
+
+/**
+ * Every `ACCELERATE_*` environment variable Accelerate reads or
+ * `accelerate launch` writes (read from Accelerate's source), plus
+ * {@link PROVENANCE_ENV_VAR} and {@link CONFIG_FILE_ENV_VAR}. Used to spot typos such as
+ * `ACCELERATE_MIXED_PRECISON`.
+ */
+export const KNOWN_ACCELERATE_ENV_VARS: readonly string[] = [
+  'ACCELERATE_MIXED_PRECISION',
+  'ACCELERATE_GRADIENT_ACCUMULATION_STEPS',
+  'ACCELERATE_GRADIENT_CLIPPING',
+  'ACCELERATE_USE_CPU',
+  'ACCELERATE_DEBUG_MODE',
+  'ACCELERATE_DEBUG_RDV_FILE',
+  'ACCELERATE_CPU_AFFINITY',
+  'ACCELERATE_TORCH_DEVICE',
+  'ACCELERATE_NUM_PROCESSES',
+  'ACCELERATE_LOG_LEVEL',
+  'ACCELERATE_ENABLE_RICH',
+  'ACCELERATE_DOWNCAST_BF16',
+  'ACCELERATE_IN_TPU_POD',
+  'ACCELERATE_BYPASS_DEVICE_MAP',
+  'ACCELERATE_INIT_INCLUDE_BUFFERS',
+  'ACCELERATE_ALLOW_CP_STANDALONE',
+  'ACCELERATE_USE_DEEPSPEED',
+  'ACCELERATE_USE_FSDP',
+  'ACCELERATE_USE_MEGATRON_LM',
+  'ACCELERATE_USE_PARALLELISM_CONFIG',
+  'ACCELERATE_USE_SAGEMAKER',
+  'ACCELERATE_SAGEMAKER_DISTRIBUTED_TYPE',
+  'ACCELERATE_CONFIG_DS_FIELDS',
+  'ACCELERATE_DEEPSPEED_CONFIG_FILE',
+  'ACCELERATE_DEEPSPEED_ZERO_STAGE',
+  'ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE',
+  'ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE',
+  'ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_NVME_PATH',
+  'ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_NVME_PATH',
+  'ACCELERATE_DEEPSPEED_ZERO3_INIT',
+  'ACCELERATE_DEEPSPEED_ZERO3_SAVE_16BIT_MODEL',
+  'ACCELERATE_DEEPSPEED_MOE_LAYER_CLS_NAMES',
+  'ACCELERATE_DYNAMO_BACKEND',
+  'ACCELERATE_DYNAMO_MODE',
+  'ACCELERATE_DYNAMO_USE_FULLGRAPH',
+  'ACCELERATE_DYNAMO_USE_DYNAMIC',
+  'ACCELERATE_DYNAMO_USE_REGIONAL_COMPILATION',
+  'ACCELERATE_FP8_BACKEND',
+  'ACCELERATE_FP8_USE_AUTOCAST_DURING_EVAL',
+  'ACCELERATE_FP8_MARGIN',
+  'ACCELERATE_FP8_INTERVAL',
+  'ACCELERATE_FP8_FORMAT',
+  'ACCELERATE_FP8_AMAX_HISTORY_LEN',
+  'ACCELERATE_FP8_AMAX_COMPUTE_ALGO',
+  'ACCELERATE_FP8_OVERRIDE_FPROP',
+  'ACCELERATE_FP8_OVERRIDE_DGRAD',
+  'ACCELERATE_FP8_OVERRIDE_WGRAD',
+  'ACCELERATE_FP8_OPT_LEVEL',
+  'ACCELERATE_FP8_ENABLE_FSDP_FLOAT8_ALL_GATHER',
+  'ACCELERATE_FP8_PAD_INNER_DIM',
+  'ACCELERATE_FP8_USE_MXFP8_BLOCK_SCALING',
+  // Written by `accelerate launch` from the questionnaire's fp8 key names (never read: an Accelerate quirk).
+  'ACCELERATE_FP8_AMAX_HISTORY_LENGTH',
+  'ACCELERATE_FP8_AMAX_COMPUTE_ALGORITHM',
+  'ACCELERATE_FP8_OPTIMIZATION_LEVEL',
+  'ACCELERATE_CONFIG_PROVENANCE',
+  'ACCELERATE_CONFIG_FILE',
+];
+
+/**
+ * Path of the config file a launcher used (`accelerate launch --config_file`),
+ * exported to its children so that their resolved configuration reads the
+ * same file. accelerate-ts only; Python Accelerate does not set it.
+ */
+export const CONFIG_FILE_ENV_VAR = 'ACCELERATE_CONFIG_FILE';
+
+/**
+ * Set by a launcher to tell its child processes where each `ACCELERATE_*`
+ * value it exports came from (JSON: `{ "<VAR>": { "value", "source", "detail" } }`),
+ * so the child's provenance report says "config file /x.yaml" or
+ * "launch flag --mixed_precision" rather than just "env".
+ */
+export const PROVENANCE_ENV_VAR = 'ACCELERATE_CONFIG_PROVENANCE';
+
+/**
+ * Warnings for environment variables that look like Accelerate's
+ * (`ACCELERATE_…`) but are not known, when a known name is close, e.g.
+ * `ACCELERATE_MIXED_PRECISON is not an Accelerate variable and is ignored; did you mean ACCELERATE_MIXED_PRECISION?`.
+ * Unknown names with no close match are left alone (other tools use the prefix too).
+ */
+export function checkAccelerateEnvNames(
+  env: Readonly<Record<string, string | undefined>>,
+  extraKnown: Iterable<string> = [],
+): string[] {
+  const known = new Set([...KNOWN_ACCELERATE_ENV_VARS, ...extraKnown]);
+  const prefix = 'ACCELERATE_';
+  const bare = [...known].filter((k) => k.startsWith(prefix)).map((k) => k.slice(prefix.length));
+  const warnings: string[] = [];
+  for (const name of Object.keys(env).sort()) {
+    if (!name.toUpperCase().startsWith(prefix) || known.has(name)) continue;
+    const near = suggestClosest(name.slice(prefix.length), bare);
+    if (near !== undefined) {
+      warnings.push(`${name} is not an Accelerate variable and is ignored; did you mean ${prefix}${near}?`);
+    }
+  }
+  return warnings;
+}

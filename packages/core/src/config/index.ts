@@ -1,0 +1,80 @@
+/**
+ * Configuration: the `default_config.yaml` schema, reading/writing it, and
+ * the resolved configuration with provenance.
+ * @module
+ */
+export {
+  CLUSTER_CONFIG_FIELDS,
+  COMPUTE_ENVIRONMENTS,
+  DEEPSPEED_MULTINODE_LAUNCHERS,
+  DISTRIBUTED_TYPES,
+  DYNAMO_BACKENDS,
+  DYNAMO_MODES,
+  FSDP_AUTO_WRAP_POLICIES,
+  FSDP_BACKWARD_PREFETCH,
+  FSDP_SHARDING_STRATEGIES,
+  FSDP_STATE_DICT_TYPES,
+  MIXED_PRECISIONS,
+  SAGEMAKER_CONFIG_FIELDS,
+  SAGEMAKER_DISTRIBUTED_TYPES,
+  configFieldsFor,
+  lookupSectionKey,
+  toJsonSchema,
+} from './schema.js';
+export type {
+  AccelerateConfigFile,
+  ClusterConfigFile,
+  ComputeEnvironment,
+  ConfigDistributedType,
+  ConfigFieldSpec,
+  ConfigSection,
+  ConfigValueType,
+  SageMakerConfigFile,
+  SageMakerDistributedType,
+} from './schema.js';
+export { ConfigError, suggestClosest } from './errors.js';
+export type { ConfigIssue, ConfigIssueKind } from './errors.js';
+export { describeExpected, validateConfigDict } from './validate.js';
+export type { ValidateOptions, ValidatedConfig } from './validate.js';
+export {
+  BOOL_FALSE_STRINGS,
+  BOOL_TRUE_STRINGS,
+  CONFIG_FILE_ENV_VAR,
+  KNOWN_ACCELERATE_ENV_VARS,
+  PROVENANCE_ENV_VAR,
+  checkAccelerateEnvNames,
+  parseBoolEnv,
+} from './env.js';
+export {
+  accelerateCacheDir,
+  basicConfig,
+  configFormatOf,
+  configToDict,
+  defaultConfigPath,
+  findDefaultConfigFile,
+  hfHome,
+  loadConfigFile,
+  parseConfigText,
+  saveConfigFile,
+  serializeConfig,
+  writeBasicConfig,
+  writeFileAtomic,
+} from './file.js';
+export type { DetectedDevices, LoadConfigOptions, LoadedConfigFile, WriteBasicConfigResult } from './file.js';
+export {
+  CONFIG_SOURCES,
+  SETTING_NAMES,
+  encodeProvenanceEnv,
+  formatProvenance,
+  resolveConfig,
+  resolvedValues,
+} from './resolve.js';
+export type {
+  ConfigSource,
+  DynamoBackendName,
+  ResolveConfigOptions,
+  ResolvedConfig,
+  ResolvedSetting,
+  ResolvedSettings,
+  ResolvedValues,
+} from './resolve.js';
