@@ -19,5 +19,10 @@ if [ -n "$missing" ]; then
   $SUDO apt-get install -y -q --no-install-recommends $missing
 fi
 
+# Python references (torch 2.x CPU, accelerate, safetensors) for interop tests
+# and benchmarks; optional: tests that need it skip with a reason without it.
+echo "setup: Python reference venv (.venv-py)"
+bash scripts/setup-python.sh >/dev/null || echo "setup: Python references unavailable; interop tests will be skipped"
+
 echo "setup: npm ci"
 npm ci --no-audit --no-fund

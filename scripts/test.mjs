@@ -2,7 +2,12 @@
 // `npm test`: build every package, run the whole vitest suite, and end with
 // one summary line "N passed, N failed, N skipped" that CI reads.
 import { spawnSync } from 'node:child_process';
-import { readFileSync, mkdirSync } from 'node:fs';
+import { readFileSync, mkdirSync, existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+
+// Interop tests find Python references here (scripts/setup-python.sh makes the venv).
+const venvPython = resolve('.venv-py/bin/python');
+if (!process.env.ACCELERATE_TS_PYTHON && existsSync(venvPython)) process.env.ACCELERATE_TS_PYTHON = venvPython;
 
 const run = (cmd, args) => spawnSync(cmd, args, { stdio: 'inherit', env: process.env }).status ?? 1;
 

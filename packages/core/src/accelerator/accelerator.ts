@@ -72,7 +72,8 @@ export interface AcceleratorOptions {
 
 const MIXED_PRECISIONS: readonly MixedPrecision[] = ['no', 'fp16', 'bf16', 'fp8'];
 
-type Prepared<T extends readonly unknown[]> = { [K in keyof T]: T[K] };
+/** The tuple `prepare` resolves to: the same types, in the same order. */
+export type Prepared<T extends readonly unknown[]> = { [K in keyof T]: T[K] };
 
 /**
  * The entry point of accelerate-ts.

@@ -6,6 +6,7 @@
  * are quoted), or JSON when the file name ends in `.json`.
  * @module
  */
+import type { EnvironmentVariables } from '../state/environment.js';
 import { existsSync, mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -24,7 +25,6 @@ import {
 } from './schema.js';
 import { validateConfigDict, type ValidateOptions } from './validate.js';
 
-type Env = Readonly<Record<string, string | undefined>>;
 
 function expandHome(p: string): string {
   if (p === '~') return homedir();
@@ -36,24 +36,24 @@ function expandHome(p: string): string {
  * The Hugging Face cache folder: `$HF_HOME`, else `$XDG_CACHE_HOME/huggingface`,
  * else `~/.cache/huggingface` (a leading `~` is expanded, as Python does).
  */
-export function hfHome(env: Env = process.env): string {
+export function hfHome(env: EnvironmentVariables = process.env): string {
   if (env.HF_HOME) return expandHome(env.HF_HOME);
   const cache = env.XDG_CACHE_HOME ? expandHome(env.XDG_CACHE_HOME) : join(homedir(), '.cache');
   return join(cache, 'huggingface');
 }
 
 /** Folder holding Accelerate's config: `<hfHome>/accelerate`. */
-export function accelerateCacheDir(env: Env = process.env): string {
+export function accelerateCacheDir(env: EnvironmentVariables = process.env): string {
   return join(hfHome(env), 'accelerate');
 }
 
 /** Default config file path: `<hfHome>/accelerate/default_config.yaml`. */
-export function defaultConfigPath(env: Env = process.env): string {
+export function defaultConfigPath(env: EnvironmentVariables = process.env): string {
   return join(accelerateCacheDir(env), 'default_config.yaml');
 }
 
 /** The default config file if it exists, else `null`. */
-export function findDefaultConfigFile(env: Env = process.env): string | null {
+export function findDefaultConfigFile(env: EnvironmentVariables = process.env): string | null {
   const p = defaultConfigPath(env);
   return existsSync(p) ? p : null;
 }
@@ -79,7 +79,7 @@ export interface LoadedConfigFile {
 /** Options for {@link loadConfigFile}. */
 export interface LoadConfigOptions extends ValidateOptions {
   /** Environment used to find the default file (default `process.env`). */
-  env?: Env;
+  env?: EnvironmentVariables;
 }
 
 /**
@@ -319,7 +319,7 @@ export function writeBasicConfig(options: {
   mixedPrecision?: string;
   path?: string;
   devices?: DetectedDevices | null;
-  env?: Env;
+  env?: EnvironmentVariables;
 } = {}): WriteBasicConfigResult {
   const file = resolve(options.path ?? defaultConfigPath(options.env ?? process.env));
   const config = basicConfig(options.mixedPrecision ?? 'no', options.devices);

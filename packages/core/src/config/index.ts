@@ -29,6 +29,7 @@ export type {
   ConfigFieldSpec,
   ConfigSection,
   ConfigValueType,
+  JsonSchema,
   SageMakerConfigFile,
   SageMakerDistributedType,
 } from './schema.js';
@@ -72,6 +73,7 @@ export {
 export type {
   ConfigSource,
   DynamoBackendName,
+  ProvenanceMap,
   ResolveConfigOptions,
   ResolvedConfig,
   ResolvedSetting,

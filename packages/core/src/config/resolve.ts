@@ -7,6 +7,7 @@
  * winner for each setting; {@link formatProvenance} prints the result.
  * @module
  */
+import type { EnvironmentVariables } from '../state/environment.js';
 import type { MixedPrecision } from '../interfaces/backend.js';
 import { ConfigError, showValue, suggestClosest, type ConfigIssue } from './errors.js';
 import { checkAccelerateEnvNames, CONFIG_FILE_ENV_VAR, parseBoolEnv, PROVENANCE_ENV_VAR } from './env.js';
@@ -129,7 +130,6 @@ export interface ResolvedConfig extends ResolvedSettings {
   report(): string;
 }
 
-type Env = Readonly<Record<string, string | undefined>>;
 
 /** Inputs of {@link resolveConfig}. */
 export interface ResolveConfigOptions {
@@ -138,7 +138,7 @@ export interface ResolveConfigOptions {
   /** Values given as `accelerate launch` flags, when resolving inside the launcher. */
   launchFlags?: Partial<ResolvedValues>;
   /** Environment (default `process.env`). */
-  env?: Env;
+  env?: EnvironmentVariables;
   /**
    * The config file: a path or an already loaded file; `false` or `null` for
    * none. When undefined: the file named by {@link CONFIG_FILE_ENV_VAR}
@@ -162,7 +162,8 @@ interface Candidate<T> {
   raw?: string;
 }
 
-type ProvenanceMap = Record<string, { value: string; source: ConfigSource; detail: string }>;
+/** Settings a launcher passes to its children with their sources (see {@link encodeProvenanceEnv}). */
+export type ProvenanceMap = Record<string, { value: string; source: ConfigSource; detail: string }>;
 
 /**
  * Encodes what a launcher exports, for {@link PROVENANCE_ENV_VAR}: the child's
@@ -173,7 +174,7 @@ export function encodeProvenanceEnv(entries: ProvenanceMap): string {
   return JSON.stringify(entries);
 }
 
-function readProvenance(env: Env, warnings: string[]): ProvenanceMap {
+function readProvenance(env: EnvironmentVariables, warnings: string[]): ProvenanceMap {
   const raw = env[PROVENANCE_ENV_VAR];
   if (!raw) return {};
   try {
@@ -248,7 +249,7 @@ const checkOptString: Check<string | undefined> = (v, key) =>
 const checkSeed: Check<number | undefined> = (v, key) =>
   typeof v === 'number' && Number.isInteger(v) ? v : badValue(key, v, 'an integer');
 
-// Env strings -> values (errors name the variable).
+// EnvironmentVariables strings -> values (errors name the variable).
 const envInt = (min: number) => (name: string, raw: string): number | ConfigIssue => {
   const t = raw.trim();
   const n = /^[+-]?\d+$/.test(t) ? Number(t) : NaN;
@@ -536,7 +537,7 @@ export function resolveConfig(options: ResolveConfigOptions = {}): ResolvedConfi
     if (fu) return fu;
     const eu = byTier('env');
     if (eu) return eu;
-    // Env with a launcher provenance may carry a config-file source.
+    // EnvironmentVariables with a launcher provenance may carry a config-file source.
     const ec = byTier('config file');
     const fileDt = fromFile('distributedType');
     if (fileDt) return fileDt;

@@ -452,7 +452,8 @@ export type AccelerateConfigFile = ClusterConfigFile | SageMakerConfigFile;
 
 // ---- JSON Schema ------------------------------------------------------------
 
-type JsonSchema = Record<string, unknown>;
+/** A JSON Schema document (draft-07). */
+export type JsonSchema = Record<string, unknown>;
 
 function typeToJson(t: ConfigValueType): JsonSchema[] {
   switch (t) {

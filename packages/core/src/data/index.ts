@@ -73,6 +73,7 @@ export {
   type DataLoaderStateDict,
   type DeviceTransform,
   type DispatchSliceFn,
+  type PassProgress,
   type PreparedLoaderOptions,
   type SkipDataLoaderOptions,
 } from './loaders.js';

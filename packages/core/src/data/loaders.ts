@@ -72,7 +72,8 @@ export interface PreparedLoaderOptions<B> {
   onIterationStart?: () => void | Promise<void>;
 }
 
-interface PassProgress {
+/** How far the current pass got (for exact resume). */
+export interface PassProgress {
   /** Per-process steps handed out (including skipped ones). */
   steps: number;
   /** Where the pass started in the global order. */

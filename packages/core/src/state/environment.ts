@@ -39,12 +39,13 @@ export class EnvironmentError extends Error {
   override name = 'EnvironmentError';
 }
 
-type Env = Readonly<Record<string, string | undefined>>;
+/** Environment variables as `process.env` holds them. */
+export type EnvironmentVariables = Readonly<Record<string, string | undefined>>;
 
 /** Default rendezvous port, as torchrun and Accelerate. */
 export const DEFAULT_MASTER_PORT = 29500;
 
-function readInt(env: Env, name: string, readFrom: Record<string, string>, min = 0): number | undefined {
+function readInt(env: EnvironmentVariables, name: string, readFrom: Record<string, string>, min = 0): number | undefined {
   const raw = env[name];
   if (raw === undefined || raw === '') return undefined;
   const v = Number(raw.trim());
@@ -58,7 +59,7 @@ function readInt(env: Env, name: string, readFrom: Record<string, string>, min =
 }
 
 /** First of `names` that is set, parsed as an integer. */
-function firstInt(env: Env, names: readonly string[], readFrom: Record<string, string>, min = 0): number | undefined {
+function firstInt(env: EnvironmentVariables, names: readonly string[], readFrom: Record<string, string>, min = 0): number | undefined {
   for (const n of names) {
     const v = readInt(env, n, readFrom, min);
     if (v !== undefined) return v;
@@ -95,7 +96,7 @@ function slurmTasksPerNode(spec: string): number[] {
  * present: torchrun/`accelerate launch` (`RANK`/`WORLD_SIZE`), then MPI, then
  * SLURM, then a single process.
  */
-export function detectWorld(env: Env = process.env, cpuCount: number = availableParallelism()): WorldInfo {
+export function detectWorld(env: EnvironmentVariables = process.env, cpuCount: number = availableParallelism()): WorldInfo {
   const readFrom: Record<string, string> = {};
   let source: WorldSource = 'single';
   let rank: number | undefined;
