@@ -44,7 +44,7 @@ describe('SeededRandom', () => {
   });
 
   it('refuses non-integer seeds and malformed states', () => {
-    expect(() => new SeededRandom(1.5)).toThrow('SeededRandom.seed: seed must be a safe integer, got 1.5. Pass an integer such as 42.');
+    expect(() => new SeededRandom(1.5)).toThrow('Generator.manualSeed: seed must be a safe integer, got 1.5. Pass an integer such as 42.');
     expect(() => new SeededRandom(0).setState(new Uint8Array(16))).toThrow(/all-zero state is invalid/);
   });
 });
