@@ -1,0 +1,86 @@
+// Shared declarations of the addon. Kept free of <torch/torch.h> and <ATen/ATen.h>:
+// each .cc includes only the ATen headers it needs, so a change recompiles one file quickly.
+#pragma once
+
+#include <napi.h>
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/Exception.h>
+#include <torch/csrc/api/include/torch/version.h>
+
+#include <string>
+
+#if TORCH_VERSION_MAJOR >= 2
+#define ACC_TORCH2 1
+#else
+#define ACC_TORCH2 0
+#endif
+
+namespace acc {
+
+// A JS handle owning one reference to an at::Tensor. Disposing (or GC) drops that
+// reference; the storage is freed when autograd, views and other handles let go too.
+class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
+ public:
+  static void Init(Napi::Env env, Napi::Object exports);
+  // A new JS handle for `t` (undefined tensors become JS null).
+  static Napi::Value Make(Napi::Env env, at::Tensor t);
+  // The tensor behind a JS handle; throws a TypeError naming `what` otherwise.
+  static at::Tensor& Get(const Napi::Value& v, const char* what);
+  static bool Is(const Napi::Value& v);
+
+  explicit TensorWrap(const Napi::CallbackInfo& info);
+  // Runs synchronously inside GC (basic finalizer), so a synchronous loop that drops
+  // handles frees memory without waiting for the event loop.
+  void Finalize(Napi::BasicEnv env) override;
+
+  at::Tensor tensor;
+  int64_t accounted = 0;
+
+  void Attach(Napi::Env env, at::Tensor t);
+  void Release(Napi::BasicEnv env);
+
+ private:
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
+  Napi::Value IsDisposed(const Napi::CallbackInfo& info);
+};
+
+// Convert C++ exceptions from libtorch into JS errors with the short message.
+[[noreturn]] void Rethrow(Napi::Env env);
+
+template <Napi::Value (*F)(const Napi::CallbackInfo&)>
+Napi::Value Guarded(const Napi::CallbackInfo& info) {
+  try {
+    return F(info);
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (...) {
+    Rethrow(info.Env());
+  }
+}
+
+// dtype names <-> ScalarType (PyTorch names: float32, int64, bool, ...).
+c10::ScalarType ParseDType(Napi::Env env, const Napi::Value& v);
+const char* DTypeName(c10::ScalarType t);
+c10::Device ParseDevice(Napi::Env env, const Napi::Value& v);
+std::string DeviceName(const c10::Device& d);
+std::vector<int64_t> ParseInts(Napi::Env env, const Napi::Value& v, const char* what);
+Napi::Array IntsToJs(Napi::Env env, c10::IntArrayRef v);
+
+// Bytes counted against V8's external memory for a tensor (views count zero).
+int64_t AccountedBytes(const at::Tensor& t);
+
+// Registration of each translation unit's functions.
+void InitTensor(Napi::Env env, Napi::Object exports);
+void InitDispatch(Napi::Env env, Napi::Object exports);
+void InitAutograd(Napi::Env env, Napi::Object exports);
+void InitNN(Napi::Env env, Napi::Object exports);
+void InitOptim(Napi::Env env, Napi::Object exports);
+void InitRuntime(Napi::Env env, Napi::Object exports);
+void InstallAllocator();
+void InitC10d(Napi::Env env, Napi::Object exports);
+
+#define ACC_FN(exports, name, fn) \
+  exports.Set(name, Napi::Function::New(env, ::acc::Guarded<fn>, name))
+
+}  // namespace acc

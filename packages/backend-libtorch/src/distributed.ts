@@ -1,0 +1,164 @@
+/**
+ * Core's {@link ProcessGroup} over c10d's ProcessGroupGloo and a TCPStore: CPU
+ * collectives between processes on libtorch tensors or plain typed arrays.
+ * @module
+ */
+import { dtypeOfHostArray, type HostArray, type KeyValueStore, type ProcessGroup, type ProcessGroupOptions, type ReduceOp, type Work } from '@accelerate/core';
+import { c10d, native, type NativeGroup, type NativeHandle, type NativeWork } from './native.js';
+import { Tensor } from './tensor.js';
+
+type Data = Tensor | HostArray;
+
+/** A collective in flight; `wait()` resolves once it finished on this rank (memoised). */
+class GlooWork<R> implements Work<R> {
+  private promise?: Promise<R>;
+  private done = false;
+  constructor(
+    private readonly inner: NativeWork | null,
+    private readonly finish: (outs: NativeHandle[] | undefined) => R | Promise<R>,
+  ) {}
+  wait(): Promise<R> {
+    this.promise ??= (async () => {
+      const outs = this.inner ? await this.inner.wait() : undefined;
+      const r = await this.finish(outs);
+      this.done = true;
+      return r;
+    })();
+    return this.promise;
+  }
+  isCompleted(): boolean {
+    return this.done || (this.inner?.isCompleted() ?? false);
+  }
+}
+
+/** Host arrays travel as a temporary tensor; results are copied back in place. */
+function asTensor(data: Data): { handle: NativeHandle; writeBack: () => void; isHost: boolean } {
+  if (data instanceof Tensor) {
+    if (!data.isContiguous()) throw new Error('collectives need a contiguous tensor: call .contiguous() first');
+    return { handle: data._h, writeBack: () => {}, isHost: false };
+  }
+  const handle = native.fromBuffer(data, [data.length], dtypeOfHostArray(data));
+  return {
+    handle,
+    isHost: true,
+    writeBack: () => {
+      const buf = native.toBuffer(handle);
+      new Uint8Array(data.buffer, data.byteOffset, data.byteLength).set(new Uint8Array(buf));
+      handle.dispose();
+    },
+  };
+}
+
+function toHostArray(h: NativeHandle, like: HostArray): HostArray {
+  const buf = native.toBuffer(h);
+  h.dispose();
+  return new (like.constructor as new (b: ArrayBuffer) => HostArray)(buf);
+}
+
+/** A process group over gloo (CPU). Every rank must issue collectives in the same order. */
+export class GlooProcessGroup implements ProcessGroup<Tensor> {
+  readonly backend = 'gloo';
+  readonly store: KeyValueStore;
+  private created = 0;
+
+  private constructor(
+    private readonly g: NativeGroup,
+    readonly rank: number,
+    readonly size: number,
+    private readonly host: string,
+    private readonly path: string,
+  ) {
+    this.store = {
+      set: (key, value) => g.storeSet(key, typeof value === 'string' ? new TextEncoder().encode(value) : value),
+      get: (key) => g.storeGet(key),
+      add: (key, delta) => g.storeAdd(key, delta),
+    };
+  }
+
+  /** Rendezvous at `masterAddr:masterPort` (rank 0 hosts the TCPStore) and connect the ranks. */
+  static async init(options: ProcessGroupOptions & { threads?: number }): Promise<GlooProcessGroup> {
+    if (options.backend && options.backend !== 'gloo') {
+      throw new Error(`backend-libtorch: process group backend '${options.backend}' is not available in this build; use 'gloo'`);
+    }
+    const host = options.masterAddr === 'localhost' ? '127.0.0.1' : options.masterAddr;
+    const g = await c10d.initGroup(host, options.masterPort, options.rank, options.worldSize, options.timeoutMs, options.threads ?? 2);
+    return new GlooProcessGroup(g, options.rank, options.worldSize, host, 'w');
+  }
+
+  allReduce(data: Data, op: ReduceOp = 'sum'): Work {
+    const t = asTensor(data);
+    const work = this.g.allReduce(t.handle, op === 'avg' ? 'sum' : op);
+    return new GlooWork(work, () => {
+      if (op === 'avg') native.op(native.opLookup('aten::div_', 'Scalar').id, t.handle, this.size);
+      t.writeBack();
+    });
+  }
+
+  broadcast(data: Data, src: number): Work {
+    const t = asTensor(data);
+    return new GlooWork(this.g.broadcast(t.handle, src), () => t.writeBack());
+  }
+
+  allGather(data: Data): Work<Data[]> {
+    const t = asTensor(data);
+    return new GlooWork(this.g.allGather(t.handle), (outs) => {
+      const handles = outs ?? [];
+      if (t.isHost) {
+        t.writeBack();
+        return handles.map((h) => toHostArray(h, data as HostArray));
+      }
+      return handles.map((h) => new Tensor(h));
+    });
+  }
+
+  /** gloo has no reduce_scatter: all-reduce the concatenated inputs and keep this rank's part. */
+  reduceScatter(output: Data, inputs: Data[], op: ReduceOp = 'sum'): Work {
+    if (inputs.length !== this.size) throw new Error(`reduceScatter: got ${inputs.length} inputs for a group of ${this.size} ranks`);
+    const parts = inputs.map(asTensor);
+    const flat = native.op(
+      native.opLookup('aten::cat', '').id,
+      parts.map((p) => native.op(native.opLookup('aten::reshape', '').id, p.handle, [-1])),
+      0,
+    ) as NativeHandle;
+    const n = Number(native.numel(flat)) / this.size;
+    const work = this.g.allReduce(flat, op === 'avg' ? 'sum' : op);
+    return new GlooWork(work, () => {
+      if (op === 'avg') native.op(native.opLookup('aten::div_', 'Scalar').id, flat, this.size);
+      const mine = native.op(native.opLookup('aten::narrow', '').id, flat, 0, this.rank * n, n) as NativeHandle;
+      const out = asTensor(output);
+      const view = native.op(native.opLookup('aten::view', '').id, out.handle, [-1]) as NativeHandle;
+      native.copyNoGrad(view, mine);
+      out.writeBack();
+      for (const p of parts) if (p.isHost) p.handle.dispose();
+      flat.dispose();
+    });
+  }
+
+  send(data: Data, dst: number, tag = 0): Work {
+    const t = asTensor(data);
+    return new GlooWork(this.g.send(t.handle, dst, tag), () => {
+      if (t.isHost) t.handle.dispose();
+    });
+  }
+
+  recv(data: Data, src: number, tag = 0): Work {
+    const t = asTensor(data);
+    return new GlooWork(this.g.recv(t.handle, src, tag), () => t.writeBack());
+  }
+
+  barrier(): Work {
+    return new GlooWork(this.g.barrier(), () => undefined);
+  }
+
+  async newGroup(ranks: readonly number[]): Promise<ProcessGroup<Tensor> | null> {
+    for (const r of ranks) if (!Number.isInteger(r) || r < 0 || r >= this.size) throw new RangeError(`newGroup: rank ${r} is not in 0..${this.size - 1}`);
+    const name = `${this.path}.${this.created++}`;
+    const sub = await this.g.newGroup([...ranks], name, this.host);
+    if (!sub) return null;
+    return new GlooProcessGroup(sub, ranks.indexOf(this.rank), ranks.length, this.host, name);
+  }
+
+  async destroy(): Promise<void> {
+    this.g.destroy();
+  }
+}

@@ -1,0 +1,18 @@
+/**
+ * `@accelerate/backend-libtorch`: libtorch for TypeScript. A PyTorch-like
+ * `Tensor`, `nn` and `optim` over a native addon, and the `Backend` that
+ * `@accelerate/core` drives (`libtorch()`).
+ *
+ * ```ts
+ * import * as torch from '@accelerate/backend-libtorch';
+ * const { nn, optim } = torch;
+ * ```
+ * @packageDocumentation
+ */
+export * from './tensor.js';
+export * as nn from './nn/index.js';
+export * as optim from './optim/index.js';
+export { autocast, isAutocastEnabled } from './amp.js';
+export { LibtorchBackend, LibtorchGradScaler, libtorch, type LibtorchBackendOptions } from './backend.js';
+export { manualSeed, getRngState, setRngState, setNumThreads, getNumThreads, version, cudaAvailable } from './runtime.js';
+export { GlooProcessGroup } from './distributed.js';
