@@ -16,3 +16,10 @@ export { autocast, isAutocastEnabled } from './amp.js';
 export { LibtorchBackend, LibtorchGradScaler, libtorch, type LibtorchBackendOptions } from './backend.js';
 export { manualSeed, getRngState, setRngState, setNumThreads, getNumThreads, version, cudaAvailable } from './runtime.js';
 export { GlooProcessGroup } from './distributed.js';
+
+import { libtorch as libtorchFactory } from './backend.js';
+/**
+ * Discovery entry: `@accelerate/core`'s Accelerator imports installed backend
+ * packages on demand and registers this (priority 10: preferred over tfjs).
+ */
+export const accelerateBackend = { name: 'libtorch', priority: 10, factory: libtorchFactory() } as const;

@@ -12,3 +12,4 @@ export * from './ops/index.js';
 export * from './utils/index.js';
 export * from './registry/index.js';
 export * from './accelerator/index.js';
+export * from './checkpoint/index.js';
