@@ -27,6 +27,8 @@ import { prepareDataLoader } from '../data/prepare.js';
 import { PreparedDataLoader, skipFirstBatches as skipFirstBatchesImpl } from '../data/loaders.js';
 import { findExecutableBatchSize as findBatchSizeImpl } from '../utils/memory.js';
 import { checkOsKernel } from '../utils/environment.js';
+import { saveModelFiles, type SaveModelOptions, type SaveModelResult } from '../checkpoint/save-model.js';
+import type { HostTensor } from '../tensor/host-tensor.js';
 import { resolveConfig, type ResolvedConfig } from '../config/resolve.js';
 import { resolveBackend } from '../registry/backend-registry.js';
 import { discoverInstalledBackends } from './backend-discovery.js';
@@ -532,6 +534,39 @@ export class Accelerator {
     if (backend.isModel(parameters)) return backend.namedParameters(parameters).map(([, p]) => p);
     if (Array.isArray(parameters)) return parameters;
     return [...(parameters as Iterable<unknown>)];
+  }
+
+  /**
+   * The model's weights as host tensors, by name, with every wrapper removed
+   * (Accelerate's `get_state_dict`). Tied weights (one tensor under two
+   * names) map to the same HostTensor so savers can de-duplicate them.
+   */
+  getStateDict(model: unknown): Record<string, HostTensor> {
+    const backend = this.backend;
+    const sd = backend.stateDict(this.unwrapModel(model));
+    const seen = new Map<unknown, HostTensor>();
+    const out: Record<string, HostTensor> = {};
+    for (const [name, t] of Object.entries(sd)) {
+      let h = seen.get(t);
+      if (!h) seen.set(t, (h = backend.toHost(t)));
+      out[name] = h;
+    }
+    return out;
+  }
+
+  /**
+   * Save the model's weights to `dir` exactly as Accelerate does:
+   * `model.safetensors`, or `model-0000k-of-0000n.safetensors` shards plus
+   * `model.safetensors.index.json` when larger than `maxShardSize` (default
+   * "10GB"); stale shards of an earlier save are removed. Only the main
+   * process writes; every process waits for it.
+   */
+  async saveModel(model: unknown, dir: string, options: Omit<SaveModelOptions, 'isMainProcess'> = {}): Promise<SaveModelResult> {
+    await this.ready();
+    const stateDict = this.getStateDict(model);
+    const result = await saveModelFiles(stateDict, dir, { ...options, isMainProcess: this.isMainProcess });
+    await this.waitForEveryone();
+    return result;
   }
 
   /** Undo `prepare`'s wrappers (DDP, autocast patch, optimizer proxy). */

@@ -403,3 +403,29 @@ describe('kwargs handlers', () => {
     expect(() => new AutocastKwargs({ enable: false } as never)).toThrow('AutocastKwargs has no option "enable". Valid options: enabled, cacheEnabled.');
   });
 });
+
+describe('saveModel', () => {
+  it('[B45] writes model.safetensors, or shards + index under a small maxShardSize, that load back equal', async () => {
+    const { mkdtempSync, readdirSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { loadModelFiles } = await import('../../src/checkpoint/save-model.js');
+    const { LinearModel } = await import('../../src/testing/index.js');
+    const acc = make();
+    const model = new LinearModel(3, 4);
+    const [m] = await acc.prepare(model);
+    const one = mkdtempSync(join(tmpdir(), 'acc-save-'));
+    await acc.saveModel(m, one);
+    expect(readdirSync(one)).toEqual(['model.safetensors']);
+    const sharded = mkdtempSync(join(tmpdir(), 'acc-save-'));
+    const r = await acc.saveModel(m, sharded, { maxShardSize: 40 });
+    expect(r.files).toEqual(['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors']);
+    expect(readdirSync(sharded).sort()).toEqual([...r.files, 'model.safetensors.index.json']);
+    for (const dir of [one, sharded]) {
+      const loaded = await loadModelFiles(dir);
+      expect(Object.keys(loaded).sort()).toEqual(['bias', 'weight']);
+      expect(loaded.weight.shape).toEqual([4, 3]);
+      expect(Array.from(loaded.weight.data as Float32Array)).toEqual(model.weight.toArray().map(Math.fround));
+    }
+  });
+});
