@@ -7,8 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=.venv-py
-PKGS="torch==2.13.0+cpu accelerate safetensors jsonschema"
-if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import torch, accelerate, safetensors, jsonschema" 2>/dev/null; then
+PKGS="torch==2.13.0+cpu accelerate safetensors jsonschema tensorboard"
+if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import torch, accelerate, safetensors, jsonschema, tensorboard" 2>/dev/null; then
   echo "$PWD/$VENV/bin/python"; exit 0
 fi
 python3 -m venv "$VENV" >&2

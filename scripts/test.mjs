@@ -2,8 +2,9 @@
 // `npm test`: build every package, run the whole vitest suite, and end with
 // one summary line "N passed, N failed, N skipped" that CI reads.
 import { spawnSync } from 'node:child_process';
-import { readFileSync, mkdirSync, existsSync } from 'node:fs';
+import { mkdirSync, existsSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { summarize } from './summarize-tests.mjs';
 
 // Interop tests find Python references here (scripts/setup-python.sh makes the venv).
 const venvPython = resolve('.venv-py/bin/python');
@@ -22,14 +23,6 @@ const status = run('npx', [
   '--reporter=default', '--reporter=json', '--outputFile.json=test-results/vitest.json',
   ...process.argv.slice(2),
 ]);
-let passed = 0, failed = 0, skipped = 0;
-try {
-  const r = JSON.parse(readFileSync('test-results/vitest.json', 'utf8'));
-  passed = r.numPassedTests;
-  failed = r.numFailedTests + (r.numFailedTestSuites ?? 0);
-  skipped = r.numPendingTests + r.numTodoTests;
-} catch {
-  failed = Math.max(failed, 1);
-}
+const { passed, failed, skipped } = summarize(['test-results/vitest.json']);
 console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
 process.exit(status !== 0 || failed > 0 ? 1 : 0);
