@@ -117,8 +117,21 @@ export function wrapScheduler<S extends object>(
     if (backend.schedulerStep) backend.schedulerStep(scheduler);
     else (scheduler as unknown as { step(): void }).step();
   };
+  let lastUpdates = -1;
+  let warned = false;
   const step = () => {
-    const skipped = options.optimizers().some((o) => optimizerStepState(o)?.stepWasSkipped ?? false);
+    const states = options.optimizers().map((o) => optimizerStepState(o));
+    const skipped = states.some((st) => st?.stepWasSkipped ?? false);
+    const updates = states.reduce((sum, st) => sum + (st?.updates ?? 0), 0);
+    // Schedules count optimizer updates: stepping twice with no update in between is almost always a loop bug.
+    if (options.stepWithOptimizer && gs.syncGradients && !skipped && updates === lastUpdates && !warned) {
+      warned = true;
+      process.emitWarning(
+        'scheduler.step() was called again without an optimizer update in between. Prepared schedulers count optimizer updates: call optimizer.step() before scheduler.step(), once per update (inside accumulate, both are skipped on non-sync micro-steps).',
+        'AccelerateWarning',
+      );
+    }
+    lastUpdates = updates;
     const n = schedulerStepsPerCall({
       stepWithOptimizer: options.stepWithOptimizer,
       syncGradients: gs.syncGradients,

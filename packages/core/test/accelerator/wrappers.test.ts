@@ -87,3 +87,34 @@ describe('AcceleratedScheduler', () => {
     }
   });
 });
+
+describe('scheduler misuse', () => {
+  it('warns once when scheduler.step() runs twice without an optimizer update (spec §13.3)', async () => {
+    const backend = new ReferenceBackend();
+    const opt = new SGD(new RegressionModel().parameters(), { lr: 1 });
+    const wrappedOpt = wrapOptimizer(opt, backend);
+    const sched = wrapScheduler(new LambdaLR(opt, (n) => 1 - n / 10), backend, {
+      optimizers: () => [wrappedOpt],
+      stepWithOptimizer: true,
+      splitBatches: false,
+      numProcesses: 1,
+    });
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.message);
+    process.on('warning', onWarning);
+    try {
+      wrappedOpt.step();
+      sched.step();
+      wrappedOpt.step();
+      sched.step();
+      await new Promise((r) => setImmediate(r));
+      expect(warnings.filter((w) => w.includes('scheduler.step() was called again'))).toHaveLength(0);
+      sched.step();
+      sched.step();
+      await new Promise((r) => setImmediate(r));
+      expect(warnings.filter((w) => w.includes('scheduler.step() was called again'))).toHaveLength(1);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+});
