@@ -21,7 +21,7 @@ import {
   type PadAcrossProcessesOptions,
   type Reduction,
 } from '../ops/collectives.js';
-import { sendToDevice, sliceTensors } from '../ops/structure.js';
+import { isHostTensor, isPlainObject, sendToDevice, sliceTensors } from '../ops/structure.js';
 import { DataLoader } from '../data/dataloader.js';
 import { prepareDataLoader } from '../data/prepare.js';
 import { PreparedDataLoader, skipFirstBatches as skipFirstBatchesImpl } from '../data/loaders.js';
@@ -602,11 +602,10 @@ export class Accelerator {
   async gatherForMetrics<D>(data: D, options: { useGatherObject?: boolean } = {}): Promise<D> {
     await this.ready();
     const ops = this.backend;
-    const hasNonTensor = (x: unknown): boolean =>
-      Array.isArray(x) ? x.some(hasNonTensor) : x && typeof x === 'object' && !ops.isTensor(x) && !ArrayBuffer.isView(x) && !('shape' in (x as object))
-        ? Object.values(x as object).some(hasNonTensor)
-        : !(ops.isTensor(x) || (typeof x === 'object' && x !== null && 'shape' in (x as object)));
-    const useObject = options.useGatherObject ?? hasNonTensor(data);
+    const isTensorLeaf = (x: unknown): boolean => ops.isTensor(x) || isHostTensor(x);
+    const allTensors = (x: unknown): boolean =>
+      isTensorLeaf(x) || (Array.isArray(x) ? x.every(allTensors) : isPlainObject(x) ? Object.values(x as object).every(allTensors) : false);
+    const useObject = options.useGatherObject ?? !allTensors(data);
     const gathered = (useObject ? await this.gatherObject(data) : await this.gather(data)) as D;
     if (!this.gradientState.endOfDataloader) return gathered;
     const remainder = this.gradientState.remainder;
