@@ -13,3 +13,4 @@ export * from './utils/index.js';
 export * from './registry/index.js';
 export * from './accelerator/index.js';
 export * from './checkpoint/index.js';
+export * from './tracking/index.js';

@@ -6,6 +6,8 @@
  */
 import type { Backend, BackendFactory, GradScaler, Loss, MixedPrecision } from '../interfaces/backend.js';
 import type { PluginContext } from '../interfaces/plugin.js';
+import type { Tracker } from '../interfaces/tracker.js';
+import { TrackerHub, type LogWith } from '../tracking/hub.js';
 import { GradientState, type GradientAccumulationOptions } from '../state/gradient-state.js';
 import { PartialState } from '../state/partial-state.js';
 import { AcceleratorState } from '../state/accelerator-state.js';
@@ -66,6 +68,12 @@ export interface AcceleratorOptions {
   kwargsHandlers?: AnyKwargsHandler[];
   /** Plugins (FSDP, DeepSpeed, user plugins). Frozen at the first `prepare`. */
   plugins?: PluginOption[];
+  /**
+   * Experiment trackers: `'all'`, tracker names (`'tensorboard'`, `'csv'`,
+   * `'mlflow'`, …), or tracker instances. Only the main process logs unless a
+   * tracker says otherwise. Needs `projectDir`/`loggingDir` for file trackers.
+   */
+  logWith?: LogWith;
   /** Config file to read; `false` to ignore any default config file. Default: `$HF_HOME/accelerate/default_config.yaml` when present. */
   configFile?: string | false;
   /** Environment to read instead of `process.env` (tests, embedding). */
@@ -118,6 +126,9 @@ export class Accelerator {
   private scaler: GradScaler<any, any> | undefined;
   private triggerFlag = false;
 
+  /** The run's trackers (see {@link AcceleratorOptions.logWith}). */
+  readonly trackerHub: TrackerHub;
+
   /** Models, optimizers, schedulers and loaders returned by `prepare`, in order. */
   readonly models: unknown[] = [];
   readonly optimizers: unknown[] = [];
@@ -169,6 +180,13 @@ export class Accelerator {
       evenBatches: this.config.value('evenBatches'),
     };
     this.pluginOptions = [...(options.plugins ?? [])];
+    this.trackerHub = new TrackerHub({
+      logWith: options.logWith,
+      loggingDir: this.projectConfiguration.loggingDir,
+      isMainProcess: () => this.isMainProcess,
+      processIndex: () => this.processIndex,
+      numProcesses: () => this.numProcesses,
+    });
     const kernelWarning = checkOsKernel();
     if (kernelWarning) process.emitWarning(kernelWarning, 'AccelerateWarning');
     for (const w of this.config.warnings) process.emitWarning(w, 'AccelerateWarning');
@@ -733,8 +751,32 @@ export class Accelerator {
     this.partial?.backend.emptyCache?.();
   }
 
-  /** Finish the run: plugins' teardown and, in a distributed run, leave the process group. */
+  // ---- trackers -----------------------------------------------------------------
+
+  /** Start the trackers (main process only, unless a tracker logs on every rank) and record `config`. */
+  async initTrackers(projectName: string, config: Record<string, unknown> = {}, initKwargs: Record<string, Record<string, unknown>> = {}): Promise<void> {
+    await this.ready();
+    await this.trackerHub.initTrackers(projectName, config, initKwargs);
+  }
+
+  /** Log metrics at `step` to every tracker. Never throws: bad values and failing trackers are warned about. */
+  log(values: Record<string, unknown>, step?: number, logKwargs?: Record<string, Record<string, unknown>>): Promise<void> {
+    return this.trackerHub.log(values, step, logKwargs);
+  }
+
+  /** A tracker by name (a blank one on processes that do not log). */
+  getTracker(name: string): Tracker {
+    return this.trackerHub.getTracker(name);
+  }
+
+  /** Active trackers. */
+  get trackers(): Tracker[] {
+    return this.trackerHub.trackers;
+  }
+
+  /** Finish the run: trackers and plugins' teardown; in a distributed run every process waits for the others. */
   async endTraining(): Promise<void> {
+    await this.trackerHub.endTraining();
     if (this.pluginContainer && this.partial) await this.pluginContainer.notify('teardown', this.pluginContext());
     if (this.partial?.group) await this.waitForEveryone();
   }

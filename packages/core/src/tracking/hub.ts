@@ -247,7 +247,11 @@ export class TrackerHub {
       if (!cls) throw new Error(`it has no tracker named "${name}"`);
       return cls;
     } catch (e) {
-      const msg = `tracker "${name}" comes from ${BUILTIN_PACKAGE}, which could not be loaded (${asError(e).message}). Install it (npm install ${BUILTIN_PACKAGE}); training continues without "${name}".`;
+      const err = asError(e);
+      const missing = (err as { code?: string }).code === 'ERR_MODULE_NOT_FOUND' && err.message.includes(BUILTIN_PACKAGE);
+      const msg = missing
+        ? `tracker "${name}" comes from ${BUILTIN_PACKAGE}, which is not installed: npm install ${BUILTIN_PACKAGE}. Training continues without "${name}".`
+        : `tracker "${name}" comes from ${BUILTIN_PACKAGE}, which could not be loaded (${err.message}); check that it and @accelerate/core are the same version. Training continues without "${name}".`;
       if (explicit) this.warn(msg);
       else this.options.debug?.(msg);
       return undefined;
@@ -444,6 +448,8 @@ export class TrackerHub {
    * where a main-process-only tracker does not run, a tracker that does
    * nothing. Throws for a name that is not running, listing those that are.
    */
+  getTracker(name: string, options?: { unwrap?: false }): Tracker;
+  getTracker(name: string, options: { unwrap: true }): unknown;
   getTracker(name: string, options: { unwrap?: boolean } = {}): Tracker | unknown {
     const slot = this.slots.find((s) => s.name === name);
     if (slot) return options.unwrap ? slot.tracker.tracker : slot.tracker;

@@ -27,6 +27,11 @@ export interface TrackerInit {
  * A tracker class (Accelerate's `GeneralTracker` subclass). Static fields say
  * what the hub must know before building one. (`trackerName`, because a
  * class's own `name` is its JavaScript name.)
+ *
+ * Keep the constructor free of side effects (no files, no network): the hub
+ * may build a tracker on a process where it then does not run it (an
+ * instance whose `mainProcessOnly` depends on its options). Do that work in
+ * `start()`.
  */
 export interface TrackerClass {
   new (init: TrackerInit): Tracker;
