@@ -14,6 +14,7 @@ export { JsonlTracker, type JsonlTrackerOptions } from './jsonl.js';
 export { CsvTracker, csvField, parseCsv, type CsvTrackerOptions } from './csv.js';
 export { TensorBoardTracker, imageToPng, type TensorBoardTrackerOptions } from './tensorboard/tracker.js';
 export { EventFileWriter, tfRecord } from './tensorboard/tfevents.js';
+export { ProtoWriter } from './tensorboard/protobuf.js';
 export { crc32c, maskedCrc32c } from './tensorboard/crc32c.js';
 export { encodePng, pngInfo, crc32 } from './tensorboard/png.js';
 export { MlflowTracker, MLFLOW_LIMITS, type MlflowTrackerOptions } from './mlflow.js';

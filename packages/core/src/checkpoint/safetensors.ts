@@ -228,7 +228,7 @@ export interface SafetensorsReadOptions {
 }
 
 /** A validated header. */
-interface ParsedHeader {
+export interface ParsedHeader {
   headerLength: number;
   dataStart: number;
   dataLength: number;
