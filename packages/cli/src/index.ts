@@ -27,3 +27,5 @@ export {
   type EnvOptions,
   type PackageStatus,
 } from './commands/env.js';
+export { registerLaunchCommand, runLaunchCommand, launchOption, type LaunchCommandOptions } from './commands/launch.js';
+export { registerTestCommand, runTest, testLaunchArgs, testScriptPath, TEST_SUCCESS_MESSAGE, type TestOptions } from './commands/test.js';

@@ -14,13 +14,15 @@ import { ConfigError } from '@accelerate/core';
 import { Command, CommanderError, type Option } from 'commander';
 import { registerConfigCommand } from './commands/config.js';
 import { registerEnvCommand } from './commands/env.js';
+import { registerLaunchCommand } from './commands/launch.js';
+import { registerTestCommand } from './commands/test.js';
 import { CliError, processContext, type CliContext } from './context.js';
 
 /** Adds one command (and its subcommands) to the program. */
 export type RegisterCommand = (program: Command, ctx: CliContext) => void;
 
 /** The commands of `accelerate`, in help order. */
-export const COMMANDS: RegisterCommand[] = [registerConfigCommand, registerEnvCommand];
+export const COMMANDS: RegisterCommand[] = [registerConfigCommand, registerEnvCommand, registerLaunchCommand, registerTestCommand];
 
 const passThrough = new WeakSet<Command>();
 

@@ -14,3 +14,4 @@ export * from './registry/index.js';
 export * from './accelerator/index.js';
 export * from './checkpoint/index.js';
 export * from './tracking/index.js';
+export * from './launch/index.js';

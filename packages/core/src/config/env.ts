@@ -39,6 +39,7 @@ export function parseBoolEnv(name: string, value: string): boolean {
  * `ACCELERATE_MIXED_PRECISON`.
  */
 export const KNOWN_ACCELERATE_ENV_VARS: readonly string[] = [
+  'ACCELERATE_LAUNCH_CALL',
   'ACCELERATE_MIXED_PRECISION',
   'ACCELERATE_GRADIENT_ACCUMULATION_STEPS',
   'ACCELERATE_GRADIENT_CLIPPING',

@@ -199,16 +199,8 @@ const MULTI_DEVICE_TYPES = new Set([
 ]);
 const PARADIGM_FLAGS = ['multi_gpu', 'tpu', 'use_deepspeed', 'use_fsdp', 'use_megatron_lm'] as const;
 
-/** Config-file dict sections and the prefix Python adds to their keys when flattening them into flags. */
-const SECTION_PREFIX: Readonly<Record<string, string>> = {
-  fsdp_config: 'fsdp_',
-  fp8_config: 'fp8_',
-  dynamo_config: 'dynamo_',
-  deepspeed_config: '',
-  megatron_lm_config: '',
-  parallelism_config: '',
-  mpirun_config: '',
-};
+/** Config-file dict sections whose keys become flags (see {@link flattenedConfigKey}). */
+const FLATTENED_SECTIONS = new Set(['fsdp_config', 'fp8_config', 'dynamo_config', 'deepspeed_config', 'megatron_lm_config', 'parallelism_config', 'mpirun_config']);
 
 /** Python's rule: `fsdp_config.x` -> `fsdp_x` unless it starts with `fsdp`; `fp8_config.x` -> `fp8_x`; `dynamo_config.x` -> `dynamo_x`. */
 export function flattenedConfigKey(section: string, key: string): string {
@@ -306,7 +298,7 @@ export function resolveLaunchArgs(args: LaunchArgs, options: ResolveLaunchOption
       if (raw === null || raw === undefined) continue;
       if (typeof raw === 'object' && !Array.isArray(raw)) {
         // Dict sections: flattened into flag names.
-        if (!(key in SECTION_PREFIX)) continue;
+        if (!FLATTENED_SECTIONS.has(key)) continue;
         for (const [sub, subValue] of Object.entries(raw as Record<string, unknown>)) {
           if (subValue === null || subValue === undefined) continue;
           const name = flattenedConfigKey(key, sub);
@@ -317,7 +309,8 @@ export function resolveLaunchArgs(args: LaunchArgs, options: ResolveLaunchOption
             if (name === 'mpirun_hostfile') warnings.push(`${where}: mpirun is not used by accelerate-ts; the setting is ignored.`);
             continue;
           }
-          const value = spec ? coerceLaunchValue(spec, subValue, where) : (toLaunchValue(subValue) ?? undefined);
+          // Keys that are not flags (e.g. fp8_config.amax_history_length) are kept as they are, for the env export.
+          const value = spec ? coerceLaunchValue(spec, subValue, where) : toLaunchValue(subValue);
           if (value === undefined) continue;
           set(name, value, fromFile(`${key}.${sub}`));
         }
@@ -335,11 +328,8 @@ export function resolveLaunchArgs(args: LaunchArgs, options: ResolveLaunchOption
     if (!isPassed('mixed_precision') && cfg.mixed_precision) {
       set('mixed_precision', coerceLaunchValue(launchFlag('mixed_precision')!, cfg.mixed_precision, `${file.path} (mixed_precision)`), fromFile('mixed_precision'));
     }
-    if (!isPassed('num_processes') && file.present.has('num_processes') === false && cfg.num_processes !== undefined) {
-      // The schema's fill-in (1 for distributed_type NO, else -1).
-      values.num_processes = cfg.num_processes;
-      origins.num_processes = fromFile('num_processes');
-    }
+    // Without num_processes in the file, Python uses the schema's fill-in: 1 for distributed_type NO, else -1 (= ask at launch).
+    if (!isPassed('num_processes') && !file.present.has('num_processes')) set('num_processes', cfg.num_processes, fromFile('num_processes'));
   }
 
   // Defaults of the flag table for the rest.
@@ -366,10 +356,8 @@ export function resolveLaunchArgs(args: LaunchArgs, options: ResolveLaunchOption
   }
 
   // ---- validation of the merged values ----------------------------------------
-  const describe = (name: string) => {
-    const o = origins[name];
-    return o?.source === 'config file' ? `${o.detail.replace(/ \((.*)\)$/, '')}'s ${o.detail.match(/\(([^)]*)\)$/)?.[1] ?? name}` : `--${name}`;
-  };
+  // Names the origin in errors: `--num_processes`, or `/x/default_config.yaml (num_processes)`.
+  const describe = (name: string) => (origins[name]?.source === 'config file' ? origins[name].detail : `--${name}`);
   const numProcesses = values.num_processes as number;
   const numMachines = values.num_machines as number;
   const machineRank = values.machine_rank as number;
@@ -421,7 +409,10 @@ export function resolveLaunchArgs(args: LaunchArgs, options: ResolveLaunchOption
   if (threads !== undefined && threads < 1) {
     throw new LaunchError(`${describe('num_cpu_threads_per_process')} is ${threads}; pass 1 or more.`);
   }
-  const ga = values.gradient_accumulation_steps as number | undefined;
+  // From a config file, only DeepSpeed's section sets it (as in Python and resolveConfig).
+  const gaValue = values.gradient_accumulation_steps as number | undefined;
+  const gaFromFile = origins.gradient_accumulation_steps?.source === 'config file';
+  const ga = gaFromFile && !(asBool(values.use_deepspeed)) ? undefined : gaValue;
   if (ga !== undefined && ga < 1) {
     throw new LaunchError(`${describe('gradient_accumulation_steps')} is ${ga}; pass 1 or more.`);
   }

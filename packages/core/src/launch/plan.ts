@@ -1,0 +1,396 @@
+/**
+ * What `accelerate launch` will start on this machine: the command, and the
+ * environment of every local rank (who it is, where rank 0 listens, the
+ * precision and CPU threads, and the plugin settings of spec §10). A pure
+ * function of the resolved arguments, so it can be checked without spawning.
+ * @module
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, extname, isAbsolute, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { EnvironmentVariables } from '../state/environment.js';
+import { DEFAULT_MASTER_PORT } from '../state/environment.js';
+import { CONFIG_FILE_ENV_VAR, PROVENANCE_ENV_VAR } from '../config/env.js';
+import { encodeProvenanceEnv, type ProvenanceMap } from '../config/resolve.js';
+import type { LaunchValueOrigin, ResolvedLaunch } from './args.js';
+import { LaunchError, type LaunchValue } from './flags.js';
+
+/** One local rank of a plan. */
+export interface RankPlan {
+  /** Global rank. */
+  readonly rank: number;
+  /** Rank on this machine. */
+  readonly localRank: number;
+  /** The variables this rank gets on top of the launcher's environment (common + its own). */
+  readonly env: Readonly<Record<string, string>>;
+}
+
+/** The program each rank runs. */
+export interface ScriptCommand {
+  readonly command: string;
+  readonly args: readonly string[];
+  /** How the script is run, for messages: `node`, `node + tsx`, or `program`. */
+  readonly runner: 'node' | 'node + tsx' | 'program';
+}
+
+/** Everything needed to start this machine's ranks. */
+export interface LaunchPlan {
+  readonly numProcesses: number;
+  readonly numMachines: number;
+  readonly machineRank: number;
+  readonly localProcesses: number;
+  readonly masterAddr: string;
+  readonly masterPort: number;
+  /** OMP_NUM_THREADS of every rank. */
+  readonly threadsPerProcess: number;
+  /** Variables every local rank gets (added to or replacing the launcher's environment). */
+  readonly commonEnv: Readonly<Record<string, string>>;
+  /** Variables removed from the launcher's environment before adding ours (stale values of settings left at their default). */
+  readonly unsetEnv: readonly string[];
+  readonly ranks: readonly RankPlan[];
+  readonly command: ScriptCommand | undefined;
+  readonly warnings: readonly string[];
+}
+
+/** Inputs of {@link buildLaunchPlan} that are not launch settings. */
+export interface BuildLaunchPlanOptions {
+  /** The rendezvous port to use (after choosing a free one when needed). Default: the resolved port, else 29500. */
+  port?: number;
+  /** The launcher's environment (reads OMP_NUM_THREADS, KMP_*). Default `process.env`. */
+  env?: EnvironmentVariables;
+  /** CPU cores to divide among the local ranks. */
+  cpuCount?: number;
+  /** The command each rank runs (see {@link resolveScriptCommand}). */
+  command?: ScriptCommand;
+}
+
+/**
+ * Accelerate variables a launcher owns: when their setting is at its
+ * default they are removed from the children's environment rather than
+ * exported (so the launcher's own shell cannot leak a stale value, and a
+ * script's explicit `new Accelerator({ mixedPrecision })` is not contradicted
+ * by a default).
+ */
+const OWNED_ENV = [
+  'ACCELERATE_MIXED_PRECISION',
+  'ACCELERATE_USE_CPU',
+  'ACCELERATE_DEBUG_MODE',
+  'ACCELERATE_GRADIENT_ACCUMULATION_STEPS',
+  'ACCELERATE_USE_DEEPSPEED',
+  'ACCELERATE_USE_FSDP',
+  'ACCELERATE_USE_MEGATRON_LM',
+  'ACCELERATE_USE_PARALLELISM_CONFIG',
+  'ACCELERATE_DYNAMO_BACKEND',
+  'ACCELERATE_CPU_AFFINITY',
+  'ACCELERATE_CONFIG_PROVENANCE',
+  'ACCELERATE_CONFIG_FILE',
+];
+
+const str = (v: LaunchValue | undefined): string => (Array.isArray(v) ? v.join(',') : String(v));
+const lowerStr = (v: LaunchValue | undefined): string => str(v).toLowerCase();
+
+/**
+ * Builds the per-rank environment of this machine's ranks from resolved
+ * launch settings:
+ *
+ * - world: `RANK`, `WORLD_SIZE`, `LOCAL_RANK`, `LOCAL_WORLD_SIZE`,
+ *   `GROUP_RANK`/`NODE_RANK` (= machine rank), `GROUP_WORLD_SIZE`,
+ *   `ROLE_NAME`/`ROLE_RANK`/`ROLE_WORLD_SIZE` (torchrun's names),
+ *   `MASTER_ADDR` (default 127.0.0.1), `MASTER_PORT`;
+ * - `OMP_NUM_THREADS`: `--num_cpu_threads_per_process`, else the launcher's
+ *   own `OMP_NUM_THREADS`, else the cores divided by the local processes;
+ * - Accelerate's settings: `ACCELERATE_MIXED_PRECISION`, `ACCELERATE_USE_CPU`,
+ *   `ACCELERATE_DEBUG_MODE`, `ACCELERATE_GRADIENT_ACCUMULATION_STEPS`, dynamo,
+ *   CPU affinity, `CUDA_VISIBLE_DEVICES` and the FSDP / DeepSpeed /
+ *   Megatron-LM / FP8 / parallelism variables of spec §10 when enabled —
+ *   exported only when they differ from the default (defaults are unset);
+ * - `ACCELERATE_CONFIG_FILE` (the file used) and `ACCELERATE_CONFIG_PROVENANCE`
+ *   (where each exported value came from, for the ranks' provenance report).
+ */
+export function buildLaunchPlan(resolved: ResolvedLaunch, options: BuildLaunchPlanOptions = {}): LaunchPlan {
+  const baseEnv = options.env ?? process.env;
+  const v = resolved.values;
+  const o = resolved.origins;
+  const warnings: string[] = [];
+  const env: Record<string, string> = {};
+  const provenance: ProvenanceMap = {};
+  const unset = new Set<string>(OWNED_ENV);
+  const put = (name: string, value: string, origin?: LaunchValueOrigin | { source: 'default'; detail: string }) => {
+    env[name] = value;
+    unset.delete(name);
+    if (origin) provenance[name] = { value, source: origin.source, detail: origin.detail };
+  };
+  const origin = (name: string): LaunchValueOrigin => o[name] ?? { source: 'default', detail: '' };
+
+  const masterAddr = resolved.mainProcessIp ?? '127.0.0.1';
+  const masterPort = options.port ?? (resolved.mainProcessPort || DEFAULT_MASTER_PORT);
+  if (!Number.isInteger(masterPort) || masterPort < 1 || masterPort > 65535) {
+    throw new LaunchError(`The rendezvous port ${masterPort} is not a port number (1..65535); pass --main_process_port.`);
+  }
+  const local = resolved.localProcesses;
+
+  // World.
+  put('WORLD_SIZE', String(resolved.numProcesses), origin('num_processes'));
+  put('LOCAL_WORLD_SIZE', String(local));
+  put('GROUP_RANK', String(resolved.machineRank), origin('machine_rank'));
+  put('NODE_RANK', String(resolved.machineRank));
+  put('GROUP_WORLD_SIZE', String(resolved.numMachines), origin('num_machines'));
+  put('ROLE_NAME', resolved.role);
+  put('ROLE_WORLD_SIZE', String(resolved.numProcesses));
+  put(
+    'MASTER_ADDR',
+    masterAddr,
+    resolved.mainProcessIp ? origin('main_process_ip') : { source: 'default', detail: 'this machine (127.0.0.1)' },
+  );
+  const portOrigin =
+    options.port !== undefined && options.port !== resolved.mainProcessPort
+      ? { source: 'default' as const, detail: 'a free port chosen by accelerate launch' }
+      : origin('main_process_port');
+  put('MASTER_PORT', String(masterPort), portOrigin);
+
+  // CPU threads.
+  let threads = resolved.numCpuThreadsPerProcess;
+  if (threads === undefined) {
+    const inherited = Number(baseEnv.OMP_NUM_THREADS);
+    if (baseEnv.OMP_NUM_THREADS && Number.isInteger(inherited) && inherited > 0) threads = inherited;
+    else threads = Math.max(1, Math.floor((options.cpuCount ?? 1) / local));
+  }
+  put('OMP_NUM_THREADS', String(threads));
+
+  // Accelerate's own settings.
+  if (resolved.mixedPrecision !== 'no') put('ACCELERATE_MIXED_PRECISION', resolved.mixedPrecision, origin('mixed_precision'));
+  if (resolved.cpu) {
+    put('ACCELERATE_USE_CPU', 'true', origin('cpu'));
+    // Intel OpenMP settings Accelerate uses on CPU (ignored by other OpenMP runtimes).
+    if (baseEnv.KMP_AFFINITY === undefined) put('KMP_AFFINITY', 'granularity=fine,compact,1,0');
+    if (baseEnv.KMP_BLOCKTIME === undefined) put('KMP_BLOCKTIME', '1');
+  }
+  if (resolved.debug) put('ACCELERATE_DEBUG_MODE', 'true', origin('debug'));
+  if (resolved.gradientAccumulationSteps !== undefined) {
+    put('ACCELERATE_GRADIENT_ACCUMULATION_STEPS', String(resolved.gradientAccumulationSteps), origin('gradient_accumulation_steps'));
+  }
+  if (v.enable_cpu_affinity === true) put('ACCELERATE_CPU_AFFINITY', '1', origin('enable_cpu_affinity'));
+  const gpuIds = str(v.gpu_ids);
+  if (gpuIds !== 'all' && gpuIds !== '') put('CUDA_VISIBLE_DEVICES', gpuIds);
+  const dynamo = str(v.dynamo_backend ?? 'no');
+  if (dynamo !== 'no') {
+    put('ACCELERATE_DYNAMO_BACKEND', dynamo.toUpperCase(), origin('dynamo_backend'));
+    put('ACCELERATE_DYNAMO_MODE', str(v.dynamo_mode));
+    put('ACCELERATE_DYNAMO_USE_FULLGRAPH', String(v.dynamo_use_fullgraph === true));
+    put('ACCELERATE_DYNAMO_USE_DYNAMIC', String(v.dynamo_use_dynamic === true));
+    put('ACCELERATE_DYNAMO_USE_REGIONAL_COMPILATION', String(v.dynamo_use_regional_compilation === true));
+  }
+
+  // Plugins (spec §10's table); the plugins read these variables.
+  if (resolved.paradigm === 'fsdp') {
+    put('ACCELERATE_USE_FSDP', 'true', origin('use_fsdp'));
+    put('FSDP_VERSION', str(v.fsdp_version));
+    put('FSDP_SHARDING_STRATEGY', str(v.fsdp_sharding_strategy));
+    put('FSDP_RESHARD_AFTER_FORWARD', lowerStr(v.fsdp_reshard_after_forward));
+    put('FSDP_OFFLOAD_PARAMS', lowerStr(v.fsdp_offload_params));
+    put('FSDP_MIN_NUM_PARAMS', str(v.fsdp_min_num_params));
+    for (const [flag, name] of [
+      ['fsdp_auto_wrap_policy', 'FSDP_AUTO_WRAP_POLICY'],
+      ['fsdp_transformer_layer_cls_to_wrap', 'FSDP_TRANSFORMER_CLS_TO_WRAP'],
+      ['fsdp_backward_prefetch', 'FSDP_BACKWARD_PREFETCH'],
+      ['fsdp_state_dict_type', 'FSDP_STATE_DICT_TYPE'],
+      ['fsdp_ignored_modules', 'FSDP_IGNORED_MODULES'],
+    ] as const) {
+      if (v[flag] !== undefined) put(name, str(v[flag]));
+    }
+    put('FSDP_FORWARD_PREFETCH', lowerStr(v.fsdp_forward_prefetch));
+    put('FSDP_USE_ORIG_PARAMS', lowerStr(v.fsdp_use_orig_params));
+    put('FSDP_CPU_RAM_EFFICIENT_LOADING', lowerStr(v.fsdp_cpu_ram_efficient_loading));
+    put('FSDP_SYNC_MODULE_STATES', lowerStr(v.fsdp_sync_module_states));
+    put('FSDP_ACTIVATION_CHECKPOINTING', lowerStr(v.fsdp_activation_checkpointing));
+  }
+  if (resolved.paradigm === 'deepspeed') {
+    put('ACCELERATE_USE_DEEPSPEED', 'true', origin('use_deepspeed'));
+    put('ACCELERATE_CONFIG_DS_FIELDS', deepspeedFieldsFromFile(resolved).join(','));
+    for (const [flag, name, lower] of [
+      ['zero_stage', 'ACCELERATE_DEEPSPEED_ZERO_STAGE', false],
+      ['gradient_clipping', 'ACCELERATE_GRADIENT_CLIPPING', true],
+      ['offload_optimizer_device', 'ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE', true],
+      ['offload_param_device', 'ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE', true],
+      ['offload_optimizer_nvme_path', 'ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_NVME_PATH', false],
+      ['offload_param_nvme_path', 'ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_NVME_PATH', false],
+      ['zero3_init_flag', 'ACCELERATE_DEEPSPEED_ZERO3_INIT', true],
+      ['zero3_save_16bit_model', 'ACCELERATE_DEEPSPEED_ZERO3_SAVE_16BIT_MODEL', true],
+      ['deepspeed_config_file', 'ACCELERATE_DEEPSPEED_CONFIG_FILE', false],
+      ['deepspeed_moe_layer_cls_names', 'ACCELERATE_DEEPSPEED_MOE_LAYER_CLS_NAMES', false],
+    ] as const) {
+      if (v[flag] !== undefined) put(name, lower ? lowerStr(v[flag]) : str(v[flag]), origin(flag));
+    }
+    if (resolved.numMachines > 1 && v.deepspeed_multinode_launcher !== undefined && v.deepspeed_multinode_launcher !== 'standard') {
+      warnings.push(
+        `deepspeed_multinode_launcher ${str(v.deepspeed_multinode_launcher)} is not used: accelerate-ts starts the ranks of each machine itself (like the "standard" launcher); run accelerate launch on every machine.`,
+      );
+    }
+  }
+  if (resolved.paradigm === 'megatron_lm') {
+    put('ACCELERATE_USE_MEGATRON_LM', 'true', origin('use_megatron_lm'));
+    for (const [name, value] of Object.entries(v)) {
+      if (name.startsWith('megatron_lm_') && value !== undefined) put(name.toUpperCase(), str(value));
+    }
+  }
+  if (resolved.useParallelismConfig) {
+    put('ACCELERATE_USE_PARALLELISM_CONFIG', 'true', origin('use_parallelism_config'));
+    for (const key of ['dp_replicate_size', 'dp_shard_size', 'tp_size', 'cp_size', 'cp_backend', 'sp_size', 'sp_backend']) {
+      put(`PARALLELISM_CONFIG_${key.toUpperCase()}`, str(v[`parallelism_config_${key}`]));
+    }
+    if (Number(v.parallelism_config_cp_size) > 1) put('PARALLELISM_CONFIG_CP_COMM_STRATEGY', str(v.parallelism_config_cp_comm_strategy));
+    if (Number(v.parallelism_config_sp_size) > 1) {
+      for (const key of ['sp_seq_length', 'sp_seq_length_is_variable', 'sp_attn_implementation']) {
+        if (v[`parallelism_config_${key}`] !== undefined) put(`PARALLELISM_CONFIG_${key.toUpperCase()}`, str(v[`parallelism_config_${key}`]));
+      }
+    }
+  }
+  if (resolved.mixedPrecision === 'fp8') {
+    for (const [name, value] of Object.entries(v)) {
+      if (!name.startsWith('fp8_') || value === undefined) continue;
+      if (name === 'fp8_override_linear_precision') {
+        const parts = str(value).split(',').map((s) => s.trim());
+        ['FPROP', 'DGRAD', 'WGRAD'].forEach((k, i) => put(`ACCELERATE_FP8_OVERRIDE_${k}`, parts[i] ?? 'false'));
+      } else {
+        put(`ACCELERATE_${name.toUpperCase()}`, str(value));
+      }
+    }
+  }
+
+  if (resolved.configFile) put(CONFIG_FILE_ENV_VAR, resolved.configFile.path);
+  // Provenance: only for what is exported (a child's resolveConfig consults it per variable).
+  put(PROVENANCE_ENV_VAR, encodeProvenanceEnv(provenance));
+
+  const ranks: RankPlan[] = [];
+  for (let localRank = 0; localRank < local; localRank++) {
+    const rank = resolved.machineRank * local + localRank;
+    ranks.push({
+      rank,
+      localRank,
+      env: Object.freeze({ ...env, RANK: String(rank), LOCAL_RANK: String(localRank), ROLE_RANK: String(rank) }),
+    });
+  }
+
+  return Object.freeze({
+    numProcesses: resolved.numProcesses,
+    numMachines: resolved.numMachines,
+    machineRank: resolved.machineRank,
+    localProcesses: local,
+    masterAddr,
+    masterPort,
+    threadsPerProcess: threads,
+    commonEnv: Object.freeze(env),
+    unsetEnv: Object.freeze([...unset]),
+    ranks: Object.freeze(ranks),
+    command: options.command,
+    warnings: Object.freeze(warnings),
+  });
+}
+
+/** DeepSpeed settings that came from the config file (Python's `deepspeed_fields_from_accelerate_config`). */
+function deepspeedFieldsFromFile(resolved: ResolvedLaunch): string[] {
+  const out: string[] = [];
+  for (const [name, origin] of Object.entries(resolved.origins)) {
+    if (origin.source === 'config file' && origin.detail.includes('(deepspeed_config.')) out.push(name);
+  }
+  if (resolved.origins.mixed_precision?.source === 'config file') out.push('mixed_precision');
+  return out.sort();
+}
+
+/** The environment a rank process starts with: the launcher's, minus {@link LaunchPlan.unsetEnv}, plus the rank's variables. */
+export function rankEnvironment(plan: LaunchPlan, rank: RankPlan, baseEnv: EnvironmentVariables = process.env): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, val] of Object.entries(baseEnv)) if (val !== undefined && !plan.unsetEnv.includes(k)) out[k] = val;
+  return Object.assign(out, rank.env);
+}
+
+const TS_EXTENSIONS = new Set(['.ts', '.mts', '.cts', '.tsx']);
+const JS_EXTENSIONS = new Set(['.js', '.mjs', '.cjs']);
+
+/** Options of {@link resolveScriptCommand}. */
+export interface ScriptCommandOptions {
+  /** Working directory the script path is relative to. Default `process.cwd()`. */
+  cwd?: string;
+  /** Node executable. Default `process.execPath`. */
+  nodePath?: string;
+  /** Extra node options placed before the script (e.g. `--enable-source-maps`). */
+  nodeOptions?: readonly string[];
+  /** Add the guard that ends a rank when the launcher dies (default true). */
+  guard?: boolean;
+}
+
+/**
+ * How each rank runs `script`: `.js`/`.mjs`/`.cjs` with node, `.ts`/`.mts`/`.cts`
+ * with node and tsx (`node --import tsx`), `--module` resolves a module
+ * specifier from the working directory, `--no_python` runs a program as is.
+ * Node ranks also load a small guard that ends the rank (and its children)
+ * if the launcher disappears without stopping it (e.g. `kill -9`).
+ */
+export function resolveScriptCommand(
+  script: string,
+  scriptArgs: readonly string[],
+  flags: { module?: boolean; noPython?: boolean },
+  options: ScriptCommandOptions = {},
+): ScriptCommand {
+  const cwd = options.cwd ?? process.cwd();
+  if (flags.noPython) return { command: script, args: [...scriptArgs], runner: 'program' };
+  let file: string;
+  if (flags.module) {
+    try {
+      file = createRequire(join(cwd, 'noop.js')).resolve(script);
+    } catch (e) {
+      throw new LaunchError(
+        `--module: cannot resolve ${JSON.stringify(script)} from ${cwd} (${(e as Error).message.split('\n')[0]}). Install the package or pass the script's path without --module.`,
+      );
+    }
+  } else {
+    file = isAbsolute(script) ? script : resolve(cwd, script);
+    if (!existsSync(file)) {
+      throw new LaunchError(`The training script ${JSON.stringify(script)} does not exist (looked for ${file}). Check the path, relative to ${cwd}.`);
+    }
+  }
+  const ext = extname(file).toLowerCase();
+  const nodeArgs: string[] = [...(options.nodeOptions ?? [])];
+  let runner: ScriptCommand['runner'] = 'node';
+  if (TS_EXTENSIONS.has(ext)) {
+    const tsx = findTsx([dirname(file), cwd, dirname(fileURLToPath(import.meta.url))]);
+    if (!tsx) {
+      throw new LaunchError(
+        `${script} is TypeScript, which needs tsx to run: install it (npm install -D tsx) or compile the script to .js and launch that.`,
+      );
+    }
+    nodeArgs.push('--import', tsx);
+    runner = 'node + tsx';
+  } else if (!JS_EXTENSIONS.has(ext)) {
+    throw new LaunchError(
+      `accelerate launch runs .ts, .mts, .js or .mjs scripts; ${JSON.stringify(script)} is none of them. To start another program in every rank, add --no_python.`,
+    );
+  }
+  if (options.guard !== false) {
+    const guard = childGuardUrl(runner === 'node + tsx');
+    if (guard) nodeArgs.push('--import', guard);
+  }
+  return { command: options.nodePath ?? process.execPath, args: [...nodeArgs, file, ...scriptArgs], runner };
+}
+
+/** tsx's loader as a file URL, resolved from the first folder that has it. */
+function findTsx(from: readonly string[]): string | undefined {
+  for (const dir of from) {
+    try {
+      return pathToFileURL(createRequire(join(dir, 'noop.js')).resolve('tsx')).href;
+    } catch {
+      // not installed there
+    }
+  }
+  return undefined;
+}
+
+/** The guard module's URL: the built `.js`, or the `.ts` source when the rank runs under tsx. */
+function childGuardUrl(underTsx: boolean): string | undefined {
+  const js = new URL('./child-guard.js', import.meta.url);
+  if (existsSync(fileURLToPath(js))) return js.href;
+  const ts = new URL('./child-guard.ts', import.meta.url);
+  if (underTsx && existsSync(fileURLToPath(ts))) return ts.href;
+  return undefined;
+}
