@@ -68,6 +68,8 @@ const INT32_MAX = 2 ** 31 - 1;
 /** The TensorFlow.js compute backend core drives. Create it with {@link TfjsBackend.create} or {@link tfjs}. */
 export class TfjsBackend implements Backend<tf.Tensor, TfjsModel, TfjsOptimizer, TfjsLambdaLR> {
   readonly name = 'tfjs';
+  /** tfjs tensors are immutable: core runs collectives on host copies. */
+  readonly hostTransport = true;
   readonly version: string;
   /** The engine tfjs runs on. */
   readonly engine: TfjsEngine;
@@ -356,9 +358,8 @@ export class TfjsBackend implements Backend<tf.Tensor, TfjsModel, TfjsOptimizer,
 
   /**
    * Resolves once the gradient all-reduce started by the last `backward` is
-   * done (at once on one process). Until core's `Accelerator.backward`
-   * returns the backend's promise, multi-process loops call
-   * `await backend.whenGradientsReady()` between `backward` and `step`.
+   * done (at once on one process). `Accelerator.backward` returns the same
+   * promise, so `await accelerator.backward(loss)` is enough in user loops.
    */
   whenGradientsReady(): Promise<void> {
     return this.pendingSync ?? Promise.resolve();

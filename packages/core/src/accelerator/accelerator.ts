@@ -398,7 +398,7 @@ export class Accelerator {
       if (!backend.wrapDistributed) {
         throw new Error(`The "${backend.name}" backend cannot wrap models for data parallelism; run a single process or use @accelerate/backend-libtorch.`);
       }
-      m = backend.wrapDistributed(m, this.partialState.group!, { ...this.handlers.ddp?.fields });
+      m = await backend.wrapDistributed(m, this.partialState.group!, { ...this.handlers.ddp?.fields });
     }
     this.models.push(m);
     return m;
@@ -472,13 +472,15 @@ export class Accelerator {
   /**
    * Backpropagate `loss`, divided by the accumulation steps (and multiplied by
    * the fp16 loss scale). A loss closure is accepted for backends that compute
-   * gradients from a function (tfjs).
+   * gradients from a function (tfjs). Returns the backend's promise when its
+   * gradients become usable later (tfjs across processes): `await` it before
+   * `optimizer.step()` for code that must run on every backend.
    */
-  backward<T>(loss: Loss<T>): void {
+  backward<T>(loss: Loss<T>): void | Promise<void> {
     const plugins = this.pluginContainer;
     if (plugins?.claim('backward', loss, this.pluginContext())) return;
     const scale = (1 / this.gradientState.numSteps) * (this.scaler ? this.scaler.getScale() : 1);
-    this.backend.backward(loss, { scale });
+    return this.backend.backward(loss, { scale });
   }
 
   /**
@@ -597,7 +599,7 @@ export class Accelerator {
 
   private collectiveContext(): CollectiveContext<any> {
     const s = this.partialState;
-    return { group: s.group, ops: s.backend, numProcesses: s.numProcesses, processIndex: s.processIndex, debug: s.debug, device: s.device };
+    return { group: s.group, ops: s.backend, numProcesses: s.numProcesses, processIndex: s.processIndex, debug: s.debug, device: s.device, hostTransport: s.backend.hostTransport };
   }
 
   /** Gather tensors (nested structures allowed) from every process, concatenated on dim 0 in rank order. */

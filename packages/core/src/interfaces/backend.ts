@@ -67,6 +67,11 @@ export type Loss<T> = T | (() => T);
 export interface Backend<T = unknown, M = unknown, O = unknown, S = unknown> {
   /** Registry name, e.g. `libtorch`, `tfjs`. */
   readonly name: string;
+  /**
+   * True when tensors cannot be modified in place or handed to the process
+   * group directly (tfjs): collectives then go through host buffers.
+   */
+  readonly hostTransport?: boolean;
   /** Backend and engine version, shown by `accelerate env`. */
   readonly version: string;
 
@@ -112,8 +117,8 @@ export interface Backend<T = unknown, M = unknown, O = unknown, S = unknown> {
    * outputs. Returns the same model object (patched) so user types keep working.
    */
   wrapForwardForPrecision?(model: M, precision: MixedPrecision): M;
-  /** Wrap for data parallelism over `group` (broadcast params, gradient all-reduce). */
-  wrapDistributed?(model: M, group: ProcessGroup<T>, options: Record<string, unknown>): M;
+  /** Wrap for data parallelism over `group` (broadcast params, gradient all-reduce); may resolve later. */
+  wrapDistributed?(model: M, group: ProcessGroup<T>, options: Record<string, unknown>): M | Promise<M>;
   /** Undo every wrapper core or the backend added. */
   unwrapModel?(model: M): M;
   /**
@@ -123,8 +128,12 @@ export interface Backend<T = unknown, M = unknown, O = unknown, S = unknown> {
   setGradientSync?(model: M, enabled: boolean): void;
 
   // ---- autograd and optimisation -----------------------------------------
-  /** Backpropagate `loss * scale` into the parameters' gradients (accumulating). */
-  backward(loss: Loss<T>, options: { scale: number; model?: M }): void;
+  /**
+   * Backpropagate `loss * scale` into the parameters' gradients (accumulating).
+   * May return a promise when gradients become usable later (e.g. an
+   * asynchronous cross-process reduction); the Accelerator hands it back.
+   */
+  backward(loss: Loss<T>, options: { scale: number; model?: M }): void | Promise<void>;
   /** Gradient of a parameter, or null. */
   grad(param: T): T | null;
   /** Clip the global gradient norm of `params` in place; returns the total norm before clipping. */
