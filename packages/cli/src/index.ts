@@ -29,3 +29,4 @@ export {
 } from './commands/env.js';
 export { registerLaunchCommand, runLaunchCommand, launchOption, type LaunchCommandOptions } from './commands/launch.js';
 export { registerTestCommand, runTest, testLaunchArgs, testScriptPath, TEST_SUCCESS_MESSAGE, type TestOptions } from './commands/test.js';
+export { registerTrackingCommands, runReplay, runDashboard } from './commands/tracking.js';

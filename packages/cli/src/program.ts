@@ -16,13 +16,14 @@ import { registerConfigCommand } from './commands/config.js';
 import { registerEnvCommand } from './commands/env.js';
 import { registerLaunchCommand } from './commands/launch.js';
 import { registerTestCommand } from './commands/test.js';
+import { registerTrackingCommands } from './commands/tracking.js';
 import { CliError, processContext, type CliContext } from './context.js';
 
 /** Adds one command (and its subcommands) to the program. */
 export type RegisterCommand = (program: Command, ctx: CliContext) => void;
 
 /** The commands of `accelerate`, in help order. */
-export const COMMANDS: RegisterCommand[] = [registerConfigCommand, registerEnvCommand, registerLaunchCommand, registerTestCommand];
+export const COMMANDS: RegisterCommand[] = [registerConfigCommand, registerEnvCommand, registerLaunchCommand, registerTestCommand, registerTrackingCommands];
 
 const passThrough = new WeakSet<Command>();
 
