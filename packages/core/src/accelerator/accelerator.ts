@@ -499,6 +499,19 @@ export class Accelerator {
     return this.withGradientSync(list, !skipSync, fn);
   }
 
+  /**
+   * Make the next backward of `model` synchronise gradients even inside
+   * `noSync` / a non-sync accumulate step (no-op on one process).
+   */
+  triggerSyncInBackward(model: unknown): void {
+    if (!this.useDistributed) return;
+    const backend = this.backend;
+    if (!backend.triggerSyncInBackward) {
+      throw new Error(`The "${backend.name}" backend cannot force a gradient sync in backward (triggerSyncInBackward).`);
+    }
+    backend.triggerSyncInBackward(model);
+  }
+
   /** Run `fn` with gradient synchronisation of `model` turned off (DDP's `no_sync`). No-op on one process. */
   async noSync<R>(model: unknown, fn: () => R | Promise<R>): Promise<R> {
     await this.ready();
@@ -589,10 +602,14 @@ export class Accelerator {
     return result;
   }
 
-  /** Undo `prepare`'s wrappers (DDP, autocast patch, optimizer proxy). */
-  unwrapModel<M>(model: M): M {
+  /**
+   * Undo `prepare`'s wrappers (data parallelism, optimizer proxy). The
+   * mixed-precision forward (autocast + fp32 outputs) stays unless
+   * `keepFp32Wrapper` is false, as in Accelerate.
+   */
+  unwrapModel<M>(model: M, options: { keepFp32Wrapper?: boolean } = {}): M {
     const raw = unwrapPrepared(model);
-    return (this.backend.unwrapModel?.(raw) ?? raw) as M;
+    return (this.backend.unwrapModel?.(raw, { keepFp32Wrapper: options.keepFp32Wrapper ?? true }) ?? raw) as M;
   }
 
   // ---- collectives --------------------------------------------------------------

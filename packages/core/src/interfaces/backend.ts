@@ -119,13 +119,19 @@ export interface Backend<T = unknown, M = unknown, O = unknown, S = unknown> {
   wrapForwardForPrecision?(model: M, precision: MixedPrecision): M;
   /** Wrap for data parallelism over `group` (broadcast params, gradient all-reduce); may resolve later. */
   wrapDistributed?(model: M, group: ProcessGroup<T>, options: Record<string, unknown>): M | Promise<M>;
-  /** Undo every wrapper core or the backend added. */
-  unwrapModel?(model: M): M;
+  /**
+   * Undo the wrappers core or the backend added (data parallelism). The
+   * mixed-precision forward patch stays unless `keepFp32Wrapper` is false,
+   * as in Accelerate's `unwrap_model`.
+   */
+  unwrapModel?(model: M, options?: { keepFp32Wrapper?: boolean }): M;
   /**
    * Turn gradient synchronisation of a distributed model on or off (DDP's
    * `no_sync`): while off, backward only accumulates locally.
    */
   setGradientSync?(model: M, enabled: boolean): void;
+  /** Force the next backward of a data-parallel model to synchronise, even with sync off. */
+  triggerSyncInBackward?(model: M): void;
 
   // ---- autograd and optimisation -----------------------------------------
   /**
