@@ -11,7 +11,9 @@
         "native/nn.cc",
         "native/optim.cc",
         "native/runtime.cc",
-        "native/c10d.cc"
+        "native/c10d.cc",
+        "native/ddp.cc",
+        "native/jit.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

@@ -3,6 +3,8 @@
 
 namespace acc {
 
+void InitJit(Napi::Env env, Napi::Object exports);  // jit.cc (TorchScript)
+
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InstallAllocator();
   TensorWrap::Init(env, exports);
@@ -13,6 +15,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitOptim(env, exports);
   InitRuntime(env, exports);
   InitC10d(env, exports);
+  InitJit(env, exports);
   exports.Set("torchVersion", Napi::String::New(env, TORCH_VERSION));
   return exports;
 }

@@ -1,21 +1,255 @@
 // c10d over gloo: a TCPStore rendezvous and a ProcessGroupGloo. Blocking steps
 // (creating the group, Work::wait, store gets) run on libuv worker threads and
 // resolve promises; collectives are issued on the JS thread so every rank issues
-// them in program order.
+// them in program order. Every collective goes through the hang diagnosis of c10d.h.
 //
 // Only ProcessGroupGloo's out-of-line API is used: no gloo class is constructed here
 // (the gloo headers may differ from the ones libtorch was built with; see the notes).
-#include "common.h"
+#include "c10d.h"
 
 #include <ATen/ops/empty_like.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <functional>
+#include <map>
+#include <sstream>
+#include <thread>
+#include <vector>
 
 namespace acc {
+
+// ---- hang diagnosis -------------------------------------------------------------------
+
+// Set at process exit: the reporter thread must not touch libtorch while statics die.
+static std::atomic<bool> g_exiting{false};
+
+// Copies positions to the store from a background thread. It has its own TCPStore
+// client: 1.13's TCPStore is not safe to share between threads.
+struct DiagHub {
+  c10::intrusive_ptr<c10d::Store> client;
+  std::mutex storeMu;  // taken before a GroupDiag's mutex, never after
+  std::mutex mu;
+  std::vector<std::weak_ptr<GroupDiag>> groups;
+  int globalRank = 0;
+  bool broken = false;  // the store stopped answering: stop writing
+
+  void Add(const std::shared_ptr<GroupDiag>& d) {
+    std::lock_guard<std::mutex> l(mu);
+    groups.push_back(d);
+  }
+
+  // Write `d`'s position if it changed since the last write.
+  void Flush(GroupDiag& d) {
+    std::lock_guard<std::mutex> s(storeMu);
+    if (broken) return;
+    std::string key, value;
+    {
+      std::lock_guard<std::mutex> l(d.mu);
+      if (!d.dirty) return;
+      d.dirty = false;
+      key = d.keyPrefix + std::to_string(d.rank);
+      value = std::to_string(d.posSeq) + "|" + d.state + "|" + (d.pos ? *d.pos : std::string());
+    }
+    try {
+      client->set(key, std::vector<uint8_t>(value.begin(), value.end()));
+    } catch (...) {
+      broken = true;
+    }
+  }
+
+  void FlushAll() {
+    std::vector<std::shared_ptr<GroupDiag>> live;
+    {
+      std::lock_guard<std::mutex> l(mu);
+      std::vector<std::weak_ptr<GroupDiag>> keep;
+      for (auto& w : groups)
+        if (auto d = w.lock()) {
+          keep.push_back(w);
+          live.push_back(d);
+        }
+      groups.swap(keep);
+    }
+    for (auto& d : live) Flush(*d);
+  }
+
+  // Reporter thread: holds only a weak reference, so it ends once no group uses the hub.
+  static void Start(const std::shared_ptr<DiagHub>& hub, std::chrono::milliseconds interval) {
+    static std::once_flag once;
+    std::call_once(once, []() { std::atexit([]() { g_exiting = true; }); });
+    std::weak_ptr<DiagHub> weak = hub;
+    std::thread([weak, interval]() {
+      for (;;) {
+        std::this_thread::sleep_for(interval);
+        if (g_exiting) return;
+        auto h = weak.lock();
+        if (!h) return;
+        h->FlushAll();
+      }
+    }).detach();
+  }
+};
+
+std::string ShapeOf(const at::Tensor& t) {
+  std::string s = "[";
+  for (int64_t i = 0; i < t.dim(); i++) s += (i ? ", " : "") + std::to_string(t.size(i));
+  return s + "]";
+}
+
+Ticket Issue(GroupState& g, const std::string& op, const std::string& shape, const std::string& note, bool p2p) {
+  GroupDiag& d = *g.diag;
+  std::lock_guard<std::mutex> l(d.mu);
+  if (!p2p) d.seq++;
+  Ticket t;
+  t.id = ++d.issued;
+  t.seq = d.seq;
+  std::string what;
+  what.reserve(op.size() + shape.size() + note.size() + 32);
+  what += op;
+  if (p2p) {
+    what += " ";
+    what += shape;
+    what += " (after collective #" + std::to_string(d.seq) + ")";
+  } else {
+    what += " #" + std::to_string(d.seq) + " ";
+    what += shape;
+  }
+  if (!note.empty()) what += " (" + note + ")";
+  t.what = std::make_shared<const std::string>(std::move(what));
+  if (g.hub) {
+    d.posId = t.id;
+    d.posSeq = t.seq;
+    d.pos = t.what;
+    d.state = "issued";
+    d.dirty = true;
+  }
+  return t;
+}
+
+static void MarkState(GroupState& g, const Ticket& t, const char* state) {
+  if (!g.hub) return;
+  GroupDiag& d = *g.diag;
+  std::lock_guard<std::mutex> l(d.mu);
+  if (d.posId != t.id) return;  // a later op is this rank's position now
+  d.state = state;
+  d.dirty = true;
+}
+
+static std::string RankList(const std::vector<int>& ranks) {
+  std::string s = ranks.size() == 1 ? "rank " : "ranks ";
+  for (size_t i = 0; i < ranks.size(); i++) s += (i ? "," : "") + std::to_string(ranks[i]);
+  return s;
+}
+
+// The failure message: what failed here, and where every rank of the group is.
+static std::string Diagnose(GroupState& g, const Ticket& t, const std::string& cause, bool timedOut) {
+  std::ostringstream m;
+  m << *t.what << " on rank " << g.rank << " of group '" << g.name << "' ";
+  if (timedOut)
+    m << "did not complete within " << g.timeout.count() << " ms (the timeout of InitProcessGroupKwargs timeoutSeconds; " << cause << ").";
+  else
+    m << "failed (" << cause << ").";
+  if (!g.hub) {
+    m << " Rank positions are unavailable: hang diagnosis is off (ACCELERATE_C10D_DIAG=0).";
+    return m.str();
+  }
+  g.hub->Flush(*g.diag);  // this rank's "waiting" may not have been written yet
+
+  struct Rec {
+    bool known = false;
+    int64_t seq = 0;
+    std::string state, pos;
+  };
+  std::vector<Rec> recs(g.size);
+  std::string storeError;
+  {
+    std::lock_guard<std::mutex> s(g.hub->storeMu);
+    try {
+      for (int r = 0; r < g.size; r++) {
+        std::string key = g.diag->keyPrefix + std::to_string(r);
+        if (!g.hub->client->check({key})) continue;
+        auto raw = g.hub->client->get(key);
+        std::string v(raw.begin(), raw.end());
+        size_t a = v.find('|'), b = a == std::string::npos ? a : v.find('|', a + 1);
+        if (b == std::string::npos) continue;
+        recs[r].known = true;
+        recs[r].seq = std::stoll(v.substr(0, a));
+        recs[r].state = v.substr(a + 1, b - a - 1);
+        recs[r].pos = v.substr(b + 1);
+      }
+    } catch (const std::exception& e) {
+      storeError = e.what();
+    }
+  }
+  if (!storeError.empty()) {
+    m << " Rank positions are unavailable: the store did not answer (" << storeError << "); rank 0 hosts it and may have exited.";
+    return m.str();
+  }
+
+  // Ranks grouped by identical position, lowest sequence number first.
+  std::map<std::pair<int64_t, std::string>, std::vector<int>> byPos;
+  std::vector<int> unknown;
+  int64_t lo = INT64_MAX, hi = INT64_MIN;
+  for (int r = 0; r < g.size; r++) {
+    if (!recs[r].known) {
+      unknown.push_back(r);
+      continue;
+    }
+    byPos[{recs[r].seq, recs[r].pos + " (" + recs[r].state + ")"}].push_back(r);
+    lo = std::min(lo, recs[r].seq);
+    hi = std::max(hi, recs[r].seq);
+  }
+  m << " Where each rank is: ";
+  bool first = true;
+  for (auto& [k, ranks] : byPos) {
+    m << (first ? "" : "; ") << RankList(ranks) << (first ? (ranks.size() == 1 ? " is at " : " are at ") : " at ") << k.second;
+    first = false;
+  }
+  if (!unknown.empty()) m << (first ? "" : "; ") << RankList(unknown) << " recorded no position (no collective issued on this group yet, or the store was unreachable)";
+  m << ".";
+  if (!byPos.empty() && lo < hi) {
+    std::vector<int> behind;
+    for (int r = 0; r < g.size; r++)
+      if (recs[r].known && recs[r].seq < hi) behind.push_back(r);
+    std::string who = RankList(behind);
+    who[0] = 'R';
+    m << " " << who << (behind.size() == 1 ? " has" : " have") << " not issued collective #" << hi;
+    if (timedOut)
+      m << ": look for a collective skipped on " << (behind.size() == 1 ? "that rank" : "those ranks")
+        << " (a condition that differs between ranks), an exception, or a long computation there.";
+    else
+      m << " and a connection failed: " << (behind.size() == 1 ? "it" : "they") << " most likely exited or crashed; see "
+        << (behind.size() == 1 ? "its" : "their") << " output.";
+  } else if (byPos.size() > 1) {
+    m << " The ranks issued different collectives at #" << hi << ": every rank must issue the same collectives (op and shape) in the same order.";
+  }
+  return m.str();
+}
+
+void WaitFor(GroupState& g, const c10::intrusive_ptr<c10d::Work>& work, const Ticket& t) {
+  MarkState(g, t, "waiting");
+  std::string cause;
+  try {
+    work->wait(g.timeout);
+  } catch (const c10::Error& e) {
+    cause = e.what_without_backtrace();
+  } catch (const std::exception& e) {
+    cause = e.what();
+    if (cause.empty()) cause = "unknown error";
+  } catch (...) {
+    cause = "unknown error";
+  }
+  if (cause.empty()) {
+    MarkState(g, t, "completed");
+    return;
+  }
+  bool timedOut = cause.find("imed out") != std::string::npos || cause.find("imeout") != std::string::npos;
+  throw std::runtime_error(Diagnose(g, t, cause, timedOut));
+}
 
 // A promise settled from a libuv worker thread.
 class Task : public Napi::AsyncWorker {
@@ -67,12 +301,15 @@ class WorkWrap : public Napi::ObjectWrap<WorkWrap> {
   }
   explicit WorkWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<WorkWrap>(info) {}
 
-  static Napi::Value Make(Napi::Env env, c10::intrusive_ptr<c10d::Work> work, std::vector<at::Tensor> keep, bool gatherOutputs) {
+  static Napi::Value Make(Napi::Env env, c10::intrusive_ptr<c10d::Work> work, std::vector<at::Tensor> keep, bool gatherOutputs,
+                          std::shared_ptr<GroupState> st, Ticket ticket) {
     Napi::Object o = ctor->New({});
     WorkWrap* w = Unwrap(o);
     w->work_ = std::move(work);
     w->keep_ = std::move(keep);
     w->gather_ = gatherOutputs;
+    w->st_ = std::move(st);
+    w->ticket_ = std::move(ticket);
     return o;
   }
 
@@ -80,14 +317,18 @@ class WorkWrap : public Napi::ObjectWrap<WorkWrap> {
   c10::intrusive_ptr<c10d::Work> work_;
   std::vector<at::Tensor> keep_;  // inputs/outputs alive until the collective ends
   bool gather_ = false;
+  std::shared_ptr<GroupState> st_;
+  Ticket ticket_;
 
   // wait() -> Promise<undefined | handle[]> (allgather: one tensor per rank)
   Napi::Value Wait(const Napi::CallbackInfo& info) {
     auto work = work_;
     auto outs = keep_;
     bool gather = gather_;
+    auto st = st_;
+    auto ticket = ticket_;
     return Run(
-        info.Env(), [work]() { work->wait(); },
+        info.Env(), [work, st, ticket]() { WaitFor(*st, work, ticket); },
         [outs, gather](Napi::Env env) -> Napi::Value {
           if (!gather) return env.Undefined();
           Napi::Array a = Napi::Array::New(env, outs.size() - 1);
@@ -111,17 +352,11 @@ class GroupWrap : public Napi::ObjectWrap<GroupWrap> {
                         InstanceMethod<&GroupWrap::Recv>("recv"), InstanceMethod<&GroupWrap::Barrier>("barrier"),
                         InstanceMethod<&GroupWrap::NewGroup>("newGroup"), InstanceMethod<&GroupWrap::StoreSet>("storeSet"),
                         InstanceMethod<&GroupWrap::StoreGet>("storeGet"), InstanceMethod<&GroupWrap::StoreAdd>("storeAdd"),
-                        InstanceMethod<&GroupWrap::Destroy>("destroy")});
+                        InstanceMethod<&GroupWrap::Sequence>("sequence"), InstanceMethod<&GroupWrap::Destroy>("destroy")});
   }
   explicit GroupWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<GroupWrap>(info) {}
 
-  struct State {
-    c10::intrusive_ptr<c10d::Store> root;   // the TCPStore every subgroup prefixes
-    c10::intrusive_ptr<c10d::Store> store;  // this group's (prefixed) store
-    c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
-    int rank = 0, size = 1, threads = 2;
-    std::chrono::milliseconds timeout{1800000};
-  };
+  using State = GroupState;
 
   static Napi::Value Make(Napi::Env env, std::shared_ptr<State> st) {
     Napi::Object o = ctor->New({});
@@ -134,16 +369,18 @@ class GroupWrap : public Napi::ObjectWrap<GroupWrap> {
     opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(host));
     opts->threads = st->threads;
     st->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(st->store, st->rank, st->size, opts);
+    st->diag->keyPrefix = "accelerate_diag/" + st->name + "/";
+    st->diag->rank = st->rank;
+    if (st->hub) st->hub->Add(st->diag);
     return st;
   }
 
- private:
   std::shared_ptr<State> st_;
-  std::string host_;
 
-  c10d::ProcessGroupGloo& PG(Napi::Env env) {
+ private:
+  State& S(Napi::Env env) {
     if (!st_ || !st_->pg) throw Napi::Error::New(env, "process group was destroyed");
-    return *st_->pg;
+    return *st_;
   }
 
   static c10d::ReduceOp Op(Napi::Env env, const Napi::Value& v) {
@@ -155,74 +392,64 @@ class GroupWrap : public Napi::ObjectWrap<GroupWrap> {
     throw Napi::TypeError::New(env, "reduce op '" + s + "' is not supported by gloo here (sum, product, min, max)");
   }
 
+  // Runs `issue` (which starts the collective) and wraps its Work; libtorch errors become JS errors.
+  template <typename F>
+  Napi::Value Start(Napi::Env env, const std::string& op, const std::string& shape, bool p2p, std::vector<at::Tensor> keep, bool gather, F issue) {
+    State& s = S(env);
+    try {
+      Ticket t = Issue(s, op, shape, "", p2p);
+      return WorkWrap::Make(env, issue(*s.pg), std::move(keep), gather, st_, std::move(t));
+    } catch (const Napi::Error&) {
+      throw;
+    } catch (...) {
+      Rethrow(env);
+    }
+  }
+
+  // allReduce(t, op, label?) — `label` names the op in diagnostics (reduceScatter is emulated with it).
   Napi::Value AllReduce(const Napi::CallbackInfo& info) {
     std::vector<at::Tensor> t{TensorWrap::Get(info[0], "allReduce")};
     c10d::AllreduceOptions o;
     o.reduceOp = Op(info.Env(), info[1]);
-    try {
-      return WorkWrap::Make(info.Env(), PG(info.Env()).allreduce(t, o), t, false);
-    } catch (const Napi::Error&) {
-      throw;
-    } catch (...) {
-      Rethrow(info.Env());
-    }
+    std::string label = info.Length() > 2 && info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "allReduce";
+    return Start(info.Env(), label, ShapeOf(t[0]), false, t, false, [&](c10d::ProcessGroupGloo& pg) { return pg.allreduce(t, o); });
   }
   Napi::Value Broadcast(const Napi::CallbackInfo& info) {
     std::vector<at::Tensor> t{TensorWrap::Get(info[0], "broadcast")};
     c10d::BroadcastOptions o;
     o.rootRank = info[1].As<Napi::Number>().Int64Value();
-    try {
-      return WorkWrap::Make(info.Env(), PG(info.Env()).broadcast(t, o), t, false);
-    } catch (const Napi::Error&) {
-      throw;
-    } catch (...) {
-      Rethrow(info.Env());
-    }
+    return Start(info.Env(), "broadcast", ShapeOf(t[0]), false, t, false, [&](c10d::ProcessGroupGloo& pg) { return pg.broadcast(t, o); });
   }
   Napi::Value AllGather(const Napi::CallbackInfo& info) {
     at::Tensor in = TensorWrap::Get(info[0], "allGather");
     std::vector<at::Tensor> inputs{in};
     std::vector<std::vector<at::Tensor>> outputs(1);
-    for (int r = 0; r < st_->size; r++) outputs[0].push_back(at::empty_like(in));
-    try {
-      auto work = PG(info.Env()).allgather(outputs, inputs);
-      std::vector<at::Tensor> keep{in};
-      keep.insert(keep.end(), outputs[0].begin(), outputs[0].end());
-      return WorkWrap::Make(info.Env(), work, keep, true);
-    } catch (const Napi::Error&) {
-      throw;
-    } catch (...) {
-      Rethrow(info.Env());
-    }
+    for (int r = 0; r < S(info.Env()).size; r++) outputs[0].push_back(at::empty_like(in));
+    std::vector<at::Tensor> keep{in};
+    keep.insert(keep.end(), outputs[0].begin(), outputs[0].end());
+    return Start(info.Env(), "allGather", ShapeOf(in), false, keep, true, [&](c10d::ProcessGroupGloo& pg) { return pg.allgather(outputs, inputs); });
   }
   Napi::Value Send(const Napi::CallbackInfo& info) {
     std::vector<at::Tensor> t{TensorWrap::Get(info[0], "send")};
-    try {
-      return WorkWrap::Make(info.Env(), PG(info.Env()).send(t, info[1].As<Napi::Number>().Int32Value(), info[2].As<Napi::Number>().Int32Value()), t, false);
-    } catch (const Napi::Error&) {
-      throw;
-    } catch (...) {
-      Rethrow(info.Env());
-    }
+    int dst = info[1].As<Napi::Number>().Int32Value(), tag = info[2].As<Napi::Number>().Int32Value();
+    return Start(info.Env(), "send to " + std::to_string(dst) + " tag " + std::to_string(tag), ShapeOf(t[0]), true, t, false,
+                 [&](c10d::ProcessGroupGloo& pg) { return pg.send(t, dst, tag); });
   }
   Napi::Value Recv(const Napi::CallbackInfo& info) {
     std::vector<at::Tensor> t{TensorWrap::Get(info[0], "recv")};
-    try {
-      return WorkWrap::Make(info.Env(), PG(info.Env()).recv(t, info[1].As<Napi::Number>().Int32Value(), info[2].As<Napi::Number>().Int32Value()), t, false);
-    } catch (const Napi::Error&) {
-      throw;
-    } catch (...) {
-      Rethrow(info.Env());
-    }
+    int src = info[1].As<Napi::Number>().Int32Value(), tag = info[2].As<Napi::Number>().Int32Value();
+    return Start(info.Env(), "recv from " + std::to_string(src) + " tag " + std::to_string(tag), ShapeOf(t[0]), true, t, false,
+                 [&](c10d::ProcessGroupGloo& pg) { return pg.recv(t, src, tag); });
   }
   Napi::Value Barrier(const Napi::CallbackInfo& info) {
-    try {
-      return WorkWrap::Make(info.Env(), PG(info.Env()).barrier(), {}, false);
-    } catch (const Napi::Error&) {
-      throw;
-    } catch (...) {
-      Rethrow(info.Env());
-    }
+    return Start(info.Env(), "barrier", "[]", false, {}, false, [&](c10d::ProcessGroupGloo& pg) { return pg.barrier(); });
+  }
+
+  // sequence() -> collectives issued on this group so far
+  Napi::Value Sequence(const Napi::CallbackInfo& info) {
+    State& s = S(info.Env());
+    std::lock_guard<std::mutex> l(s.diag->mu);
+    return Napi::Number::New(info.Env(), static_cast<double>(s.diag->seq));
   }
 
   // newGroup(ranks[], name, host) -> Promise<group | null>; `name` must be unique per
@@ -232,34 +459,37 @@ class GroupWrap : public Napi::ObjectWrap<GroupWrap> {
     auto ranks = ParseInts(env, info[0], "newGroup ranks");
     std::string name = info[1].ToString().Utf8Value();
     std::string host = info[2].ToString().Utf8Value();
+    State& s = S(env);
     int me = -1;
     for (size_t i = 0; i < ranks.size(); i++)
-      if (ranks[i] == st_->rank) me = static_cast<int>(i);
+      if (ranks[i] == s.rank) me = static_cast<int>(i);
     if (me < 0) {
       auto d = Napi::Promise::Deferred::New(env);
       d.Resolve(env.Null());
       return d.Promise();
     }
     auto sub = std::make_shared<State>();
-    sub->root = st_->root;
-    sub->store = c10::make_intrusive<c10d::PrefixStore>("accelerate_group_" + name + "/", st_->root);
+    sub->root = s.root;
+    sub->store = c10::make_intrusive<c10d::PrefixStore>("accelerate_group_" + name + "/", s.root);
     sub->rank = me;
     sub->size = static_cast<int>(ranks.size());
-    sub->threads = st_->threads;
-    sub->timeout = st_->timeout;
+    sub->threads = s.threads;
+    sub->timeout = s.timeout;
+    sub->name = name;
+    sub->hub = s.hub;
     return Run(
         env, [sub, host]() { Connect(sub, host); }, [sub](Napi::Env e) { return Make(e, sub); });
   }
 
   Napi::Value StoreSet(const Napi::CallbackInfo& info) {
-    auto store = st_->store;
+    auto store = S(info.Env()).store;
     std::string key = info[0].ToString().Utf8Value();
     Napi::Uint8Array a = info[1].As<Napi::Uint8Array>();
     std::vector<uint8_t> value(a.Data(), a.Data() + a.ElementLength());
     return Run(info.Env(), [store, key, value]() { store->set(key, value); });
   }
   Napi::Value StoreGet(const Napi::CallbackInfo& info) {
-    auto store = st_->store;
+    auto store = S(info.Env()).store;
     std::string key = info[0].ToString().Utf8Value();
     auto out = std::make_shared<std::vector<uint8_t>>();
     return Run(
@@ -271,7 +501,7 @@ class GroupWrap : public Napi::ObjectWrap<GroupWrap> {
         });
   }
   Napi::Value StoreAdd(const Napi::CallbackInfo& info) {
-    auto store = st_->store;
+    auto store = S(info.Env()).store;
     std::string key = info[0].ToString().Utf8Value();
     int64_t delta = info[1].As<Napi::Number>().Int64Value();
     auto out = std::make_shared<int64_t>(0);
@@ -286,6 +516,13 @@ class GroupWrap : public Napi::ObjectWrap<GroupWrap> {
 };
 Napi::FunctionReference* GroupWrap::ctor = nullptr;
 
+std::shared_ptr<GroupState> GroupStateOf(Napi::Env env, const Napi::Value& v) {
+  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(GroupWrap::ctor->Value())) throw Napi::TypeError::New(env, "expected a native process group");
+  auto st = GroupWrap::Unwrap(v.As<Napi::Object>())->st_;
+  if (!st || !st->pg) throw Napi::Error::New(env, "process group was destroyed");
+  return st;
+}
+
 // initGroup(host, port, rank, world, timeoutMs, threads) -> Promise<group>
 static Napi::Value InitGroup(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -296,9 +533,11 @@ static Napi::Value InitGroup(const Napi::CallbackInfo& info) {
   st->size = info[3].As<Napi::Number>().Int32Value();
   st->timeout = std::chrono::milliseconds(info[4].As<Napi::Number>().Int64Value());
   st->threads = info[5].IsNumber() ? info[5].As<Napi::Number>().Int32Value() : 2;
+  const char* diagEnv = std::getenv("ACCELERATE_C10D_DIAG");
+  bool diag = !(diagEnv && std::string(diagEnv) == "0");
   return Run(
       env,
-      [st, host, port]() {
+      [st, host, port, diag]() {
         c10d::TCPStoreOptions o;
         o.port = port;
         o.isServer = st->rank == 0;
@@ -306,6 +545,23 @@ static Napi::Value InitGroup(const Napi::CallbackInfo& info) {
         o.timeout = st->timeout;
         st->root = c10::make_intrusive<c10d::TCPStore>(host, o);
         st->store = c10::make_intrusive<c10d::PrefixStore>("accelerate_default/", st->root);
+        if (diag) {
+          // A second client connection for the reporter thread; diagnosis is best effort.
+          try {
+            c10d::TCPStoreOptions c;
+            c.port = port;
+            c.isServer = false;
+            c.waitWorkers = false;
+            c.timeout = st->timeout;
+            auto hub = std::make_shared<DiagHub>();
+            hub->client = c10::make_intrusive<c10d::TCPStore>(host, c);
+            hub->globalRank = st->rank;
+            st->hub = hub;
+            DiagHub::Start(hub, std::chrono::milliseconds(100));
+          } catch (...) {
+            st->hub.reset();
+          }
+        }
         GroupWrap::Connect(st, host);
       },
       [st](Napi::Env e) { return GroupWrap::Make(e, st); });
@@ -317,6 +573,7 @@ void InitC10d(Napi::Env env, Napi::Object exports) {
   Napi::Function g = GroupWrap::Define(env);
   GroupWrap::ctor = new Napi::FunctionReference(Napi::Persistent(g));
   ACC_FN(exports, "initGroup", InitGroup);
+  InitDDP(env, exports);
 }
 
 }  // namespace acc

@@ -19,6 +19,7 @@ import {
   type ProcessGroupOptions,
 } from '@accelerate/core';
 import { GlooProcessGroup } from './distributed.js';
+import { setGradientSync, triggerSyncInBackward, unwrapDistributed, wrapDistributed, type DistributedDataParallelOptions } from './ddp.js';
 import { native } from './native.js';
 import { Module } from './nn/module.js';
 import { Optimizer } from './optim/optimizer.js';
@@ -121,7 +122,26 @@ export class LibtorchBackend implements Backend<Tensor, Module, Optimizer, LRSch
     model.forward = patched;
     return model;
   }
-  unwrapModel(model: Module): Module {
+  /**
+   * Data parallelism over a gloo group (see {@link wrapDistributed}): broadcasts rank 0's
+   * weights now and returns a proxy of `model` whose backward averages gradients.
+   * `options` are `DistributedDataParallelKwargs` fields.
+   */
+  wrapDistributed(model: Module, group: ProcessGroup<Tensor>, options: Record<string, unknown>): Module {
+    return wrapDistributed(model, group, options as DistributedDataParallelOptions);
+  }
+  /** DDP's `no_sync`: while off, backward of a wrapped model only accumulates locally. */
+  setGradientSync(model: Module, enabled: boolean): void {
+    setGradientSync(model, enabled);
+  }
+  /** Make the next backward of a DDP model all-reduce even inside `noSync`. */
+  triggerSyncInBackward(model: Module): void {
+    triggerSyncInBackward(model);
+  }
+  /** The original module: the DDP proxy removed (it keeps working); the autocast patch too when `keepFp32Wrapper` is false. */
+  unwrapModel(model: Module, options: { keepFp32Wrapper?: boolean } = {}): Module {
+    model = unwrapDistributed(model);
+    if (options.keepFp32Wrapper ?? true) return model;
     const inner = (model as unknown as Record<symbol, unknown>)[PATCHED] as Module['forward'] | undefined;
     if (inner) {
       model.forward = inner;

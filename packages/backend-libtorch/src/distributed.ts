@@ -9,6 +9,15 @@ import { Tensor } from './tensor.js';
 
 type Data = Tensor | HostArray;
 
+/** The native group's extras for hang diagnosis (c10d.cc): a label for emulated ops, the sequence counter. */
+type DiagGroup = NativeGroup & {
+  allReduce(t: NativeHandle, op: string, label?: string): NativeWork;
+  sequence(): number;
+};
+
+/** Collective timeout when none is given: c10d's default for gloo (30 minutes). */
+export const DEFAULT_TIMEOUT_MS = 1_800_000;
+
 /** A collective in flight; `wait()` resolves once it finished on this rank (memoised). */
 class GlooWork<R> implements Work<R> {
   private promise?: Promise<R>;
@@ -55,14 +64,23 @@ function toHostArray(h: NativeHandle, like: HostArray): HostArray {
   return new (like.constructor as new (b: ArrayBuffer) => HostArray)(buf);
 }
 
-/** A process group over gloo (CPU). Every rank must issue collectives in the same order. */
+/**
+ * A process group over gloo (CPU). Every rank must issue collectives in the same order.
+ *
+ * Hangs are diagnosed: every collective takes the group's next sequence number and
+ * each rank's position (op, number, shape, state) is copied to the TCPStore by a
+ * background thread (at most every 100 ms, off the hot path). A wait that exceeds the
+ * timeout, or fails because a peer died, rejects with an error naming where every rank
+ * is, e.g. `rank 1 is at allReduce #2 [4] (completed); ranks 0,2 at allReduce #3 [4]
+ * (waiting)`. `ACCELERATE_C10D_DIAG=0` turns the recording off.
+ */
 export class GlooProcessGroup implements ProcessGroup<Tensor> {
   readonly backend = 'gloo';
   readonly store: KeyValueStore;
   private created = 0;
 
   private constructor(
-    private readonly g: NativeGroup,
+    private readonly g: DiagGroup,
     readonly rank: number,
     readonly size: number,
     private readonly host: string,
@@ -75,14 +93,31 @@ export class GlooProcessGroup implements ProcessGroup<Tensor> {
     };
   }
 
-  /** Rendezvous at `masterAddr:masterPort` (rank 0 hosts the TCPStore) and connect the ranks. */
+  /**
+   * Rendezvous at `masterAddr:masterPort` (rank 0 hosts the TCPStore) and connect the ranks.
+   * `timeoutMs` bounds every collective's wait and the rendezvous (default 30 minutes).
+   */
   static async init(options: ProcessGroupOptions & { threads?: number }): Promise<GlooProcessGroup> {
     if (options.backend && options.backend !== 'gloo') {
       throw new Error(`backend-libtorch: process group backend '${options.backend}' is not available in this build; use 'gloo'`);
     }
+    const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    if (!(Number.isFinite(timeoutMs) && timeoutMs > 0)) {
+      throw new RangeError(`GlooProcessGroup.init: timeoutMs must be a positive number of milliseconds, got ${String(options.timeoutMs)}`);
+    }
     const host = options.masterAddr === 'localhost' ? '127.0.0.1' : options.masterAddr;
-    const g = await c10d.initGroup(host, options.masterPort, options.rank, options.worldSize, options.timeoutMs, options.threads ?? 2);
-    return new GlooProcessGroup(g, options.rank, options.worldSize, host, 'w');
+    const g = await c10d.initGroup(host, options.masterPort, options.rank, options.worldSize, Math.round(timeoutMs), options.threads ?? 2);
+    return new GlooProcessGroup(g as DiagGroup, options.rank, options.worldSize, host, 'w');
+  }
+
+  /** Collectives issued on this group so far (the `#n` of diagnostics; point-to-point ops do not count). */
+  sequenceNumber(): number {
+    return this.g.sequence();
+  }
+
+  /** @internal the native group, for DDP (ddp.ts). */
+  get _native(): NativeGroup {
+    return this.g;
   }
 
   allReduce(data: Data, op: ReduceOp = 'sum'): Work {
@@ -121,7 +156,7 @@ export class GlooProcessGroup implements ProcessGroup<Tensor> {
       0,
     ) as NativeHandle;
     const n = Number(native.numel(flat)) / this.size;
-    const work = this.g.allReduce(flat, op === 'avg' ? 'sum' : op);
+    const work = this.g.allReduce(flat, op === 'avg' ? 'sum' : op, 'reduceScatter');
     return new GlooWork(work, () => {
       if (op === 'avg') native.op(native.opLookup('aten::div_', 'Scalar').id, flat, this.size);
       const mine = native.op(native.opLookup('aten::narrow', '').id, flat, 0, this.rank * n, n) as NativeHandle;
@@ -155,7 +190,7 @@ export class GlooProcessGroup implements ProcessGroup<Tensor> {
     const name = `${this.path}.${this.created++}`;
     const sub = await this.g.newGroup([...ranks], name, this.host);
     if (!sub) return null;
-    return new GlooProcessGroup(sub, ranks.indexOf(this.rank), ranks.length, this.host, name);
+    return new GlooProcessGroup(sub as DiagGroup, ranks.indexOf(this.rank), ranks.length, this.host, name);
   }
 
   async destroy(): Promise<void> {

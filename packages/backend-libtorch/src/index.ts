@@ -12,10 +12,12 @@
 export * from './tensor.js';
 export * as nn from './nn/index.js';
 export * as optim from './optim/index.js';
+export * as jit from './jit.js';
 export { autocast, isAutocastEnabled } from './amp.js';
 export { LibtorchBackend, LibtorchGradScaler, libtorch, type LibtorchBackendOptions } from './backend.js';
 export { manualSeed, getRngState, setRngState, setNumThreads, getNumThreads, version, cudaAvailable } from './runtime.js';
-export { GlooProcessGroup } from './distributed.js';
+export { GlooProcessGroup, DEFAULT_TIMEOUT_MS } from './distributed.js';
+export { wrapDistributed, unwrapDistributed, setGradientSync, noSync, triggerSyncInBackward, isDistributed, ddpInfo, type DistributedDataParallelOptions, type DistributedDataParallelInfo } from './ddp.js';
 
 import { libtorch as libtorchFactory } from './backend.js';
 /**

@@ -39,7 +39,7 @@ describe('LibtorchBackend specifics', () => {
     expect(out.equal(raw)).toBe(false);
     // autocast is off again afterwards, and unwrapModel restores fp32 forward
     expect(torch.isAutocastEnabled()).toBe(false);
-    backend.unwrapModel(lin);
+    backend.unwrapModel(lin, { keepFp32Wrapper: false });
     expect(lin.forward(x).equal(raw)).toBe(true);
     expect(() => backend.autocast('fp16', () => 1)).toThrow(/not supported on CPU/);
   });

@@ -1,0 +1,408 @@
+// Data parallelism (PyTorch's DistributedDataParallel reducer, reduced to what CPU
+// training needs): gradients are averaged across the ranks of a gloo group in buckets,
+// launched while backward still runs.
+//
+// - A post hook on every parameter's AccumulateGrad node marks the parameter ready.
+//   A bucket whose parameters are all ready is flattened (cat), divided by the world
+//   size and all-reduced asynchronously; buckets launch strictly in index order so
+//   every rank issues the same collectives in the same order.
+// - The first hook of a backward queues a callback on the autograd engine; it runs
+//   when backward ends, launches what is left (parameters without gradient: zeros,
+//   with findUnusedParameters), waits for every bucket and copies the averages back
+//   into the gradients. backward() therefore returns with synchronised gradients.
+// - Hooks act only after prepareForBackward(), which the JS forward wrapper calls
+//   when grad mode is on and sync is enabled (DDP's no_sync skips it), so using the
+//   unwrapped module, or no_sync, only accumulates locally.
+// All waits go through c10d.h's diagnosis, so a hang names every rank's position.
+#include "c10d.h"
+
+#include <ATen/core/grad_mode.h>
+#include <ATen/ops/cat.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <torch/csrc/autograd/engine.h>
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/function_hook.h>
+#include <torch/csrc/autograd/variable.h>
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <utility>
+
+namespace acc {
+
+namespace {
+
+using AccPtr = decltype(torch::autograd::impl::grad_accumulator(std::declval<const at::Tensor&>()));
+
+struct Bucket {
+  std::vector<size_t> members;   // parameter indices
+  std::vector<int64_t> offsets;  // of each member in `flat`
+  int64_t numel = 0;             // gradient elements; used-flags follow them
+  int64_t bytes = 0;
+  size_t pending = 0;            // members not ready yet in this backward
+  at::Tensor flat, wire;         // averaged gradients; `wire` is what travels (maybe fp16)
+  c10::intrusive_ptr<c10d::Work> work;
+  Ticket ticket;
+  bool launched = false;
+};
+
+class Reducer : public std::enable_shared_from_this<Reducer> {
+ public:
+  std::shared_ptr<GroupState> g;
+  std::vector<at::Tensor> params, buffers;
+  std::vector<std::string> names;
+  std::vector<AccPtr> accs;  // keeps each AccumulateGrad (and its hook) alive across graphs
+  std::vector<Bucket> buckets;
+  std::vector<size_t> bucketOf;
+  std::vector<char> ready;
+  size_t next = 0;  // first bucket not launched
+  bool armed = false, queued = false, findUnused = false;
+  c10::ScalarType wireType = c10::ScalarType::Undefined;  // commHook fp16/bf16
+  std::recursive_mutex mu;
+  // statistics
+  int64_t reductions = 0, bucketsLaunchedEarly = 0;
+  double waitMs = 0;
+
+  void Build(int64_t capBytes, int64_t firstCapBytes) {
+    // Reverse registration order approximates the order backward produces gradients.
+    bucketOf.assign(params.size(), 0);
+    std::vector<Bucket> open;  // one open bucket per dtype
+    std::vector<c10::ScalarType> openType;
+    auto cap = [&]() { return buckets.empty() ? firstCapBytes : capBytes; };
+    for (size_t k = params.size(); k-- > 0;) {
+      const at::Tensor& p = params[k];
+      int64_t bytes = p.numel() * static_cast<int64_t>(p.element_size());
+      size_t slot = 0;
+      while (slot < openType.size() && openType[slot] != p.scalar_type()) slot++;
+      if (slot == openType.size()) {
+        open.emplace_back();
+        openType.push_back(p.scalar_type());
+      }
+      Bucket& b = open[slot];
+      b.members.push_back(k);
+      b.offsets.push_back(b.numel);
+      b.numel += p.numel();
+      b.bytes += bytes;
+      if (b.bytes >= cap()) {
+        buckets.push_back(std::move(b));
+        open[slot] = Bucket();
+      }
+    }
+    for (auto& b : open)
+      if (!b.members.empty()) buckets.push_back(std::move(b));
+    for (size_t bi = 0; bi < buckets.size(); bi++)
+      for (size_t k : buckets[bi].members) bucketOf[k] = bi;
+    ready.assign(params.size(), 0);
+    Reset();
+  }
+
+  void InstallHooks();
+
+  void Reset() {
+    std::fill(ready.begin(), ready.end(), 0);
+    for (auto& b : buckets) {
+      b.pending = b.members.size();
+      b.flat = at::Tensor();
+      b.wire = at::Tensor();
+      b.work.reset();
+      b.launched = false;
+    }
+    next = 0;
+    armed = false;
+    queued = false;
+  }
+
+  void PrepareForBackward() {
+    std::lock_guard<std::recursive_mutex> l(mu);
+    // A backward that failed half-way leaves state behind: start clean.
+    if (queued || next > 0) Reset();
+    armed = true;
+  }
+
+  void MarkReady(size_t i) {
+    std::lock_guard<std::recursive_mutex> l(mu);
+    if (!armed || ready[i]) return;
+    if (!queued) {
+      std::weak_ptr<Reducer> w = weak_from_this();
+      torch::autograd::Engine::get_default_engine().queue_callback([w]() {
+        if (auto r = w.lock()) r->Finalize();
+      });
+      queued = true;
+    }
+    ready[i] = 1;
+    if (--buckets[bucketOf[i]].pending == 0) {
+      while (next < buckets.size() && buckets[next].pending == 0) {
+        Launch(next++);
+        bucketsLaunchedEarly++;
+      }
+    }
+  }
+
+  void Launch(size_t bi) {
+    Bucket& b = buckets[bi];
+    at::NoGradGuard ng;
+    std::vector<at::Tensor> parts;
+    parts.reserve(b.members.size() + 1);
+    for (size_t k : b.members) {
+      const at::Tensor& grad = params[k].grad();
+      if (grad.defined()) {
+        TORCH_CHECK(!grad.is_sparse(), "DDP: parameter '", names[k], "' has a sparse gradient; sparse gradients are not supported");
+        parts.push_back(grad.reshape({-1}));
+      } else {
+        parts.push_back(at::zeros({params[k].numel()}, params[k].options()));
+      }
+    }
+    if (findUnused) {
+      // One flag per member, reduced with the gradients: > 0 afterwards = used on some rank.
+      at::Tensor flags = at::empty({static_cast<int64_t>(b.members.size())}, at::TensorOptions().dtype(at::kFloat));
+      float* f = flags.data_ptr<float>();
+      for (size_t j = 0; j < b.members.size(); j++) {
+        size_t k = b.members[j];
+        f[j] = ready[k] || params[k].grad().defined() ? 1.0f : 0.0f;
+      }
+      parts.push_back(flags.to(params[b.members[0]].options()));
+    }
+    b.flat = at::cat(parts);
+    b.flat.div_(g->size);
+    b.wire = wireType == c10::ScalarType::Undefined ? b.flat : b.flat.to(wireType);
+    b.ticket = Issue(*g, "allReduce", ShapeOf(b.wire), "DDP gradient bucket " + std::to_string(bi) + " of " + std::to_string(buckets.size()));
+    std::vector<at::Tensor> v{b.wire};
+    b.work = g->pg->allreduce(v);
+    b.launched = true;
+  }
+
+  void Finalize() {
+    std::lock_guard<std::recursive_mutex> l(mu);
+    struct Guard {
+      Reducer* r;
+      ~Guard() { r->Reset(); }
+    } guard{this};
+    std::vector<std::string> missing;
+    for (size_t bi = next; bi < buckets.size(); bi++)
+      for (size_t k : buckets[bi].members)
+        if (!ready[k]) missing.push_back(names[k]);
+    // Launch what is left even when it is an error, so the other ranks do not hang.
+    while (next < buckets.size()) Launch(next++);
+    auto t0 = std::chrono::steady_clock::now();
+    for (auto& b : buckets) WaitFor(*g, b.work, b.ticket);
+    waitMs += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    at::NoGradGuard ng;
+    for (auto& b : buckets) {
+      at::Tensor res = b.wire.scalar_type() == b.flat.scalar_type() ? b.wire : b.wire.to(b.flat.scalar_type());
+      at::Tensor used;
+      if (findUnused) used = res.narrow(0, b.numel, static_cast<int64_t>(b.members.size())).to(c10::ScalarType::Float).contiguous();
+      for (size_t j = 0; j < b.members.size(); j++) {
+        at::Tensor& p = params[b.members[j]];
+        at::Tensor slice = res.narrow(0, b.offsets[j], p.numel()).view(p.sizes());
+        at::Tensor& grad = p.mutable_grad();
+        if (grad.defined())
+          grad.copy_(slice);
+        else if (!findUnused || used.data_ptr<float>()[j] > 0)
+          grad = slice.clone();  // unused here, used elsewhere: take the average
+      }
+    }
+    reductions++;
+    if (!missing.empty() && !findUnused) {
+      std::string list;
+      for (size_t i = 0; i < missing.size() && i < 20; i++) list += (i ? ", " : "") + missing[i];
+      if (missing.size() > 20) list += ", ... (" + std::to_string(missing.size()) + " in all)";
+      throw std::runtime_error("DDP: parameters [" + list + "] received no gradient in this backward on rank " + std::to_string(g->rank) +
+                               " (they took no part in computing the loss). Their buckets were reduced with zeros so the ranks stay in step, "
+                               "but this usually means part of the model is skipped. If that is intended, wrap with findUnusedParameters: true "
+                               "(DistributedDataParallelKwargs({ findUnusedParameters: true })); or freeze them (requiresGrad false) before prepare.");
+    }
+  }
+
+  // Broadcast tensors from rank 0 in place, flattened per dtype in chunks of ~256 MB.
+  void BroadcastFrom0(const std::vector<at::Tensor>& ts, const std::string& note) {
+    at::NoGradGuard ng;
+    constexpr int64_t kChunk = 256ll << 20;
+    std::vector<char> done(ts.size(), 0);
+    for (size_t s = 0; s < ts.size(); s++) {
+      if (done[s]) continue;
+      c10::ScalarType type = ts[s].scalar_type();
+      std::vector<size_t> group;
+      int64_t bytes = 0;
+      for (size_t k = s; k < ts.size(); k++) {
+        if (done[k] || ts[k].scalar_type() != type) continue;
+        group.push_back(k);
+        done[k] = 1;
+        bytes += ts[k].numel() * static_cast<int64_t>(ts[k].element_size());
+        if (bytes >= kChunk) break;
+      }
+      std::vector<at::Tensor> parts;
+      for (size_t k : group) parts.push_back(ts[k].reshape({-1}));
+      at::Tensor flat = at::cat(parts);
+      Ticket t = Issue(*g, "broadcast", ShapeOf(flat), note);
+      std::vector<at::Tensor> v{flat};
+      c10d::BroadcastOptions o;
+      o.rootRank = 0;
+      WaitFor(*g, g->pg->broadcast(v, o), t);
+      if (g->rank == 0) continue;
+      int64_t off = 0;
+      for (size_t k : group) {
+        at::Tensor dst = ts[k];
+        dst.copy_(flat.narrow(0, off, dst.numel()).view(dst.sizes()));
+        off += dst.numel();
+      }
+    }
+  }
+
+  // Rank 0's model signature (count, elements, shape hash) checked on every rank first, so a
+  // different model on some rank is an error instead of a mismatched broadcast.
+  void CheckSameModel() {
+    int64_t n = 0, h = 0;
+    for (size_t k = 0; k < params.size(); k++) {
+      n += params[k].numel();
+      for (int64_t d = 0; d < params[k].dim(); d++) h = (h * 1000003 + params[k].size(d) + 7 * static_cast<int64_t>(k)) % 2147483647;
+      h = (h * 31 + static_cast<int64_t>(params[k].scalar_type())) % 2147483647;
+    }
+    at::Tensor mine = at::empty({3}, at::TensorOptions().dtype(at::kLong));
+    mine.data_ptr<int64_t>()[0] = static_cast<int64_t>(params.size());
+    mine.data_ptr<int64_t>()[1] = n;
+    mine.data_ptr<int64_t>()[2] = h;
+    at::Tensor theirs = mine.clone();
+    Ticket t = Issue(*g, "broadcast", "[3]", "DDP model check");
+    std::vector<at::Tensor> v{theirs};
+    c10d::BroadcastOptions o;
+    o.rootRank = 0;
+    WaitFor(*g, g->pg->broadcast(v, o), t);
+    auto a = mine.data_ptr<int64_t>();
+    auto b = theirs.data_ptr<int64_t>();
+    if (a[0] != b[0] || a[1] != b[1] || a[2] != b[2])
+      throw std::runtime_error("DDP: the model on rank " + std::to_string(g->rank) + " has " + std::to_string(a[0]) + " trainable parameters (" +
+                               std::to_string(a[1]) + " elements) but rank 0's has " + std::to_string(b[0]) + " (" + std::to_string(b[1]) +
+                               " elements)" + (a[0] == b[0] && a[1] == b[1] ? " with different shapes or dtypes" : "") +
+                               ": every rank must build the same model before prepare.");
+  }
+};
+
+struct ReadyHook : torch::autograd::FunctionPostHook {
+  ReadyHook(std::weak_ptr<Reducer> r, size_t i) : reducer(std::move(r)), index(i) {}
+  torch::autograd::variable_list operator()(const torch::autograd::variable_list& outputs, const torch::autograd::variable_list& /*inputs*/) override {
+    if (auto r = reducer.lock()) r->MarkReady(index);
+    return outputs;
+  }
+  std::weak_ptr<Reducer> reducer;
+  size_t index;
+};
+
+void Reducer::InstallHooks() {
+  for (size_t k = 0; k < params.size(); k++) {
+    TORCH_CHECK(params[k].requires_grad() && params[k].is_leaf(), "DDP: parameter '", names[k], "' is not a leaf tensor that requires grad");
+    auto acc = torch::autograd::impl::grad_accumulator(params[k]);
+    TORCH_CHECK(acc, "DDP: parameter '", names[k], "' has no gradient accumulator");
+    acc->add_post_hook(std::make_unique<ReadyHook>(weak_from_this(), k));
+    accs.push_back(std::move(acc));
+  }
+}
+
+}  // namespace
+
+// ---- JS object ------------------------------------------------------------------------
+
+class ReducerWrap : public Napi::ObjectWrap<ReducerWrap> {
+ public:
+  static Napi::FunctionReference* ctor;
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeReducer",
+                       {InstanceMethod<&ReducerWrap::BroadcastState>("broadcastState"),
+                        InstanceMethod<&ReducerWrap::Prepare>("prepareForBackward"),
+                        InstanceMethod<&ReducerWrap::SyncBuffers>("syncBuffers"), InstanceMethod<&ReducerWrap::Buckets>("buckets"),
+                        InstanceMethod<&ReducerWrap::Stats>("stats")});
+  }
+  explicit ReducerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ReducerWrap>(info) {}
+  std::shared_ptr<Reducer> r;
+
+ private:
+  template <typename F>
+  Napi::Value Guard(Napi::Env env, F f) {
+    try {
+      return f();
+    } catch (const Napi::Error&) {
+      throw;
+    } catch (...) {
+      Rethrow(env);
+    }
+  }
+  // broadcastState(): check the model matches rank 0's, then copy rank 0's parameters and buffers.
+  Napi::Value BroadcastState(const Napi::CallbackInfo& info) {
+    return Guard(info.Env(), [&]() {
+      std::lock_guard<std::recursive_mutex> l(r->mu);
+      r->CheckSameModel();
+      std::vector<at::Tensor> all(r->params);
+      all.insert(all.end(), r->buffers.begin(), r->buffers.end());
+      r->BroadcastFrom0(all, "DDP: rank 0's parameters and buffers");
+      return info.Env().Undefined();
+    });
+  }
+  Napi::Value Prepare(const Napi::CallbackInfo& info) {
+    r->PrepareForBackward();
+    return info.Env().Undefined();
+  }
+  Napi::Value SyncBuffers(const Napi::CallbackInfo& info) {
+    return Guard(info.Env(), [&]() {
+      std::lock_guard<std::recursive_mutex> l(r->mu);
+      if (!r->buffers.empty()) r->BroadcastFrom0(r->buffers, "DDP: rank 0's buffers before forward");
+      return info.Env().Undefined();
+    });
+  }
+  // buckets() -> parameter indices per bucket, in launch order
+  Napi::Value Buckets(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Array out = Napi::Array::New(env, r->buckets.size());
+    for (size_t b = 0; b < r->buckets.size(); b++) {
+      Napi::Array m = Napi::Array::New(env, r->buckets[b].members.size());
+      for (size_t j = 0; j < r->buckets[b].members.size(); j++) m.Set(static_cast<uint32_t>(j), Napi::Number::New(env, static_cast<double>(r->buckets[b].members[j])));
+      out.Set(static_cast<uint32_t>(b), m);
+    }
+    return out;
+  }
+  Napi::Value Stats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("reductions", Napi::Number::New(env, static_cast<double>(r->reductions)));
+    o.Set("bucketsLaunchedDuringBackward", Napi::Number::New(env, static_cast<double>(r->bucketsLaunchedEarly)));
+    o.Set("commWaitMs", Napi::Number::New(env, r->waitMs));
+    return o;
+  }
+};
+Napi::FunctionReference* ReducerWrap::ctor = nullptr;
+
+static std::vector<at::Tensor> Tensors(const Napi::Value& v, const char* what) {
+  Napi::Array a = v.As<Napi::Array>();
+  std::vector<at::Tensor> out;
+  for (uint32_t i = 0; i < a.Length(); i++) out.push_back(TensorWrap::Get(a.Get(i), what));
+  return out;
+}
+
+// ddpCreate(group, params[], names[], buffers[], capBytes, firstCapBytes, findUnused, wireDtype|null) -> reducer
+static Napi::Value DdpCreate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto r = std::make_shared<Reducer>();
+  r->g = GroupStateOf(env, info[0]);
+  r->params = Tensors(info[1], "DDP parameters");
+  Napi::Array names = info[2].As<Napi::Array>();
+  for (uint32_t i = 0; i < names.Length(); i++) r->names.push_back(names.Get(i).ToString().Utf8Value());
+  r->buffers = Tensors(info[3], "DDP buffers");
+  int64_t cap = info[4].As<Napi::Number>().Int64Value();
+  int64_t first = info[5].As<Napi::Number>().Int64Value();
+  r->findUnused = info[6].ToBoolean().Value();
+  if (info[7].IsString()) r->wireType = ParseDType(env, info[7]);
+  if (r->params.size() != r->names.size()) throw Napi::TypeError::New(env, "ddpCreate: one name per parameter");
+  r->Build(cap, first);
+  r->InstallHooks();
+  Napi::Object o = ReducerWrap::ctor->New({});
+  ReducerWrap::Unwrap(o)->r = std::move(r);
+  return o;
+}
+
+void InitDDP(Napi::Env env, Napi::Object exports) {
+  Napi::Function c = ReducerWrap::Define(env);
+  ReducerWrap::ctor = new Napi::FunctionReference(Napi::Persistent(c));
+  ACC_FN(exports, "ddpCreate", DdpCreate);
+}
+
+}  // namespace acc
