@@ -44,3 +44,19 @@ describe('accelerate replay / dashboard', () => {
     }
   });
 });
+
+describe('accelerate launch --dashboard', () => {
+  it('serves the dashboard beside the run and stops it when the run ends', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const { writeFileSync } = await import('node:fs');
+    const dir = mkdtempSync(join(tmpdir(), 'acc-launch-dash-'));
+    // The launcher must announce the dashboard, run the ranks, then close the server (or it would never exit).
+    writeFileSync(join(dir, 's.mjs'), "console.log('rank', process.env.RANK, 'ok');\n");
+    const bin = join(import.meta.dirname, '..', 'dist', 'bin.js');
+    const r = spawnSync(process.execPath, [bin, 'launch', '--num_processes', '2', '--dashboard', dir, join(dir, 's.mjs')], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/dashboard for .*: http:\/\/127\.0\.0\.1:\d+\//);
+    expect(r.stdout).toContain('[rank 0] rank 0 ok');
+    expect(r.stdout).toContain('[rank 1] rank 1 ok');
+  });
+});

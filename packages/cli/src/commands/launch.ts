@@ -21,6 +21,7 @@ import {
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import type { CliContext } from '../context.js';
 import { markPassThrough } from '../program.js';
+import { runDashboard } from './tracking.js';
 
 const GROUP_HEADINGS: Record<LaunchFlagGroup, string> = {
   general: 'General:',
@@ -107,10 +108,17 @@ export function registerLaunchCommand(program: Command, ctx: CliContext): void {
     'after',
     '\nFlags accept snake_case and kebab-case (--num_processes or --num-processes). Flags win over the config file; the config file wins over the defaults.',
   );
+  cmd.option('--dashboard [logdir]', 'Also serve the live dashboard (127.0.0.1) of the runs under logdir (default: the current folder) while the script runs.');
   markPassThrough(cmd);
   cmd.action(async (script: string, scriptArgs: string[], opts: Record<string, LaunchValue | undefined>) => {
-    const args = launchArgsFromFlags(opts, script, scriptArgs);
-    const result = await runLaunchCommand(args, ctx);
-    ctx.exitCode = result.exitCode;
+    const { dashboard, ...flags } = opts;
+    const args = launchArgsFromFlags(flags, script, scriptArgs);
+    const closeDashboard = dashboard ? await runDashboard(ctx, typeof dashboard === 'string' ? dashboard : '.', {}) : undefined;
+    try {
+      const result = await runLaunchCommand(args, ctx);
+      ctx.exitCode = result.exitCode;
+    } finally {
+      await closeDashboard?.();
+    }
   });
 }
