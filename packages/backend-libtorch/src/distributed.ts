@@ -7,7 +7,8 @@ import { dtypeOfHostArray, type HostArray, type KeyValueStore, type ProcessGroup
 import { c10d, native, type NativeGroup, type NativeHandle, type NativeWork } from './native.js';
 import { Tensor } from './tensor.js';
 
-type Data = Tensor | HostArray;
+/** What the group communicates: libtorch tensors or plain typed arrays. */
+export type GroupData = Tensor | HostArray;
 
 /** The native group's extras for hang diagnosis (c10d.cc): a label for emulated ops, the sequence counter. */
 type DiagGroup = NativeGroup & {
@@ -41,7 +42,7 @@ class GlooWork<R> implements Work<R> {
 }
 
 /** Host arrays travel as a temporary tensor; results are copied back in place. */
-function asTensor(data: Data): { handle: NativeHandle; writeBack: () => void; isHost: boolean } {
+function asTensor(data: GroupData): { handle: NativeHandle; writeBack: () => void; isHost: boolean } {
   if (data instanceof Tensor) {
     if (!data.isContiguous()) throw new Error('collectives need a contiguous tensor: call .contiguous() first');
     return { handle: data._h, writeBack: () => {}, isHost: false };
@@ -120,7 +121,7 @@ export class GlooProcessGroup implements ProcessGroup<Tensor> {
     return this.g;
   }
 
-  allReduce(data: Data, op: ReduceOp = 'sum'): Work {
+  allReduce(data: GroupData, op: ReduceOp = 'sum'): Work {
     const t = asTensor(data);
     const work = this.g.allReduce(t.handle, op === 'avg' ? 'sum' : op);
     return new GlooWork(work, () => {
@@ -129,12 +130,12 @@ export class GlooProcessGroup implements ProcessGroup<Tensor> {
     });
   }
 
-  broadcast(data: Data, src: number): Work {
+  broadcast(data: GroupData, src: number): Work {
     const t = asTensor(data);
     return new GlooWork(this.g.broadcast(t.handle, src), () => t.writeBack());
   }
 
-  allGather(data: Data): Work<Data[]> {
+  allGather(data: GroupData): Work<GroupData[]> {
     const t = asTensor(data);
     return new GlooWork(this.g.allGather(t.handle), (outs) => {
       const handles = outs ?? [];
@@ -147,7 +148,7 @@ export class GlooProcessGroup implements ProcessGroup<Tensor> {
   }
 
   /** gloo has no reduce_scatter: all-reduce the concatenated inputs and keep this rank's part. */
-  reduceScatter(output: Data, inputs: Data[], op: ReduceOp = 'sum'): Work {
+  reduceScatter(output: GroupData, inputs: GroupData[], op: ReduceOp = 'sum'): Work {
     if (inputs.length !== this.size) throw new Error(`reduceScatter: got ${inputs.length} inputs for a group of ${this.size} ranks`);
     const parts = inputs.map(asTensor);
     const flat = native.op(
@@ -169,14 +170,14 @@ export class GlooProcessGroup implements ProcessGroup<Tensor> {
     });
   }
 
-  send(data: Data, dst: number, tag = 0): Work {
+  send(data: GroupData, dst: number, tag = 0): Work {
     const t = asTensor(data);
     return new GlooWork(this.g.send(t.handle, dst, tag), () => {
       if (t.isHost) t.handle.dispose();
     });
   }
 
-  recv(data: Data, src: number, tag = 0): Work {
+  recv(data: GroupData, src: number, tag = 0): Work {
     const t = asTensor(data);
     return new GlooWork(this.g.recv(t.handle, src, tag), () => t.writeBack());
   }

@@ -146,11 +146,12 @@ export function isGradEnabled(): boolean {
 
 // ---- helpers ----------------------------------------------------------------------
 
-type Arg = Tensor | number | boolean;
+/** An operand: a tensor or a scalar. */
+export type Arg = Tensor | number | boolean;
 const h = (x: Arg | null | undefined): NativeArg => (x instanceof Tensor ? x._h : x);
 const hs = (xs: readonly Tensor[]): NativeHandle[] => xs.map((t) => t._h);
 
-/** Call an ATen operator and wrap tensor results. */
+/** Call an ATen operator by name and overload and wrap tensor results (takes native handles). @internal */
 export function callOp(name: string, overload: string, ...args: NativeArg[]): any {
   return wrapResult(native.op(opId(name, overload), ...args));
 }
@@ -849,7 +850,8 @@ export function fromTypedArray(data: TypedArray, shape: number[], dtype?: DType)
   return new Tensor(native.fromBuffer(data, shape, dtype ?? dtypeOfTyped(data)));
 }
 
-type Shape = number[] | number;
+/** A shape: a list of sizes, or one size for 1-D. */
+export type Shape = number[] | number;
 const shp = (s: Shape): number[] => (typeof s === 'number' ? [s] : s);
 const dev = (o?: TensorOptions) => o?.device ?? null;
 

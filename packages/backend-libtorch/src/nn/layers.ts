@@ -12,7 +12,7 @@ import { Module, Parameter } from './module.js';
 
 const PREV = native.PREV;
 
-/** A layer that maps one tensor to one tensor with a single ATen operator. */
+/** A layer that maps one tensor to one tensor with a single ATen operator. @internal */
 export interface Chainable {
   /** `[opId, ...args]` with `native.PREV` standing for the input; null if not fusable now. */
   _chainStep(): NativeArg[] | null;
@@ -54,6 +54,7 @@ export class Linear extends Module implements Chainable {
   forward(x: Tensor): Tensor {
     return F.linear(x, this.weight, this.bias);
   }
+  /** @internal */
   _chainStep(): NativeArg[] {
     return [opId('linear'), PREV, this.weight._h, this.bias ? this.bias._h : null];
   }
@@ -95,6 +96,7 @@ export class Conv2d extends Module implements Chainable {
   forward(x: Tensor): Tensor {
     return F.conv2d(x, this.weight, this.bias, this.stride, this.padding, this.dilation, this.groups);
   }
+  /** @internal */
   _chainStep(): NativeArg[] {
     return [opId('conv2d'), PREV, this.weight._h, this.bias ? this.bias._h : null, this.stride, this.padding, this.dilation, this.groups];
   }
@@ -112,6 +114,7 @@ export class MaxPool2d extends Module implements Chainable {
   forward(x: Tensor): Tensor {
     return F.maxPool2d(x, this.kernelSize, this.stride, this.padding);
   }
+  /** @internal */
   _chainStep(): NativeArg[] {
     return [opId('max_pool2d'), PREV, this.kernelSize, this.stride ?? [], this.padding, 1, false];
   }
@@ -141,6 +144,7 @@ export class BatchNorm2d extends Module implements Chainable {
     this._afterChain();
     return F.batchNorm(x, this.runningMean, this.runningVar, this.weight, this.bias, this.training, this.options.momentum ?? 0.1, this.options.eps ?? 1e-5);
   }
+  /** @internal */
   _chainStep(): NativeArg[] {
     return [
       opId('batch_norm'),
@@ -175,6 +179,7 @@ export class LayerNorm extends Module implements Chainable {
   forward(x: Tensor): Tensor {
     return F.layerNorm(x, this.normalizedShape, this.weight, this.bias, this.options.eps ?? 1e-5);
   }
+  /** @internal */
   _chainStep(): NativeArg[] {
     return [opId('layer_norm'), PREV, this.normalizedShape, this.weight?._h ?? null, this.bias?._h ?? null, this.options.eps ?? 1e-5, true];
   }
@@ -200,6 +205,7 @@ export class Embedding extends Module implements Chainable {
   forward(indices: Tensor): Tensor {
     return F.embedding(indices, this.weight, this.options.paddingIdx);
   }
+  /** @internal */
   _chainStep(): NativeArg[] {
     return [opId('embedding'), this.weight._h, PREV, this.options.paddingIdx ?? -1, false, false];
   }
@@ -213,6 +219,7 @@ export class Dropout extends Module implements Chainable {
   forward(x: Tensor): Tensor {
     return F.dropout(x, this.p, this.training);
   }
+  /** @internal */
   _chainStep(): NativeArg[] {
     return [opId('dropout'), PREV, this.p, this.training];
   }
@@ -220,17 +227,20 @@ export class Dropout extends Module implements Chainable {
 
 /** Base of parameter-free single-operator activations. */
 abstract class Activation extends Module implements Chainable {
+  /** @internal */
   protected abstract step(): NativeArg[];
   forward(x: Tensor): Tensor {
     const [id, ...args] = this.step();
     return new Tensor(native.op(id as number, ...args.map((a) => (a === PREV ? x._h : a))));
   }
+  /** @internal */
   _chainStep(): NativeArg[] {
     return this.step();
   }
 }
 
 export class ReLU extends Activation {
+  /** @internal */
   protected step(): NativeArg[] {
     return [opId('relu'), PREV];
   }
@@ -239,21 +249,25 @@ export class GELU extends Activation {
   constructor(readonly approximate: 'none' | 'tanh' = 'none') {
     super();
   }
+  /** @internal */
   protected step(): NativeArg[] {
     return [opId('gelu'), PREV, this.approximate];
   }
 }
 export class SiLU extends Activation {
+  /** @internal */
   protected step(): NativeArg[] {
     return [opId('silu'), PREV];
   }
 }
 export class Tanh extends Activation {
+  /** @internal */
   protected step(): NativeArg[] {
     return [opId('tanh'), PREV];
   }
 }
 export class Sigmoid extends Activation {
+  /** @internal */
   protected step(): NativeArg[] {
     return [opId('sigmoid'), PREV];
   }
@@ -262,6 +276,7 @@ export class Softmax extends Activation {
   constructor(readonly dim = -1) {
     super();
   }
+  /** @internal */
   protected step(): NativeArg[] {
     return [opId('softmax', 'int'), PREV, this.dim];
   }
@@ -270,6 +285,7 @@ export class LogSoftmax extends Activation {
   constructor(readonly dim = -1) {
     super();
   }
+  /** @internal */
   protected step(): NativeArg[] {
     return [opId('log_softmax', 'int'), PREV, this.dim];
   }
@@ -281,6 +297,7 @@ export class Flatten extends Activation {
   ) {
     super();
   }
+  /** @internal */
   protected step(): NativeArg[] {
     return [opId('flatten', 'using_ints'), PREV, this.startDim, this.endDim];
   }
