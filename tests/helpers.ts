@@ -4,7 +4,7 @@
  * environment, bounded in time, and read what each rank printed.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -102,30 +102,7 @@ export function rankResults<T = any>(stdout: string): T[] {
   return out;
 }
 
-/** True while `pid` runs (a zombie waiting to be reaped counts as gone). */
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
-}
-
-/** Waits until none of `pids` is alive (or the timeout); returns the survivors. */
-export async function waitGone(pids: readonly number[], timeoutMs = 8000): Promise<number[]> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const alive = pids.filter(isAlive);
-    if (alive.length === 0 || Date.now() > end) return alive;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+export { isAlive, waitGone } from '../packages/core/test/launch/helpers.js';
 
 export const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 

@@ -32,7 +32,7 @@ describe('failures and signals', () => {
     expect(r.code).toBe(143);
     expect(r.stderr).toContain('accelerate launch: received SIGTERM, stopping 2 rank(s)');
     expect(r.stderr).toContain('accelerate launch: interrupted by SIGTERM; every rank was stopped.');
-    expect(await waitGone(pids)).toEqual([]);
+    expect(await waitGone(pids, 8000)).toEqual([]);
   }, 60_000);
 
   it('Ctrl-C (SIGINT) to launch: exit 130, no process survives', async () => {
@@ -42,7 +42,7 @@ describe('failures and signals', () => {
     run.child.kill('SIGINT');
     const r = await run.done;
     expect(r.code).toBe(130);
-    expect(await waitGone(pids)).toEqual([]);
+    expect(await waitGone(pids, 8000)).toEqual([]);
   }, 40_000);
 
   it('if launch itself is killed (SIGKILL), its ranks notice and end themselves and their children', async () => {

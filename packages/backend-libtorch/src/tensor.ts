@@ -3,20 +3,11 @@
  * scopes (`tidy`, `keep`, `dispose`) and grad-mode helpers (`noGrad`).
  * @module
  */
+import type { DType as CoreDType } from '@accelerate/core';
 import { native, opId, type NativeArg, type NativeHandle } from './native.js';
 
-/** Element types, named as in PyTorch (`torch.float32` -> `'float32'`). */
-export type DType =
-  | 'float32'
-  | 'float64'
-  | 'float16'
-  | 'bfloat16'
-  | 'int8'
-  | 'int16'
-  | 'int32'
-  | 'int64'
-  | 'uint8'
-  | 'bool';
+/** Element types, named as in PyTorch (`torch.float32` -> `'float32'`); core's {@link CoreDType}. */
+export type DType = CoreDType;
 
 /** Nested arrays of numbers/booleans, as accepted by {@link tensor}. */
 export type NestedArray = number | boolean | bigint | NestedArray[];
