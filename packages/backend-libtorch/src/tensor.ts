@@ -3,7 +3,7 @@
  * scopes (`tidy`, `keep`, `dispose`) and grad-mode helpers (`noGrad`).
  * @module
  */
-import type { DType as CoreDType } from '@accelerate/core';
+import type { DType as CoreDType, HostArray } from '@accelerate/core';
 import { native, opId, type NativeArg, type NativeHandle } from './native.js';
 
 /** Element types, named as in PyTorch (`torch.float32` -> `'float32'`); core's {@link CoreDType}. */
@@ -13,15 +13,7 @@ export type DType = CoreDType;
 export type NestedArray = number | boolean | bigint | NestedArray[];
 
 /** Typed arrays a tensor can be created from or copied to. */
-export type TypedArray =
-  | Float32Array
-  | Float64Array
-  | Int8Array
-  | Int16Array
-  | Int32Array
-  | BigInt64Array
-  | Uint8Array
-  | Uint16Array;
+export type TypedArray = HostArray;
 
 /** Options of the creation functions. */
 export interface TensorOptions {

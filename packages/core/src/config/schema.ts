@@ -12,6 +12,7 @@
  * @module
  */
 import type { MixedPrecision } from '../interfaces/backend.js';
+import { DistributedType } from '../state/distributed-type.js';
 
 /**
  * Value types a config key can take.
@@ -66,24 +67,9 @@ export const COMPUTE_ENVIRONMENTS = ['LOCAL_MACHINE', 'AMAZON_SAGEMAKER'] as con
 export type ComputeEnvironment = (typeof COMPUTE_ENVIRONMENTS)[number];
 
 /** Accelerate's `DistributedType` values, as written in `distributed_type`. */
-export const DISTRIBUTED_TYPES = [
-  'NO',
-  'MULTI_CPU',
-  'MULTI_GPU',
-  'MULTI_NPU',
-  'MULTI_MLU',
-  'MULTI_SDAA',
-  'MULTI_MUSA',
-  'MULTI_XPU',
-  'MULTI_HPU',
-  'MULTI_NEURON',
-  'DEEPSPEED',
-  'FSDP',
-  'XLA',
-  'MEGATRON_LM',
-] as const;
+export const DISTRIBUTED_TYPES: readonly DistributedType[] = Object.values(DistributedType);
 /** A `distributed_type` of a local-machine config. */
-export type ConfigDistributedType = (typeof DISTRIBUTED_TYPES)[number];
+export type ConfigDistributedType = DistributedType;
 
 /** `distributed_type` values of a SageMaker config. */
 export const SAGEMAKER_DISTRIBUTED_TYPES = ['NO', 'DATA_PARALLEL', 'MODEL_PARALLEL'] as const;
