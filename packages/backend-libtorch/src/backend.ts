@@ -4,7 +4,9 @@
  * `registerBackend`.
  * @module
  */
+import { statSync } from 'node:fs';
 import {
+  dtypeElementBytes,
   HostTensor,
   type Backend,
   type BackendFactory,
@@ -21,10 +23,10 @@ import {
 import { GlooProcessGroup } from './distributed.js';
 import { setGradientSync, triggerSyncInBackward, unwrapDistributed, wrapDistributed, type DistributedDataParallelOptions } from './ddp.js';
 import { native } from './native.js';
-import { Module } from './nn/module.js';
-import { Optimizer } from './optim/optimizer.js';
+import { creationDevice, Module, Parameter } from './nn/module.js';
+import { Optimizer, type OptimizerStateDict } from './optim/optimizer.js';
 import { LRScheduler } from './optim/lr-scheduler.js';
-import { fromTypedArray, full, Tensor, type DType, type TypedArray } from './tensor.js';
+import { callOp, empty, fromTypedArray, full, keep, noGrad, Tensor, type DType, type TypedArray } from './tensor.js';
 import { autocast } from './amp.js';
 
 const PATCHED = Symbol('accelerate.precisionForward');
@@ -194,6 +196,60 @@ export class LibtorchBackend implements Backend<Tensor, Module, Optimizer, LRSch
   moveOptimizerState(optimizer: Optimizer): void {
     optimizer.moveState();
   }
+  /**
+   * The optimizer's `stateDict()` (PyTorch layout: `state` by parameter index,
+   * `param_groups` with snake_case hyper-parameters) with every state tensor
+   * copied to a HostTensor, for `saveState`.
+   */
+  optimizerStateDict(optimizer: Optimizer): Record<string, unknown> {
+    const sd = optimizer.stateDict();
+    const state: Record<string, Record<string, HostTensor | number>> = {};
+    for (const [id, entry] of Object.entries(sd.state)) {
+      const out: Record<string, HostTensor | number> = {};
+      for (const [k, v] of Object.entries(entry)) {
+        if (v instanceof Tensor) {
+          out[k] = this.toHost(v);
+          v.dispose();
+        } else out[k] = v;
+      }
+      state[id] = out;
+    }
+    return { state, param_groups: sd.param_groups };
+  }
+  /** Restore {@link LibtorchBackend.optimizerStateDict}'s output; buffers are copied next to their parameters. */
+  loadOptimizerStateDict(optimizer: Optimizer, state: unknown): void {
+    const sd = state as { state?: Record<string, Record<string, unknown>>; param_groups?: unknown };
+    if (!sd || typeof sd !== 'object' || typeof sd.state !== 'object' || !Array.isArray(sd.param_groups)) {
+      throw new TypeError('loadOptimizerStateDict: expected { state, param_groups } as optimizerStateDict() returns.');
+    }
+    const made: Tensor[] = [];
+    const tensors: Record<number, Record<string, Tensor | number>> = {};
+    for (const [id, entry] of Object.entries(sd.state ?? {})) {
+      const out: Record<string, Tensor | number> = {};
+      for (const [k, v] of Object.entries(entry)) {
+        if (v instanceof HostTensor) {
+          const t = fromTypedArray(v.data as TypedArray, [...v.shape], v.dtype as DType);
+          made.push(t);
+          out[k] = t;
+        } else if (typeof v === 'number') out[k] = v;
+      }
+      tensors[Number(id)] = out;
+    }
+    try {
+      optimizer.loadStateDict({ state: tensors, param_groups: sd.param_groups as OptimizerStateDict['param_groups'] });
+    } finally {
+      // The native side copied them.
+      for (const t of made) t.dispose();
+    }
+  }
+  /** The scheduler's `stateDict()` (`last_epoch`, `base_lrs`, `_last_lr`). */
+  schedulerStateDict(scheduler: LRScheduler): Record<string, unknown> {
+    return scheduler.stateDict();
+  }
+  /** Restore a scheduler state (and the learning rates it last set). */
+  loadSchedulerStateDict(scheduler: LRScheduler, state: unknown): void {
+    scheduler.loadStateDict(state as Record<string, unknown>);
+  }
   autocast<R>(precision: MixedPrecision, fn: () => R, options?: { enabled?: boolean }): R {
     return autocast(precision, fn, options);
   }
@@ -225,6 +281,107 @@ export class LibtorchBackend implements Backend<Tensor, Module, Optimizer, LRSch
   }
   emptyCache(): void {
     // The CPU allocator returns memory to malloc at once; nothing is cached.
+  }
+
+  // ---- big modeling (module tree, tensor replacement, hooks, meta init) ----
+  namedChildren(model: Module): Array<[string, Module]> {
+    return model.namedChildren();
+  }
+  moduleClassName(model: Module): string {
+    return model.constructor.name;
+  }
+  ownTensors(model: Module): { parameters: Array<[string, Tensor]>; buffers: Array<{ name: string; tensor: Tensor; persistent: boolean }> } {
+    // namedBuffers walks the subtree; the module's own buffers are the undotted names.
+    const buffers = model
+      .namedBuffers()
+      .filter(([n]) => !n.includes('.'))
+      .map(([name, tensor]) => ({ name, tensor, persistent: !model._nonPersistent.has(name) }));
+    return { parameters: model.namedParameters('', false), buffers };
+  }
+  /**
+   * Replace the module's own tensor `name`: same device kind -> storage swapped
+   * in place (`param.data = value`, identity and ties kept); another kind
+   * (e.g. cpu <-> meta, which libtorch cannot swap) -> a new Parameter (or
+   * buffer) put in every field and registration that held the old one.
+   */
+  setModuleTensor(module: Module, name: string, value: Tensor, options: { disposeOld?: boolean } = {}): void {
+    const old = module._parameters.get(name) ?? module._buffers.get(name) ?? ((module as unknown as Record<string, unknown>)[name] as Tensor | undefined);
+    if (!(old instanceof Tensor)) {
+      throw new Error(`setModuleTensor: ${module.constructor.name} has no parameter or buffer named ${JSON.stringify(name)}.`);
+    }
+    const kind = (d: string) => d.split(':')[0];
+    if (kind(old.device) === kind(value.device)) {
+      noGrad(() => native.setData(old._h, value._h));
+      return;
+    }
+    let neu: Tensor;
+    // Modules own their tensors: keep() takes the new buffer out of any enclosing tidy scope (hooks run inside forwards).
+    if (old instanceof Parameter) neu = new Parameter(value, old.requiresGrad);
+    else neu = keep(value.detach());
+    const fields = module as unknown as Record<string, unknown>;
+    for (const [k, v] of Object.entries(fields)) if (v === old) fields[k] = neu;
+    if (module._parameters.get(name) === old) module._parameters.set(name, neu as Parameter);
+    if (module._buffers.get(name) === old) module._buffers.set(name, neu);
+    if (options.disposeOld) old.dispose();
+  }
+  addForwardHooks(
+    module: Module,
+    hooks: { pre?: (args: unknown[]) => unknown[] | void; post?: (args: unknown[], output: unknown) => unknown },
+  ): { remove(): void } {
+    const handles = [
+      hooks.pre ? module.registerForwardPreHook((_m, args) => hooks.pre!(args)) : undefined,
+      hooks.post ? module.registerForwardHook((_m, args, out) => hooks.post!(args, out)) : undefined,
+    ];
+    return { remove: () => handles.forEach((h) => h?.remove()) };
+  }
+  initOnDevice<R>(device: string, fn: () => R, options: { includeBuffers?: boolean } = {}): R {
+    const prev = { ...creationDevice };
+    creationDevice.device = device === 'cuda' ? 'cuda:0' : device;
+    creationDevice.includeBuffers = options.includeBuffers ?? false;
+    const restore = () => Object.assign(creationDevice, prev);
+    let result: R;
+    try {
+      result = fn();
+    } catch (e) {
+      restore();
+      throw e;
+    }
+    if (result instanceof Promise) return result.finally(restore) as R;
+    restore();
+    return result;
+  }
+  emptyTensor(shape: number[], dtype: CoreDType, device = 'cpu'): Tensor {
+    return empty(shape, { dtype: dtype as DType, device: device === 'cuda' ? 'cuda:0' : device });
+  }
+  cast(t: Tensor, dtype: CoreDType): Tensor {
+    return t.dtype === dtype ? t : t.to({ dtype: dtype as DType });
+  }
+  /** `torch.from_file` (MAP_PRIVATE) of the whole file as bytes; tensors are dtype views of slices of it. */
+  mapFile(path: string): { tensor(byteOffset: number, shape: number[], dtype: CoreDType): Tensor; close(): void } {
+    const size = statSync(path).size;
+    let base: Tensor | undefined = size > 0 ? (callOp('from_file', '', path, false, size, 'uint8', null, null, null) as Tensor) : undefined;
+    return {
+      tensor: (byteOffset: number, shape: number[], dtype: CoreDType): Tensor => {
+        const n = shape.reduce((a, b) => a * b, 1);
+        if (!base) throw new Error(`mapFile: ${path} is closed or empty.`);
+        if (n === 0) return empty(shape, { dtype: dtype as DType });
+        const slice = base.narrow(0, byteOffset, n * dtypeElementBytes(dtype));
+        const typed = dtype === 'uint8' ? slice : (callOp('view', 'dtype', slice._h, dtype) as Tensor);
+        const out = typed.view(shape);
+        if (typed !== slice) typed.dispose();
+        slice.dispose();
+        return out;
+      },
+      close: () => {
+        base?.dispose();
+        base = undefined;
+      },
+    };
+  }
+  hostBytes(t: Tensor): Uint8Array | undefined {
+    if (t.device !== 'cpu' || !t.isContiguous()) return undefined;
+    const view = t.sharedData();
+    return new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
   }
 }
 

@@ -420,6 +420,42 @@ export class TfjsBackend implements Backend<tf.Tensor, TfjsModel, TfjsOptimizer,
   schedulerStep(scheduler: TfjsLambdaLR): void {
     scheduler.step();
   }
+  /**
+   * The optimizer's slot variables (`tf.Optimizer.getWeights()`: the
+   * iteration count, moments, accumulators) as HostTensors, and its learning
+   * rate, for `saveState`.
+   */
+  async optimizerStateDict(optimizer: TfjsOptimizer): Promise<{ lr: number; weights: Array<{ name: string; tensor: HostTensor }> }> {
+    const weights = await optimizer.optimizer.getWeights();
+    return { lr: optimizer.lr, weights: weights.map((w) => ({ name: w.name, tensor: this.toHost(w.tensor) })) };
+  }
+  /** Restore {@link TfjsBackend.optimizerStateDict}'s output (`tf.Optimizer.setWeights`; slots are matched by position). */
+  async loadOptimizerStateDict(optimizer: TfjsOptimizer, state: unknown): Promise<void> {
+    const s = state as { lr?: unknown; weights?: Array<{ name?: unknown; tensor?: unknown }> };
+    if (!s || !Array.isArray(s.weights) || s.weights.some((w) => typeof w?.name !== 'string' || !(w.tensor instanceof HostTensor))) {
+      throw new TypeError('loadOptimizerStateDict: expected { lr, weights: [{ name, tensor }] } as optimizerStateDict() returns.');
+    }
+    const tensors = s.weights.map((w) => ({ name: w.name as string, tensor: this.fromHost(w.tensor as HostTensor) }));
+    try {
+      await optimizer.optimizer.setWeights(tensors);
+    } finally {
+      // setWeights made variables of them.
+      for (const t of tensors) t.tensor.dispose();
+    }
+    if (typeof s.lr === 'number') optimizer.lr = s.lr;
+  }
+  /** The schedule's position (`last_epoch`), base rate and current rate. */
+  schedulerStateDict(scheduler: TfjsLambdaLR): { last_epoch: number; base_lr: number; lr: number } {
+    return { last_epoch: scheduler.lastEpoch, base_lr: scheduler.baseLr, lr: scheduler.optimizer.lr };
+  }
+  /** Restore {@link TfjsBackend.schedulerStateDict}'s output and the rate it had set. */
+  loadSchedulerStateDict(scheduler: TfjsLambdaLR, state: unknown): void {
+    const s = state as { last_epoch?: unknown; base_lr?: unknown; lr?: unknown };
+    if (typeof s?.last_epoch !== 'number') throw new TypeError('loadSchedulerStateDict: expected { last_epoch, base_lr, lr } as schedulerStateDict() returns.');
+    scheduler.lastEpoch = s.last_epoch;
+    if (typeof s.base_lr === 'number') (scheduler as { baseLr: number }).baseLr = s.base_lr;
+    scheduler.optimizer.lr = typeof s.lr === 'number' ? s.lr : scheduler.baseLr * scheduler.lrLambda(scheduler.lastEpoch);
+  }
 
   // ---- randomness, memory, communication ----
   /** Seed this package's generator (tfjs has no global one; see the `rng` module for what is reproducible). */

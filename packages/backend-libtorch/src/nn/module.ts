@@ -13,12 +13,23 @@ import { fromTypedArray, keep, noGrad, Tensor, type DType } from '../tensor.js';
  */
 export class Parameter extends Tensor {
   constructor(data: Tensor, requiresGrad = true) {
-    // A fresh leaf sharing data's storage.
-    super(native.op(opId('detach'), data._h));
+    // Under initOnDevice (big modeling) the parameter is created on that device
+    // (`meta`: shape and dtype only, no memory); else a fresh leaf sharing data's storage.
+    const device = creationDevice.device;
+    const src = device !== null && data.device !== device ? data.to({ device }) : data;
+    super(native.op(opId('detach'), src._h));
+    if (src !== data) src.dispose();
     keep(this);
     native.setRequiresGrad(this._h, requiresGrad);
   }
 }
+
+/**
+ * Device new parameters (and, with `includeBuffers`, buffers) are created on,
+ * set by `LibtorchBackend.initOnDevice` for the duration of a callback.
+ * @internal
+ */
+export const creationDevice: { device: string | null; includeBuffers: boolean } = { device: null, includeBuffers: false };
 
 /** Called before `forward` with its arguments; may return replacement arguments. */
 export type ForwardPreHook = (module: Module, args: unknown[]) => unknown[] | void;
@@ -63,6 +74,9 @@ export abstract class Module {
   }
   /** Register a buffer (a tensor saved in stateDict but not trained); `persistent: false` keeps it out of stateDict. */
   registerBuffer<T extends Tensor | null>(name: string, tensor: T, persistent = true): T {
+    if (tensor && creationDevice.device !== null && creationDevice.includeBuffers && tensor.device !== creationDevice.device) {
+      tensor = tensor.to({ device: creationDevice.device }) as T;
+    }
     if (tensor) keep(tensor);
     this._buffers.set(name, tensor);
     if (!persistent) this._nonPersistent.add(name);

@@ -30,6 +30,19 @@ import { PreparedDataLoader, skipFirstBatches as skipFirstBatchesImpl } from '..
 import { findExecutableBatchSize as findBatchSizeImpl } from '../utils/memory.js';
 import { checkOsKernel } from '../utils/environment.js';
 import { saveModelFiles, type SaveModelOptions, type SaveModelResult } from '../checkpoint/save-model.js';
+import {
+  HookRegistry,
+  checkCheckpointable,
+  loadAcceleratorState,
+  saveAcceleratorState,
+  type CheckpointHost,
+  type LoadStateHook,
+  type LoadStateOptions,
+  type LoadStateResult,
+  type RemovableHandle,
+  type SaveStateHook,
+  type SaveStateOptions,
+} from '../checkpoint/save-state.js';
 import type { HostTensor } from '../tensor/host-tensor.js';
 import { resolveConfig, type ResolvedConfig } from '../config/resolve.js';
 import { resolveBackend } from '../registry/backend-registry.js';
@@ -600,6 +613,124 @@ export class Accelerator {
     const result = await saveModelFiles(stateDict, dir, { ...options, isMainProcess: this.isMainProcess });
     await this.waitForEveryone();
     return result;
+  }
+
+  // ---- checkpoints: saveState / loadState ---------------------------------------
+
+  private readonly customObjects: unknown[] = [];
+  private readonly saveStateHooks = new HookRegistry<SaveStateHook>();
+  private readonly loadStateHooks = new HookRegistry<LoadStateHook>();
+
+  /**
+   * Register objects whose state `saveState` stores and `loadState` restores
+   * (`custom_checkpoint_<i>.json`, in registration order). Each needs
+   * `stateDict()` and `loadStateDict(state)`; the error lists every object
+   * that lacks them by index and type.
+   */
+  registerForCheckpointing(...objects: unknown[]): void {
+    checkCheckpointable(objects);
+    this.customObjects.push(...objects);
+  }
+
+  /**
+   * Run `hook(models, weights, dir)` at the start of every `saveState`, on
+   * every process (Accelerate's `register_save_state_pre_hook`). It may write
+   * extra files into `dir` (the temporary folder that becomes the
+   * checkpoint) and remove entries of `weights` to save those models itself.
+   */
+  registerSaveStateHook(hook: SaveStateHook): RemovableHandle {
+    return this.saveStateHooks.add(hook);
+  }
+
+  /**
+   * Run `hook(models, dir)` at the start of every `loadState`, on every
+   * process (Accelerate's `register_load_state_pre_hook`). It may remove
+   * entries of `models` to load those itself.
+   */
+  registerLoadStateHook(hook: LoadStateHook): RemovableHandle {
+    return this.loadStateHooks.add(hook);
+  }
+
+  private checkpointHost(): CheckpointHost {
+    const self = this;
+    return {
+      backend: this.backend,
+      processIndex: this.processIndex,
+      numProcesses: this.numProcesses,
+      isMainProcess: this.isMainProcess,
+      models: this.models,
+      optimizers: this.optimizers.map((o) => unwrapPrepared(o)),
+      schedulers: this.schedulers.map((s) => unwrapPrepared(s)),
+      dataloaders: this.dataloaders,
+      scaler: this.scaler,
+      customObjects: this.customObjects,
+      plugins: this.pluginContainer?.plugins ?? [],
+      pluginContext: this.pluginContext(),
+      saveHooks: this.saveStateHooks.values(),
+      loadHooks: this.loadStateHooks.values(),
+      projectConfiguration: this.projectConfiguration,
+      configValues: this.config.values(),
+      accumulationStep: this.gradientState.step,
+      accumulationSteps: this.gradientState.numSteps,
+      get step() {
+        return self.step;
+      },
+      set step(v: number) {
+        self.step = v;
+      },
+      getStateDict: (m) => this.getStateDict(m),
+      unwrapModel: (m) => this.unwrapModel(m),
+      gatherObject: <E>(obj: E[]) => this.gatherObject<E>(obj),
+    };
+  }
+
+  /**
+   * Save everything needed to resume the run exactly into a checkpoint
+   * folder, and return its path. Files (Accelerate's names; pickles replaced
+   * by safetensors + JSON): `model.safetensors` (`model_1.safetensors`, …),
+   * `optimizer.json` + `optimizer.safetensors`, `scheduler.json`,
+   * `dl_state_dict.json` (each prepared loader's world-size independent
+   * position), `scaler.json`, `custom_checkpoint_<i>.json`,
+   * `random_states_<rank>.json` + `.safetensors` (per rank: backend RNG,
+   * core's data generator, step), `plugins/<name>/` and a versioned
+   * `manifest.json` with the sha256 and size of every file.
+   *
+   * With `ProjectConfiguration.automaticCheckpointNaming` the folder is
+   * `<projectDir>/checkpoints/checkpoint_<iteration>` (`outputDir` is
+   * ignored; an existing folder is an error) and at most `totalLimit`
+   * checkpoints are kept, oldest deleted first. `iteration` grows by one on
+   * every save.
+   *
+   * Atomic: every rank writes into a hidden temporary sibling folder; after a
+   * barrier the main process writes the manifest and renames the folder into
+   * place (an existing checkpoint there is replaced only once the new one is
+   * complete). A crash mid-save leaves the previous checkpoint intact.
+   * Assumes every rank sees the same file system. Call it on every process,
+   * right after an optimizer step.
+   */
+  async saveState(outputDir?: string, options: SaveStateOptions = {}): Promise<string> {
+    await this.ready();
+    await this.plugins();
+    return saveAcceleratorState(this.checkpointHost(), outputDir, options);
+  }
+
+  /**
+   * Restore a checkpoint written by {@link saveState}: models, optimizers,
+   * schedulers, data loader positions, loss scaler, registered objects,
+   * plugin namespaces, this rank's RNG states and `step`. Without `inputDir`
+   * and with automatic naming, the highest-numbered checkpoint is loaded (and
+   * `iteration` moves past it, so the next save does not collide).
+   *
+   * Every file read is checked against the manifest; a missing or damaged
+   * file is named in the error. A checkpoint from another number of
+   * processes loads (the data position is world-size independent); RNG
+   * states of ranks that did not exist are reported as warnings (errors with
+   * `strict`). Call it on every process, after `prepare`.
+   */
+  async loadState(inputDir?: string, options: LoadStateOptions = {}): Promise<LoadStateResult> {
+    await this.ready();
+    await this.plugins();
+    return loadAcceleratorState(this.checkpointHost(), inputDir, options);
   }
 
   /**

@@ -1,7 +1,31 @@
 /**
  * Checkpoint files without a backend: the safetensors format (lazy,
- * validated reads; atomic writes) and Accelerate's `save_model` layout.
+ * validated reads; atomic writes), Accelerate's `save_model` layout, and the
+ * crash-safe `saveState` / `loadState` checkpoint folders with their
+ * versioned manifest.
  * @module
  */
 export * from './safetensors.js';
 export * from './save-model.js';
+export * from './atomic.js';
+export * from './manifest.js';
+export * from './state.js';
+export {
+  CHECKPOINTS_DIR,
+  CHECKPOINT_NAME_PATTERN,
+  PLUGINS_DIR,
+  SAVE_DELAY_ENV,
+  HookRegistry,
+  automaticCheckpointDir,
+  checkCheckpointable,
+  customFileNames,
+  listCheckpoints,
+  randomStatesFileNames,
+  type Checkpointable,
+  type LoadStateHook,
+  type LoadStateOptions,
+  type LoadStateResult,
+  type RemovableHandle,
+  type SaveStateHook,
+  type SaveStateOptions,
+} from './save-state.js';

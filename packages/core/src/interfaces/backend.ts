@@ -157,6 +157,20 @@ export interface Backend<T = unknown, M = unknown, O = unknown, S = unknown> {
   schedulerStep?(scheduler: S): void;
   /** Move optimizer state to `device`. */
   moveOptimizerState?(optimizer: O, device: string): void;
+  /**
+   * The optimizer's state for a checkpoint (PyTorch's `optimizer.state_dict()`
+   * layout where the backend has one): plain objects, arrays, numbers,
+   * strings, booleans and {@link HostTensor} leaves (copies, not views of
+   * live buffers). Without it `saveState` uses the optimizer's own
+   * `stateDict()`, converting backend tensors with `toHost`.
+   */
+  optimizerStateDict?(optimizer: O): unknown | Promise<unknown>;
+  /** Restore {@link Backend.optimizerStateDict}'s output (HostTensor leaves) into `optimizer`, on its parameters' devices. */
+  loadOptimizerStateDict?(optimizer: O, state: unknown): void | Promise<void>;
+  /** The scheduler's state for a checkpoint (JSON-able). Without it `saveState` uses the scheduler's own `stateDict()`. */
+  schedulerStateDict?(scheduler: S): unknown;
+  /** Restore {@link Backend.schedulerStateDict}'s output into `scheduler` (and the learning rates it set). */
+  loadSchedulerStateDict?(scheduler: S, state: unknown): void;
   /** Run `fn` with autocast for `precision` enabled (or explicitly disabled with `enabled: false`). */
   autocast?<R>(precision: MixedPrecision, fn: () => R, options?: { enabled?: boolean }): R;
   createGradScaler?(options: GradScalerOptions): GradScaler<T, O>;
@@ -174,6 +188,61 @@ export interface Backend<T = unknown, M = unknown, O = unknown, S = unknown> {
   emptyCache?(): void;
   /** Join (or create) the process group for this run. Absent = cannot run multi-process. */
   initProcessGroup?(options: ProcessGroupOptions): Promise<ProcessGroup<T>>;
+
+  // ---- big modeling (optional; used by @accelerate/big-modeling) ---------
+  // The module tree, tensor replacement and forward hooks that device maps,
+  // offloading and empty-weight initialisation need. A backend without them
+  // can still train; big-modeling names the missing method when it needs one.
+
+  /** Direct submodules of `model`, by attribute name, in registration order. */
+  namedChildren?(model: M): Array<[string, M]>;
+  /** Class name of a module (`Linear`, `DecoderLayer`): what `noSplitModuleClasses` matches. */
+  moduleClassName?(model: M): string;
+  /**
+   * The module's own parameters and buffers (not its children's), as the very
+   * objects the module holds, so that tied parameters are found by identity.
+   * `persistent: false` marks buffers kept out of the state dict.
+   */
+  ownTensors?(model: M): { parameters: Array<[string, T]>; buffers: Array<{ name: string; tensor: T; persistent: boolean }> };
+  /**
+   * Make the module's own parameter or buffer `name` hold `value` (which may be
+   * on another device, `meta` included), keeping it a parameter with the same
+   * `requiresGrad`. Used to bring offloaded weights in and send them back.
+   * `disposeOld` frees the tensor it held at once (the caller knows nothing
+   * else uses it); otherwise it is left to the garbage collector.
+   */
+  setModuleTensor?(module: M, name: string, value: T, options?: { disposeOld?: boolean }): void;
+  /**
+   * Call `pre` before every forward of `module` (it may return replacement
+   * arguments) and `post` after (it may return a replacement output).
+   */
+  addForwardHooks?(
+    module: M,
+    hooks: { pre?: (args: unknown[]) => unknown[] | void; post?: (args: unknown[], output: unknown) => unknown },
+  ): { remove(): void };
+  /**
+   * Run `fn` so that every parameter (and buffer, with `includeBuffers`) it
+   * creates is created on `device` instead; `meta` allocates no memory.
+   */
+  initOnDevice?<R>(device: string, fn: () => R, options?: { includeBuffers?: boolean }): R;
+  /** A new tensor of `shape` and `dtype` on `device` (default cpu), contents unspecified; `meta` gives a placeholder without memory. */
+  emptyTensor?(shape: number[], dtype: DType, device?: string): T;
+  /**
+   * The bytes of a contiguous cpu tensor, without copying (writes change the
+   * tensor), so files are read straight into tensors and written from them;
+   * `undefined` when the backend cannot share its memory.
+   */
+  hostBytes?(t: T): Uint8Array | undefined;
+  /** `t` converted to `dtype` (a new tensor; `t` itself when it already has it). */
+  cast?(t: T, dtype: DType): T;
+  /**
+   * Map a file into memory copy-on-write (nothing is read until the pages are
+   * used, and they are shared with the page cache) and cut cpu tensors out of
+   * it, as safetensors' mmap loading does. Tensors keep the mapping alive
+   * after `close()`; a tensor the backend cannot view (misaligned offset)
+   * throws, and callers fall back to reading.
+   */
+  mapFile?(path: string): { tensor(byteOffset: number, shape: number[], dtype: DType): T; close(): void };
 }
 
 /**

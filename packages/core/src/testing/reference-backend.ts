@@ -22,7 +22,7 @@ import type {
 } from '../interfaces/backend.js';
 import type { DType, HostTensor } from '../tensor/host-tensor.js';
 import { RefModule } from './reference-nn.js';
-import { RefGradScaler, RefOptimizer, RefScheduler } from './reference-optim.js';
+import { RefGradScaler, RefOptimizer, RefScheduler, type RefOptimizerStateDict } from './reference-optim.js';
 import {
   activeAutocastPrecision,
   assignValues,
@@ -297,6 +297,26 @@ export class ReferenceBackend implements Backend<RefTensor, RefModule, RefOptimi
   moveOptimizerState(optimizer: RefOptimizer, device: string): void {
     const d = this.checkDevice(device, 'moveOptimizerState');
     for (const st of optimizer.state.values()) for (const v of Object.values(st)) if (v instanceof RefTensor) v.device = d;
+  }
+
+  /** The optimizer's {@link RefOptimizer.stateDict} (HostTensor copies of its moments). */
+  optimizerStateDict(optimizer: RefOptimizer): RefOptimizerStateDict {
+    return optimizer.stateDict();
+  }
+
+  /** Restore a state from {@link ReferenceBackend.optimizerStateDict}. */
+  loadOptimizerStateDict(optimizer: RefOptimizer, state: unknown): void {
+    optimizer.loadStateDict(state as RefOptimizerStateDict);
+  }
+
+  /** The scheduler's {@link RefScheduler.stateDict}. */
+  schedulerStateDict(scheduler: RefScheduler): Record<string, number | number[]> {
+    return scheduler.stateDict();
+  }
+
+  /** Restore a state from {@link ReferenceBackend.schedulerStateDict}. */
+  loadSchedulerStateDict(scheduler: RefScheduler, state: unknown): void {
+    scheduler.loadStateDict(state as Record<string, number | number[]>);
   }
 
   /** Run `fn` in an autocast region; tensors computed inside record the precision in `autocastPrecision`. */

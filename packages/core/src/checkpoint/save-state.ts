@@ -1,0 +1,639 @@
+/**
+ * What `Accelerator.saveState` / `loadState` do, written against a small
+ * {@link CheckpointHost} view of the Accelerator so the logic lives with the
+ * checkpoint code.
+ *
+ * Layout of a checkpoint folder (Accelerate's names; `_i` suffixes for the
+ * i-th object after the first):
+ *
+ * ```text
+ * checkpoint/
+ * ├── manifest.json                      format version, world size, config hash, step, sha256 + size of every file
+ * ├── model.safetensors                  weights of model 0 (model_1.safetensors, …)
+ * ├── optimizer.json                     optimizer 0: structure and hyper-parameters (optimizer_1.json, …)
+ * ├── optimizer.safetensors              optimizer 0: its state tensors (moments), when it has any
+ * ├── scheduler.json                     scheduler 0 (scheduler_1.json, …)
+ * ├── dl_state_dict.json                 prepared data loader 0's position (world-size independent)
+ * ├── scaler.json                        fp16 loss scaler, when there is one
+ * ├── custom_checkpoint_0.json           objects passed to registerForCheckpointing (+ .safetensors when they hold tensors)
+ * ├── random_states_0.json               rank 0: step, core's data generator, accumulation counter
+ * ├── random_states_0.safetensors        rank 0: the backend's RNG state bytes
+ * ├── random_states_1.json / .safetensors    one pair per rank
+ * └── plugins/<name>/…                   each plugin's own namespace
+ * ```
+ *
+ * Saving is atomic (see the atomic module): every rank writes into
+ * `.<name>.tmp-<pid of rank 0>`, rank 0 hashes the files, writes the manifest
+ * last and renames the folder into place after everyone finished.
+ * @module
+ */
+import * as fsp from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import type { Backend, GradScaler } from '../interfaces/backend.js';
+import type { Plugin, PluginContext, PluginHook } from '../interfaces/plugin.js';
+import { HostTensor } from '../tensor/host-tensor.js';
+import { defaultGenerator, type GeneratorState } from '../data/random.js';
+import { parseSafetensors, writeSafetensors } from './safetensors.js';
+import {
+  commitCheckpointDir,
+  leftoverSiblings,
+  listFilesRecursive,
+  pathExists,
+  recoverInterruptedReplace,
+  tempCheckpointDir,
+  writeFileDurable,
+} from './atomic.js';
+import {
+  CheckpointError,
+  MANIFEST_FORMAT,
+  MANIFEST_NAME,
+  MANIFEST_VERSION,
+  accelerateTsVersion,
+  hashFile,
+  readManifest,
+  readVerified,
+  sha256Hex,
+  stableStringify,
+  verifyFile,
+  type CheckpointManifest,
+  type ManifestFileEntry,
+} from './manifest.js';
+import { decodeState, encodeState, encodeStateTensors, modelFileName, stateFileNames, type StateKind, type StateValue } from './state.js';
+
+/** Folder automatic checkpoint naming writes into, below `projectDir`. */
+export const CHECKPOINTS_DIR = 'checkpoints';
+/** Name pattern of automatically named checkpoints. */
+export const CHECKPOINT_NAME_PATTERN = /^checkpoint_(\d+)$/;
+/** Sub-folder holding the plugins' namespaces. */
+export const PLUGINS_DIR = 'plugins';
+/** Test-only: milliseconds to sleep after each file a save writes (lets tests kill a process mid-save). */
+export const SAVE_DELAY_ENV = 'ACCELERATE_TS_TEST_SAVE_DELAY_MS';
+
+/**
+ * Runs before the state is written, on every process (Accelerate's
+ * `register_save_state_pre_hook`): `models` are the prepared models,
+ * `weights` their host state dicts, `dir` the (temporary) folder being
+ * written. A hook may save extra files into `dir` and may remove entries of
+ * `weights` to save those models itself; the remaining ones are written as
+ * `model.safetensors`, `model_1.safetensors`, … in order.
+ */
+export type SaveStateHook = (models: unknown[], weights: Array<Record<string, HostTensor>>, dir: string) => void | Promise<void>;
+
+/**
+ * Runs before the state is loaded, on every process (Accelerate's
+ * `register_load_state_pre_hook`). A hook may remove entries of `models` to
+ * load those itself; the remaining ones load `model.safetensors`, … in order.
+ */
+export type LoadStateHook = (models: unknown[], dir: string) => void | Promise<void>;
+
+/** What `register*StateHook` returns: `remove()` unregisters the hook. */
+export interface RemovableHandle {
+  /** Unregister the hook (idempotent). */
+  remove(): void;
+  /** Id of the hook, unique per registry. */
+  readonly id: number;
+}
+
+/** An ordered set of hooks with removable handles (PyTorch's `RemovableHandle` pattern). */
+export class HookRegistry<F> {
+  private readonly hooks = new Map<number, F>();
+  private nextId = 0;
+  /** Add `hook`; it runs after those added before it. */
+  add(hook: F): RemovableHandle {
+    const id = this.nextId++;
+    this.hooks.set(id, hook);
+    return { id, remove: () => void this.hooks.delete(id) };
+  }
+  /** Hooks in registration order. */
+  values(): F[] {
+    return [...this.hooks.values()];
+  }
+}
+
+/** Options of `Accelerator.saveState`. */
+export interface SaveStateOptions {
+  /**
+   * Must stay `true` (the default): model weights go to `model.safetensors`.
+   * Pickle files (`pytorch_model.bin`) are not written by accelerate-ts.
+   */
+  safeSerialization?: boolean;
+}
+
+/** Options of `Accelerator.loadState`. */
+export interface LoadStateOptions {
+  /**
+   * Throw instead of warning when part of the state cannot be restored: a
+   * rank with no saved RNG state (more processes than the saving run), RNG
+   * state of another backend, a plugin with no namespace in the checkpoint.
+   * Default false.
+   */
+  strict?: boolean;
+  /** Require the model keys to match exactly (the backend's `loadStateDict` strictness). Default true. */
+  strictModelKeys?: boolean;
+}
+
+/** What `Accelerator.loadState` restored. */
+export interface LoadStateResult {
+  /** Folder loaded. */
+  dir: string;
+  /** Its manifest. */
+  manifest: CheckpointManifest;
+  /** What could not be restored and why (also emitted as `AccelerateWarning`s). */
+  warnings: string[];
+}
+
+/** The view of an Accelerator that saving and loading need. @internal */
+export interface CheckpointHost {
+  readonly backend: Backend<any, any, any, any>;
+  readonly processIndex: number;
+  readonly numProcesses: number;
+  readonly isMainProcess: boolean;
+  /** Prepared models (wrappers included). */
+  readonly models: unknown[];
+  /** Prepared optimizers / schedulers with the Accelerator's proxies removed. */
+  readonly optimizers: unknown[];
+  readonly schedulers: unknown[];
+  readonly dataloaders: unknown[];
+  readonly scaler: GradScaler<any, any> | undefined;
+  readonly customObjects: unknown[];
+  readonly plugins: readonly Plugin[];
+  readonly pluginContext: PluginContext;
+  readonly saveHooks: SaveStateHook[];
+  readonly loadHooks: LoadStateHook[];
+  readonly projectConfiguration: { projectDir?: string; automaticCheckpointNaming: boolean; totalLimit?: number; iteration: number };
+  readonly configValues: unknown;
+  /** Micro-steps since the last gradient sync. */
+  readonly accumulationStep: number;
+  readonly accumulationSteps: number;
+  step: number;
+  getStateDict(model: unknown): Record<string, HostTensor>;
+  unwrapModel(model: unknown): unknown;
+  gatherObject<E>(obj: E[]): Promise<E[]>;
+}
+
+/** Per-rank state stored in `random_states_<rank>`. */
+interface RandomStates {
+  rank: number;
+  step: number;
+  accumulationStep: number;
+  backend: { name: string; state: Uint8Array };
+  dataGenerator: GeneratorState;
+}
+
+// ---------------------------------------------------------------------------
+
+function delayMs(): number {
+  const v = Number(process.env[SAVE_DELAY_ENV] ?? 0);
+  return Number.isFinite(v) && v > 0 ? v : 0;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Run `fn` on this rank, then exchange success with every rank; throws on all of them when one failed (it doubles as a barrier). */
+async function collectively(host: CheckpointHost, what: string, fn: () => Promise<void>): Promise<void> {
+  let failure: unknown;
+  try {
+    await fn();
+  } catch (err) {
+    failure = err;
+  }
+  const message = failure === undefined ? null : failure instanceof Error ? failure.message : String(failure);
+  const all = await host.gatherObject([{ rank: host.processIndex, error: message }]);
+  if (failure !== undefined) throw failure;
+  const bad = all.find((r) => r.error !== null);
+  if (bad) throw new Error(`${what} failed on rank ${bad.rank}: ${bad.error}`);
+}
+
+function hookOf<F extends (...args: any[]) => any>(h: PluginHook<F> | undefined): { fn: F; order: number } | undefined {
+  if (!h) return undefined;
+  if (typeof h === 'function') return { fn: h, order: 1 };
+  return { fn: h.handler, order: h.order === 'pre' ? 0 : h.order === 'post' ? 2 : 1 };
+}
+
+function pluginHooks(plugins: readonly Plugin[], name: 'saveState' | 'loadState') {
+  return plugins
+    .map((p, i) => ({ p, i, h: hookOf(p[name]) }))
+    .filter((x) => x.h !== undefined)
+    .sort((a, b) => a.h!.order - b.h!.order || a.i - b.i)
+    .map((x) => ({ plugin: x.p, fn: x.h!.fn }));
+}
+
+function checkPluginName(name: string): void {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) {
+    throw new Error(`Plugin name ${JSON.stringify(name)} cannot be a checkpoint namespace folder: use letters, digits, ".", "_" and "-" only.`);
+  }
+}
+
+function toHostFor(backend: Backend<any, any, any, any>) {
+  return (v: unknown): HostTensor | undefined => (backend.isTensor(v) ? backend.toHost(v) : undefined);
+}
+
+function describe(obj: unknown): string {
+  const name = (obj as object | null)?.constructor?.name;
+  return name && name !== 'Object' ? name : typeof obj;
+}
+
+function optimizerState(backend: Backend<any, any, any, any>, opt: unknown, i: number): unknown {
+  if (backend.optimizerStateDict) return backend.optimizerStateDict(opt);
+  const o = opt as { stateDict?: () => unknown };
+  if (typeof o?.stateDict === 'function') return o.stateDict();
+  throw new Error(
+    `saveState: optimizer ${i} (${describe(opt)}) has no state dict: the "${backend.name}" backend has no optimizerStateDict and the optimizer no stateDict() method.`,
+  );
+}
+
+function schedulerState(backend: Backend<any, any, any, any>, s: unknown, i: number): unknown {
+  if (backend.schedulerStateDict) return backend.schedulerStateDict(s);
+  const o = s as { stateDict?: () => unknown };
+  if (typeof o?.stateDict === 'function') return o.stateDict();
+  throw new Error(
+    `saveState: scheduler ${i} (${describe(s)}) has no state dict: the "${backend.name}" backend has no schedulerStateDict and the scheduler no stateDict() method.`,
+  );
+}
+
+/** Objects `registerForCheckpointing` accepts: they have `stateDict()` and `loadStateDict(state)`. */
+export interface Checkpointable {
+  stateDict(): unknown;
+  loadStateDict(state: any): unknown;
+}
+
+/**
+ * Check objects for `registerForCheckpointing`: every one needs `stateDict`
+ * and `loadStateDict` methods; the error lists each that lacks them as
+ * `Item at index i` (Accelerate's wording) with its type.
+ */
+export function checkCheckpointable(objects: readonly unknown[]): asserts objects is Checkpointable[] {
+  const bad: string[] = [];
+  objects.forEach((o, i) => {
+    const x = o as Partial<Checkpointable> | null | undefined;
+    if (typeof x?.stateDict !== 'function' || typeof x?.loadStateDict !== 'function') bad.push(`- Item at index ${i}, \`${describe(o)}\``);
+  });
+  if (bad.length > 0) {
+    throw new TypeError(
+      `registerForCheckpointing: all objects must have a \`stateDict()\` and a \`loadStateDict(state)\` method to be stored. The following inputs are invalid:\n${bad.join('\n')}`,
+    );
+  }
+}
+
+/** Files of rank `rank`'s RNG state: `random_states_<rank>.json` and `.safetensors` (Accelerate's `random_states_<rank>.pkl`). */
+export function randomStatesFileNames(rank: number): { json: string; tensors: string } {
+  return { json: `random_states_${rank}.json`, tensors: `random_states_${rank}.safetensors` };
+}
+
+/** Files of the `index`-th registered object: `custom_checkpoint_<i>.json` (+ `.safetensors`), always numbered as in Accelerate. */
+export function customFileNames(index: number): { json: string; tensors: string } {
+  return { json: `custom_checkpoint_${index}.json`, tensors: `custom_checkpoint_${index}.safetensors` };
+}
+
+/** Where automatic naming saves checkpoint `iteration`. */
+export function automaticCheckpointDir(projectDir: string, iteration: number): string {
+  return join(projectDir, CHECKPOINTS_DIR, `checkpoint_${iteration}`);
+}
+
+/** Automatically named checkpoints under `<projectDir>/checkpoints`, oldest first (by number; hidden folders ignored). */
+export async function listCheckpoints(projectDir: string): Promise<Array<{ dir: string; iteration: number }>> {
+  const root = join(projectDir, CHECKPOINTS_DIR);
+  let entries: import('node:fs').Dirent[];
+  try {
+    entries = await fsp.readdir(root, { withFileTypes: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  return entries
+    .filter((e) => e.isDirectory() && CHECKPOINT_NAME_PATTERN.test(e.name))
+    .map((e) => ({ dir: join(root, e.name), iteration: Number(CHECKPOINT_NAME_PATTERN.exec(e.name)![1]) }))
+    .sort((a, b) => a.iteration - b.iteration);
+}
+
+// ---------------------------------------------------------------------------
+// save
+
+/** `Accelerator.saveState`. @internal */
+export async function saveAcceleratorState(host: CheckpointHost, outputDir: string | undefined, options: SaveStateOptions = {}): Promise<string> {
+  if (options.safeSerialization === false) {
+    throw new Error(
+      'saveState: safeSerialization=false asks for PyTorch pickle files (pytorch_model.bin), which accelerate-ts does not write. Use safeSerialization: true (the default).',
+    );
+  }
+  const pc = host.projectConfiguration;
+  let target: string;
+  if (pc.automaticCheckpointNaming) {
+    target = resolve(automaticCheckpointDir(pc.projectDir!, pc.iteration));
+    if (await pathExists(target)) {
+      throw new Error(
+        `saveState: checkpoint folder ${target} (iteration ${pc.iteration}) already exists. ` +
+          'Set accelerator.projectConfiguration.iteration to the next free number (loadState() of the latest checkpoint does it for you), or remove the folder.',
+      );
+    }
+  } else {
+    if (outputDir === undefined || outputDir === '') {
+      throw new Error('saveState: pass an outputDir, or construct the Accelerator with projectConfig { projectDir, automaticCheckpointNaming: true }.');
+    }
+    target = resolve(outputDir);
+    const st = await fsp.stat(target).catch(() => undefined);
+    if (st && !st.isDirectory()) throw new Error(`saveState: ${target} is a file; pass a folder path (it is created if missing).`);
+  }
+  if (host.isMainProcess && host.accumulationStep % host.accumulationSteps !== 0) {
+    process.emitWarning(
+      `saveState is called in the middle of a gradient accumulation window (micro-step ${host.accumulationStep % host.accumulationSteps} of ${host.accumulationSteps}): ` +
+        'the gradients accumulated so far are not saved, so a run resumed from this checkpoint cannot match exactly. Save right after an optimizer step.',
+      'AccelerateWarning',
+    );
+  }
+
+  const pids = await host.gatherObject([process.pid]);
+  const mainPid = pids[0];
+  const temp = tempCheckpointDir(target, mainPid);
+
+  await collectively(host, 'saveState (preparing the temporary folder)', async () => {
+    if (!host.isMainProcess) return;
+    await fsp.mkdir(dirname(target), { recursive: true });
+    await recoverInterruptedReplace(target);
+    for (const stale of (await leftoverSiblings(target)).temp) await fsp.rm(stale, { recursive: true, force: true });
+    await fsp.mkdir(temp);
+  });
+
+  const delay = delayMs();
+  const written = async () => {
+    if (delay) await sleep(delay);
+  };
+  const contents = {
+    models: 0,
+    optimizers: host.optimizers.length,
+    schedulers: host.schedulers.length,
+    dataloaders: host.dataloaders.length,
+    customObjects: host.customObjects.length,
+    scaler: host.scaler !== undefined,
+    plugins: [] as string[],
+  };
+
+  try {
+    await collectively(host, 'saveState (writing files)', async () => {
+      const backend = host.backend;
+      const toHost = toHostFor(backend);
+      const writeState = async (kind: StateKind, names: { json: string; tensors: string }, value: unknown, what: string) => {
+        const enc = encodeState(kind, value, { toHost, what });
+        if (enc.tensors.size > 0) {
+          await writeFileDurable(join(temp, names.tensors), encodeStateTensors(enc.tensors));
+          await written();
+        }
+        await writeFileDurable(join(temp, names.json), enc.json);
+        await written();
+      };
+
+      const models = [...host.models];
+      const weights = models.map((m) => host.getStateDict(m));
+      for (const hook of host.saveHooks) await hook(models, weights, temp);
+      contents.models = weights.length;
+
+      if (host.isMainProcess) {
+        for (let i = 0; i < weights.length; i++) {
+          await writeSafetensors(join(temp, modelFileName(i)), weights[i], { format: 'pt' });
+          await written();
+        }
+        for (let i = 0; i < host.optimizers.length; i++) {
+          await writeState('optimizer', stateFileNames('optimizer', i), await optimizerState(backend, host.optimizers[i], i), `optimizer ${i}`);
+        }
+        for (let i = 0; i < host.schedulers.length; i++) {
+          await writeState('scheduler', stateFileNames('scheduler', i), schedulerState(backend, host.schedulers[i], i), `scheduler ${i}`);
+        }
+        for (let i = 0; i < host.dataloaders.length; i++) {
+          const dl = host.dataloaders[i] as { stateDict?: () => unknown };
+          if (typeof dl.stateDict !== 'function') throw new Error(`saveState: data loader ${i} (${describe(dl)}) has no stateDict(); prepare it with accelerator.prepare.`);
+          await writeState('dataloader', stateFileNames('dl_state_dict', i), dl.stateDict(), `data loader ${i}`);
+        }
+        if (host.scaler) await writeState('scaler', stateFileNames('scaler'), host.scaler.stateDict(), 'the loss scaler');
+        for (let i = 0; i < host.customObjects.length; i++) {
+          const obj = host.customObjects[i] as Checkpointable;
+          await writeState('custom', customFileNames(i), await obj.stateDict(), `registered object ${i} (${describe(obj)})`);
+        }
+      }
+
+      const rng: RandomStates = {
+        rank: host.processIndex,
+        step: host.step,
+        accumulationStep: host.accumulationStep,
+        backend: { name: backend.name, state: backend.getRngState() },
+        dataGenerator: defaultGenerator().getState(),
+      };
+      await writeState('random_states', randomStatesFileNames(host.processIndex), rng as unknown as StateValue, `random states of rank ${host.processIndex}`);
+
+      for (const { plugin, fn } of pluginHooks(host.plugins, 'saveState')) {
+        checkPluginName(plugin.name);
+        const dir = join(temp, PLUGINS_DIR, plugin.name);
+        await fsp.mkdir(dir, { recursive: true });
+        await fn(dir, host.pluginContext);
+        contents.plugins.push(plugin.name);
+        await written();
+      }
+    });
+
+    await collectively(host, 'saveState (committing)', async () => {
+      if (!host.isMainProcess) return;
+      const files: Record<string, ManifestFileEntry> = {};
+      for (const rel of await listFilesRecursive(temp)) {
+        // writeSafetensors' own temporary files never survive a finished write; skip any stray one.
+        if (basename(rel).startsWith('.') && rel.endsWith('.tmp')) continue;
+        Object.defineProperty(files, rel, { value: await hashFile(join(temp, rel)), enumerable: true, writable: true, configurable: true });
+      }
+      const manifest: CheckpointManifest = {
+        format: MANIFEST_FORMAT,
+        formatVersion: MANIFEST_VERSION,
+        accelerateTsVersion: accelerateTsVersion(),
+        createdAt: new Date().toISOString(),
+        worldSize: host.numProcesses,
+        backend: host.backend.name,
+        configHash: `sha256:${sha256Hex(stableStringify(host.configValues))}`,
+        step: host.step,
+        iteration: pc.iteration,
+        contents,
+        files,
+      };
+      await writeFileDurable(join(temp, MANIFEST_NAME), JSON.stringify(manifest, null, 2) + '\n');
+      await commitCheckpointDir(temp, target, mainPid);
+      if (pc.automaticCheckpointNaming && pc.totalLimit !== undefined) {
+        const all = await listCheckpoints(pc.projectDir!);
+        for (const old of all.slice(0, Math.max(0, all.length - pc.totalLimit))) await fsp.rm(old.dir, { recursive: true, force: true });
+      }
+    });
+  } catch (err) {
+    if (host.isMainProcess) await fsp.rm(temp, { recursive: true, force: true }).catch(() => undefined);
+    throw err;
+  }
+  pc.iteration += 1;
+  return target;
+}
+
+// ---------------------------------------------------------------------------
+// load
+
+async function resolveLoadDir(host: CheckpointHost, inputDir: string | undefined, warnings: string[]): Promise<string> {
+  const pc = host.projectConfiguration;
+  if (inputDir !== undefined) {
+    const dir = resolve(inputDir);
+    if (await pathExists(dir)) return dir;
+    const { aside } = await leftoverSiblings(dir);
+    if (aside.length === 1) {
+      warnings.push(`${dir} is missing because a save replacing it was interrupted; loading the previous checkpoint from ${aside[0]}.`);
+      return aside[0];
+    }
+    throw new Error(`loadState: tried to find ${dir} but the folder does not exist.`);
+  }
+  if (pc.automaticCheckpointNaming) {
+    const all = await listCheckpoints(pc.projectDir!);
+    if (all.length === 0) throw new Error(`loadState: no checkpoint_<n> folder in ${join(pc.projectDir!, CHECKPOINTS_DIR)} to load.`);
+    return all[all.length - 1].dir;
+  }
+  throw new Error('loadState: no inputDir given and automatic checkpoint naming is off. Pass the checkpoint folder.');
+}
+
+async function readState(dir: string, manifest: CheckpointManifest, kind: StateKind, names: { json: string; tensors: string }): Promise<StateValue> {
+  const json = new TextDecoder().decode(await readVerified(dir, manifest, names.json));
+  const tensors = manifest.files[names.tensors] ? await readVerified(dir, manifest, names.tensors) : undefined;
+  try {
+    return decodeState(kind, json, tensors, join(dir, names.json));
+  } catch (err) {
+    throw new CheckpointError((err as Error).message, dir, names.json);
+  }
+}
+
+function missingObject(dir: string, kind: string, index: number, saved: number, prepared: number, file: string): CheckpointError {
+  return new CheckpointError(
+    `loadState: ${kind} ${index} has no state in ${dir}: the checkpoint holds ${saved} ${kind}(s) but ${prepared} are prepared (${file} is not in the manifest). ` +
+      'Prepare the same objects, in the same order, as the run that saved it.',
+    dir,
+    file,
+  );
+}
+
+/**
+ * `Accelerator.loadState`. Every rank loads; if one fails (a damaged file, a
+ * missing RNG state with `strict`), all of them throw instead of the others
+ * running on into a collective that never completes. @internal
+ */
+export async function loadAcceleratorState(host: CheckpointHost, inputDir: string | undefined, options: LoadStateOptions = {}): Promise<LoadStateResult> {
+  let result: LoadStateResult | undefined;
+  await collectively(host, 'loadState', async () => {
+    result = await loadOnThisRank(host, inputDir, options);
+  });
+  for (const w of result!.warnings) process.emitWarning(w, 'AccelerateWarning');
+  return result!;
+}
+
+async function loadOnThisRank(host: CheckpointHost, inputDir: string | undefined, options: LoadStateOptions): Promise<LoadStateResult> {
+  const warnings: string[] = [];
+  const strict = options.strict ?? false;
+  const problem = (message: string, dir: string, file?: string) => {
+    if (strict) throw new CheckpointError(`${message} (loadState was called with strict: true)`, dir, file);
+    warnings.push(message);
+  };
+  const dir = await resolveLoadDir(host, inputDir, warnings);
+  const manifest = await readManifest(dir);
+  const backend = host.backend;
+
+  const customFiles = Object.keys(manifest.files).filter((f) => /^custom_checkpoint_\d+\.json$/.test(f));
+  if (customFiles.length !== host.customObjects.length) {
+    throw new CheckpointError(
+      `loadState: the number of custom checkpoints in ${dir} does not match the number of registered objects: found ${customFiles.length} (${customFiles.sort().join(', ') || 'none'}), registered ${host.customObjects.length}. ` +
+        'Load checkpoints saved with the same objects passed to registerForCheckpointing, in the same order.',
+      dir,
+    );
+  }
+
+  const models = [...host.models];
+  for (const hook of host.loadHooks) await hook(models, dir);
+  for (let i = 0; i < models.length; i++) {
+    const file = modelFileName(i);
+    if (!manifest.files[file]) throw missingObject(dir, 'model', i, manifest.contents.models, models.length, file);
+    const parsed = parseSafetensors(await readVerified(dir, manifest, file));
+    backend.loadStateDict(host.unwrapModel(models[i]), parsed.tensors(), { strict: options.strictModelKeys ?? true });
+  }
+
+  for (let i = 0; i < host.optimizers.length; i++) {
+    const names = stateFileNames('optimizer', i);
+    if (!manifest.files[names.json]) throw missingObject(dir, 'optimizer', i, manifest.contents.optimizers, host.optimizers.length, names.json);
+    const state = await readState(dir, manifest, 'optimizer', names);
+    const opt = host.optimizers[i];
+    if (backend.loadOptimizerStateDict) await backend.loadOptimizerStateDict(opt, state);
+    else if (typeof (opt as Partial<Checkpointable>).loadStateDict === 'function') await (opt as Checkpointable).loadStateDict(state);
+    else throw new Error(`loadState: optimizer ${i} (${describe(opt)}) cannot load a state: the "${backend.name}" backend has no loadOptimizerStateDict and the optimizer no loadStateDict().`);
+  }
+
+  for (let i = 0; i < host.schedulers.length; i++) {
+    const names = stateFileNames('scheduler', i);
+    if (!manifest.files[names.json]) throw missingObject(dir, 'scheduler', i, manifest.contents.schedulers, host.schedulers.length, names.json);
+    const state = await readState(dir, manifest, 'scheduler', names);
+    const s = host.schedulers[i];
+    if (backend.loadSchedulerStateDict) backend.loadSchedulerStateDict(s, state);
+    else if (typeof (s as Partial<Checkpointable>).loadStateDict === 'function') await (s as Checkpointable).loadStateDict(state);
+    else throw new Error(`loadState: scheduler ${i} (${describe(s)}) cannot load a state: the "${backend.name}" backend has no loadSchedulerStateDict and the scheduler no loadStateDict().`);
+  }
+
+  for (let i = 0; i < host.dataloaders.length; i++) {
+    const names = stateFileNames('dl_state_dict', i);
+    if (!manifest.files[names.json]) throw missingObject(dir, 'data loader', i, manifest.contents.dataloaders, host.dataloaders.length, names.json);
+    const state = await readState(dir, manifest, 'dataloader', names);
+    (host.dataloaders[i] as { loadStateDict(s: unknown): void }).loadStateDict(state);
+  }
+
+  if (host.scaler) {
+    const names = stateFileNames('scaler', 0);
+    if (manifest.files[names.json]) host.scaler.loadStateDict((await readState(dir, manifest, 'scaler', names)) as Record<string, number>);
+    else problem(`The fp16 loss scaler's state is not restored: ${dir} holds none (the saving run had no scaler); it keeps its initial scale.`, dir, names.json);
+  }
+
+  for (let i = 0; i < host.customObjects.length; i++) {
+    const state = await readState(dir, manifest, 'custom', customFileNames(i));
+    await (host.customObjects[i] as Checkpointable).loadStateDict(state);
+  }
+
+  for (const { plugin, fn } of pluginHooks(host.plugins, 'loadState')) {
+    const prefix = `${PLUGINS_DIR}/${plugin.name}/`;
+    if (!manifest.contents.plugins.includes(plugin.name)) {
+      problem(`Plugin "${plugin.name}" has no namespace in ${dir} (the saving run did not have it), so its loadState hook was not called.`, dir, prefix);
+      continue;
+    }
+    for (const f of Object.keys(manifest.files)) if (f.startsWith(prefix)) await verifyFile(dir, manifest, f);
+    await fn(join(dir, PLUGINS_DIR, plugin.name), host.pluginContext);
+  }
+
+  // RNG last: nothing above may draw from the generators after they are restored.
+  const rank = host.processIndex;
+  const rngFiles = randomStatesFileNames(rank);
+  const rngJson = rngFiles.json;
+  if (manifest.files[rngJson]) {
+    const rng = (await readState(dir, manifest, 'random_states', rngFiles)) as unknown as RandomStates;
+    defaultGenerator().setState(rng.dataGenerator);
+    if (rng.backend.name === backend.name) backend.setRngState(rng.backend.state);
+    else {
+      problem(
+        `Rank ${rank}'s ${backend.name} RNG state is not restored: the checkpoint holds the RNG state of the "${rng.backend.name}" backend, which this backend cannot use. Core's data generator was restored.`,
+        dir,
+        rngJson,
+      );
+    }
+  } else {
+    problem(
+      `Rank ${rank}'s RNG state is not restored: ${dir} was saved by ${manifest.worldSize} process(es) and holds random_states_0..${manifest.worldSize - 1}, and rank ${rank} did not exist then. ` +
+        `Its ${backend.name} generator and core's data generator keep their current state, so random draws on this rank (dropout, noise) differ from a run that never stopped; the data position, model, optimizer and schedulers are restored.`,
+      dir,
+      rngJson,
+    );
+  }
+  if (host.isMainProcess && manifest.worldSize > host.numProcesses) {
+    const lost = Array.from({ length: manifest.worldSize - host.numProcesses }, (_, k) => `random_states_${host.numProcesses + k}`);
+    warnings.push(
+      `${lost.join(', ')} in ${dir} are not restored: the checkpoint was saved by ${manifest.worldSize} processes and this run has ${host.numProcesses}. ` +
+        'The data position is world-size independent and continues exactly; the per-rank RNG streams of the missing ranks are dropped.',
+    );
+  }
+
+  host.step = manifest.step;
+  const pc = host.projectConfiguration;
+  if (pc.automaticCheckpointNaming && pc.projectDir) {
+    const m = CHECKPOINT_NAME_PATTERN.exec(basename(dir));
+    if (m && resolve(dirname(dir)) === resolve(pc.projectDir, CHECKPOINTS_DIR)) pc.iteration = Math.max(pc.iteration, Number(m[1]) + 1);
+  }
+  return { dir, manifest, warnings };
+}
