@@ -18,6 +18,7 @@ export { askClusterConfig } from './commands/questionnaire.js';
 export {
   KNOWN_BACKENDS,
   collectEnvInfo,
+  describeTfjsEngines,
   formatEnvInfo,
   packageVersion,
   probePackage,
@@ -26,7 +27,29 @@ export {
   type EnvInfo,
   type EnvOptions,
   type PackageStatus,
+  type TfjsEnginesInfo,
 } from './commands/env.js';
-export { registerLaunchCommand, runLaunchCommand, launchOption, type LaunchCommandOptions } from './commands/launch.js';
+export {
+  BACKEND_ENV,
+  checkTfjsMultiProcess,
+  launchOption,
+  registerLaunchCommand,
+  requestedBackend,
+  runLaunchCommand,
+  type LaunchCommandOptions,
+} from './commands/launch.js';
 export { registerTestCommand, runTest, testLaunchArgs, testScriptPath, TEST_SUCCESS_MESSAGE, type TestOptions } from './commands/test.js';
 export { registerTrackingCommands, runReplay, runDashboard } from './commands/tracking.js';
+export {
+  ESTIMATE_DTYPES,
+  SUPPORTED_MODEL_TYPES,
+  estimateMemory,
+  formatEstimate,
+  loadModelShape,
+  registerEstimateMemoryCommand,
+  runEstimateMemory,
+  type EstimateDType,
+  type EstimateMemoryOptions,
+  type MemoryEstimate,
+  type ModelShape,
+} from './commands/estimate-memory.js';
