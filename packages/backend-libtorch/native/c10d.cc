@@ -291,6 +291,10 @@ static Napi::Promise Run(Napi::Env env, std::function<void()> work, std::functio
   return p;
 }
 
+Napi::Promise RunAsync(Napi::Env env, std::function<void()> work, std::function<Napi::Value(Napi::Env)> done) {
+  return Run(env, std::move(work), std::move(done));
+}
+
 // ---- Work ---------------------------------------------------------------------------
 
 class WorkWrap : public Napi::ObjectWrap<WorkWrap> {

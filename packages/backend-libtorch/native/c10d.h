@@ -15,6 +15,7 @@
 #include <torch/csrc/distributed/c10d/Store.hpp>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -65,6 +66,10 @@ Ticket Issue(GroupState& g, const std::string& op, const std::string& shape, con
 // Block until `work` finished, at most the group's timeout. On failure throws
 // std::runtime_error naming the op and every rank's position.
 void WaitFor(GroupState& g, const c10::intrusive_ptr<c10d::Work>& work, const Ticket& t);
+
+// Run `work` on a libuv worker thread; the promise resolves with `done(env)` (undefined
+// when null) or rejects with the C++ exception's message.
+Napi::Promise RunAsync(Napi::Env env, std::function<void()> work, std::function<Napi::Value(Napi::Env)> done = nullptr);
 
 // The state behind a JS NativeGroup object (throws a TypeError otherwise).
 std::shared_ptr<GroupState> GroupStateOf(Napi::Env env, const Napi::Value& v);

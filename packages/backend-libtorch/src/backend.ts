@@ -19,7 +19,7 @@ import {
   type ProcessGroupOptions,
 } from '@accelerate/core';
 import { GlooProcessGroup } from './distributed.js';
-import { setGradientSync, triggerSyncInBackward, unwrapDistributed, wrapDistributed, type DistributedDataParallelOptions } from './ddp.js';
+import { joinDistributed, setGradientSync, triggerSyncInBackward, unwrapDistributed, wrapDistributed, type DistributedDataParallelOptions } from './ddp.js';
 import { native } from './native.js';
 import { Module } from './nn/module.js';
 import { Optimizer } from './optim/optimizer.js';
@@ -137,6 +137,10 @@ export class LibtorchBackend implements Backend<Tensor, Module, Optimizer, LRSch
   /** Make the next backward of a DDP model all-reduce even inside `noSync`. */
   triggerSyncInBackward(model: Module): void {
     triggerSyncInBackward(model);
+  }
+  /** Uneven inputs across ranks (see {@link joinDistributed}); every model must be wrapped for data parallelism. */
+  joinUnevenInputs<R>(models: Module[], fn: () => R | Promise<R>, options: { divideByInitialWorldSize: boolean }): Promise<R> {
+    return joinDistributed(models, fn, options);
   }
   /** The original module: the DDP proxy removed (it keeps working); the autocast patch too when `keepFp32Wrapper` is false. */
   unwrapModel(model: Module, options: { keepFp32Wrapper?: boolean } = {}): Module {
