@@ -7,6 +7,7 @@
 // (the gloo headers may differ from the ones libtorch was built with; see the notes).
 #include "c10d.h"
 
+#include <ATen/Parallel.h>
 #include <ATen/ops/empty_like.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
@@ -719,8 +720,47 @@ static Napi::Value InitGroup(const Napi::CallbackInfo& info) {
       [st](Napi::Env e) { return GroupWrap::Make(e, st); });
 }
 
+// OMP_NUM_THREADS as a positive integer, or 0 when unset or invalid.
+static int OmpThreadsFromEnv() {
+  const char* v = std::getenv("OMP_NUM_THREADS");
+  if (!v || !*v) return 0;
+  char* end = nullptr;
+  long n = std::strtol(v, &end, 10);
+  return end && *end == '\0' && n > 0 && n < 4096 ? static_cast<int>(n) : 0;
+}
+
+// The launcher divides the cores among local ranks through OMP_NUM_THREADS; apply it to
+// libtorch's intra-op pool (OpenMP, and MKL in 2.x wheels) and its inter-op pool at load,
+// before any parallel work, whatever threading backend libtorch was built with.
+static void ApplyThreadEnv() {
+  int n = OmpThreadsFromEnv();
+  if (n == 0) return;
+  try {
+    at::set_num_threads(n);
+  } catch (...) {
+  }
+  try {
+    at::set_num_interop_threads(n);  // throws if the pool already started: keep its size then
+  } catch (...) {
+  }
+}
+
+// threadSettings() -> { intraOp, interOp, ompNumThreads }
+static Napi::Value ThreadSettings(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  int omp = OmpThreadsFromEnv();
+  o.Set("intraOp", Napi::Number::New(env, at::get_num_threads()));
+  o.Set("interOp", Napi::Number::New(env, at::get_num_interop_threads()));
+  o.Set("ompNumThreads", omp > 0 ? Napi::Value(Napi::Number::New(env, omp)) : env.Null());
+  return o;
+}
+
 void InitC10d(Napi::Env env, Napi::Object exports) {
   g_jsThread = std::this_thread::get_id();
+  static std::once_flag threadsOnce;
+  std::call_once(threadsOnce, ApplyThreadEnv);
+  ACC_FN(exports, "threadSettings", ThreadSettings);
   static std::once_flag once;
   std::call_once(once, []() { g_previousTerminate = std::set_terminate(OnTerminate); });
   Napi::Function w = WorkWrap::Define(env);
