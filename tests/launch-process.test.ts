@@ -144,10 +144,10 @@ describe('launching from code and accelerate test', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain('Running the accelerate-ts checks with 2 processes on the CPU…\n');
     expect(r.stdout).toContain('[rank 0] accelerate test: 2 processes, MULTI_CPU, backend libtorch, device cpu\n');
-    for (const name of ['data sharding (plain)', 'data sharding (split+dispatch)', 'gather', 'gatherObject', 'broadcast', 'reduce', 'padAcrossProcesses', 'triggers', 'mainProcessFirst']) {
+    for (const name of ['data sharding (plain)', 'data sharding (split+dispatch)', 'gather', 'gatherObject', 'broadcast', 'reduce', 'padAcrossProcesses', 'triggers', 'mainProcessFirst', 'DDP noSync', 'DDP accumulate (GA = 2)']) {
       expect(r.stdout).toContain(`[rank 0]   ok    ${name}`);
     }
-    expect(r.stdout).toContain('[rank 0] All 11 checks passed on 2 processes.\n');
+    expect(r.stdout).toContain('[rank 0] All 13 checks passed on 2 processes.\n');
     expect(r.stdout.trimEnd().endsWith('Test is a success! You are ready for your distributed training!')).toBe(true);
     expect(r.stdout).not.toContain('FAIL');
   }, 60_000);

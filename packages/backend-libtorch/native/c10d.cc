@@ -7,6 +7,7 @@
 // (the gloo headers may differ from the ones libtorch was built with; see the notes).
 #include "c10d.h"
 
+#include <ATen/Parallel.h>
 #include <ATen/ops/empty_like.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
@@ -94,6 +95,91 @@ struct DiagHub {
   }
 };
 
+// ---- gloo transport failures ------------------------------------------------------
+//
+// gloo checks the size of every incoming message on its transport thread (one per gloo
+// device) and throws gloo::EnforceNotMet there when a peer sends more bytes than the
+// receiving tensor holds, i.e. when ranks call a collective with different sizes. Nothing
+// catches it on that thread, so the process used to abort. We install a terminate handler
+// that recognises this case on a thread other than the JS thread: it records the message,
+// keeps every process group alive forever (their destructors would wait for the stopped
+// thread) and parks the thread. Waits notice the record within a slice (500 ms) and throw
+// a JS error naming the op, its sequence number and where every rank is; the group is
+// unusable afterwards (every later call throws at once).
+//
+// Why not check sizes before each collective: that needs the other ranks' sizes, i.e. an
+// extra round trip (a collective or a store read) per call, which would cost a hot path such
+// as DDP's bucket all-reduces about as much as the small collectives themselves. The
+// handler costs nothing until a mismatch happens. Mismatches that gloo does not detect
+// (a peer sends fewer bytes, e.g. a broadcast into a larger tensor) are not caught here;
+// debug mode (ACCELERATE_DEBUG_MODE) checks shapes in core before such calls.
+
+static std::mutex g_failMu;
+static std::string g_transportError;           // gloo's message; empty while none happened
+static std::atomic<bool> g_transportFailed{false};
+static std::mutex g_registryMu;
+static std::vector<std::weak_ptr<GroupState>> g_groups;  // every group of this process
+static std::thread::id g_jsThread;
+static std::terminate_handler g_previousTerminate = nullptr;
+
+static void RegisterGroup(const std::shared_ptr<GroupState>& st) {
+  std::lock_guard<std::mutex> l(g_registryMu);
+  g_groups.erase(std::remove_if(g_groups.begin(), g_groups.end(), [](const std::weak_ptr<GroupState>& w) { return w.expired(); }), g_groups.end());
+  g_groups.push_back(st);
+}
+
+static std::string TransportError() {
+  if (!g_transportFailed.load()) return std::string();
+  std::lock_guard<std::mutex> l(g_failMu);
+  return g_transportError;
+}
+
+[[noreturn]] static void OnTerminate() {
+  std::string what;
+  if (std::exception_ptr ep = std::current_exception()) {
+    try {
+      std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+  }
+  bool gloo = what.find("enforce fail") != std::string::npos && what.find("gloo/") != std::string::npos;
+  if (!gloo || std::this_thread::get_id() == g_jsThread) {
+    if (g_previousTerminate) g_previousTerminate();
+    std::abort();
+  }
+  {
+    std::lock_guard<std::mutex> l(g_failMu);
+    if (g_transportError.empty()) g_transportError = what;
+  }
+  {
+    // Never destroyed: ~ProcessGroupGloo would join this parked thread.
+    static auto* leaked = new std::vector<c10::intrusive_ptr<c10d::ProcessGroupGloo>>();
+    std::lock_guard<std::mutex> l(g_registryMu);
+    for (auto& w : g_groups)
+      if (auto st = w.lock())
+        if (st->pg) leaked->push_back(st->pg);
+  }
+  g_transportFailed = true;
+  for (;;) std::this_thread::sleep_for(std::chrono::hours(24));
+}
+
+// "a peer sent 8 bytes where this rank's tensor holds 4" from gloo's "… <= op.nbytes. 8 vs 4".
+static std::string ExplainTransportError(const std::string& what) {
+  std::string out = "gloo rejected a message from a peer";
+  size_t vs = what.find(" vs ");
+  size_t dot = what.rfind(". ", vs);
+  if (vs != std::string::npos && dot != std::string::npos && what.find("nbytes") != std::string::npos) {
+    std::string got = what.substr(dot + 2, vs - dot - 2);
+    std::string room = what.substr(vs + 4);
+    while (!room.empty() && (room.back() == '\n' || room.back() == ' ')) room.pop_back();
+    out = "a peer sent " + got + " bytes where this rank's buffer holds " + room;
+  }
+  return out + ": the ranks called this collective with different sizes (gloo: " + what +
+         "). The process group cannot be used any more; every rank must pass tensors of the same shape and dtype";
+}
+
 std::string ShapeOf(const at::Tensor& t) {
   std::string s = "[";
   for (int64_t i = 0; i < t.dim(); i++) s += (i ? ", " : "") + std::to_string(t.size(i));
@@ -101,12 +187,21 @@ std::string ShapeOf(const at::Tensor& t) {
 }
 
 Ticket Issue(GroupState& g, const std::string& op, const std::string& shape, const std::string& note, bool p2p) {
+  if (g_transportFailed.load())
+    throw std::runtime_error(op + " " + shape + " on rank " + std::to_string(g.rank) + ": the process group is unusable since an earlier collective failed: " +
+                             ExplainTransportError(TransportError()) + ".");
+  {
+    std::lock_guard<std::mutex> l(g.failMu);
+    if (!g.failure.empty())
+      throw std::runtime_error(op + " " + shape + " on rank " + std::to_string(g.rank) + ": the process group is unusable since an earlier collective failed: " + g.failure + ".");
+  }
   GroupDiag& d = *g.diag;
   std::lock_guard<std::mutex> l(d.mu);
   if (!p2p) d.seq++;
   Ticket t;
   t.id = ++d.issued;
   t.seq = d.seq;
+  t.p2p = p2p;
   std::string what;
   what.reserve(op.size() + shape.size() + note.size() + 32);
   what += op;
@@ -230,24 +325,77 @@ static std::string Diagnose(GroupState& g, const Ticket& t, const std::string& c
   return m.str();
 }
 
+// The error another rank of `g` published for its failed collective, or "".
+static std::string PeerError(GroupState& g) {
+  if (!g.hub) return std::string();
+  std::lock_guard<std::mutex> s(g.hub->storeMu);
+  try {
+    std::string key = g.diag->keyPrefix + "error";
+    if (!g.hub->client->check({key})) return std::string();
+    auto raw = g.hub->client->get(key);
+    return std::string(raw.begin(), raw.end());
+  } catch (...) {
+    return std::string();
+  }
+}
+
+static void PublishError(GroupState& g, const std::string& message) {
+  if (!g.hub) return;
+  std::lock_guard<std::mutex> s(g.hub->storeMu);
+  try {
+    std::string key = g.diag->keyPrefix + "error";
+    std::string v = "rank " + std::to_string(g.rank) + ": " + message;
+    g.hub->client->set(key, std::vector<uint8_t>(v.begin(), v.end()));
+  } catch (...) {
+  }
+}
+
 void WaitFor(GroupState& g, const c10::intrusive_ptr<c10d::Work>& work, const Ticket& t) {
   MarkState(g, t, "waiting");
   std::string cause;
-  try {
-    work->wait(g.timeout);
-  } catch (const c10::Error& e) {
-    cause = e.what_without_backtrace();
-  } catch (const std::exception& e) {
-    cause = e.what();
-    if (cause.empty()) cause = "unknown error";
-  } catch (...) {
-    cause = "unknown error";
+  bool timedOut = false;
+  auto deadline = std::chrono::steady_clock::now() + g.timeout;
+  constexpr std::chrono::milliseconds kSlice{500};
+  for (int slice = 0;; slice++) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    bool sliced = !t.p2p && left > kSlice;  // send/recv Work fails for good when a timed wait expires
+    try {
+      work->wait(sliced ? kSlice : std::max(left, std::chrono::milliseconds(1)));
+      break;
+    } catch (const c10::Error& e) {
+      cause = e.what_without_backtrace();
+    } catch (const std::exception& e) {
+      cause = e.what();
+      if (cause.empty()) cause = "unknown error";
+    } catch (...) {
+      cause = "unknown error";
+    }
+    if (!sliced || work->isCompleted()) break;  // a real failure, or the last slice expired
+    cause.clear();
+    std::string transport = TransportError();
+    if (!transport.empty()) {
+      std::string explained = ExplainTransportError(transport);
+      PublishError(g, explained);
+      // Let the other ranks' reporter threads write where they are before reading it.
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      throw std::runtime_error(Diagnose(g, t, explained, false));
+    }
+    if (slice % 2 == 1) {
+      std::string peer = PeerError(g);
+      if (!peer.empty()) {
+        {
+          std::lock_guard<std::mutex> l(g.failMu);
+          g.failure = peer;
+        }
+        throw std::runtime_error(Diagnose(g, t, "another rank's collective failed: " + peer, false));
+      }
+    }
   }
   if (cause.empty()) {
     MarkState(g, t, "completed");
     return;
   }
-  bool timedOut = cause.find("imed out") != std::string::npos || cause.find("imeout") != std::string::npos;
+  timedOut = cause.find("imed out") != std::string::npos || cause.find("imeout") != std::string::npos;
   throw std::runtime_error(Diagnose(g, t, cause, timedOut));
 }
 
@@ -289,6 +437,10 @@ static Napi::Promise Run(Napi::Env env, std::function<void()> work, std::functio
   Napi::Promise p = t->Promise();
   t->Queue();
   return p;
+}
+
+Napi::Promise RunAsync(Napi::Env env, std::function<void()> work, std::function<Napi::Value(Napi::Env)> done) {
+  return Run(env, std::move(work), std::move(done));
 }
 
 // ---- Work ---------------------------------------------------------------------------
@@ -372,6 +524,7 @@ class GroupWrap : public Napi::ObjectWrap<GroupWrap> {
     st->diag->keyPrefix = "accelerate_diag/" + st->name + "/";
     st->diag->rank = st->rank;
     if (st->hub) st->hub->Add(st->diag);
+    RegisterGroup(st);
     return st;
   }
 
@@ -567,7 +720,49 @@ static Napi::Value InitGroup(const Napi::CallbackInfo& info) {
       [st](Napi::Env e) { return GroupWrap::Make(e, st); });
 }
 
+// OMP_NUM_THREADS as a positive integer, or 0 when unset or invalid.
+static int OmpThreadsFromEnv() {
+  const char* v = std::getenv("OMP_NUM_THREADS");
+  if (!v || !*v) return 0;
+  char* end = nullptr;
+  long n = std::strtol(v, &end, 10);
+  return end && *end == '\0' && n > 0 && n < 4096 ? static_cast<int>(n) : 0;
+}
+
+// The launcher divides the cores among local ranks through OMP_NUM_THREADS; apply it to
+// libtorch's intra-op pool (OpenMP, and MKL in 2.x wheels) and its inter-op pool at load,
+// before any parallel work, whatever threading backend libtorch was built with.
+static void ApplyThreadEnv() {
+  int n = OmpThreadsFromEnv();
+  if (n == 0) return;
+  try {
+    at::set_num_threads(n);
+  } catch (...) {
+  }
+  try {
+    at::set_num_interop_threads(n);  // throws if the pool already started: keep its size then
+  } catch (...) {
+  }
+}
+
+// threadSettings() -> { intraOp, interOp, ompNumThreads }
+static Napi::Value ThreadSettings(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  int omp = OmpThreadsFromEnv();
+  o.Set("intraOp", Napi::Number::New(env, at::get_num_threads()));
+  o.Set("interOp", Napi::Number::New(env, at::get_num_interop_threads()));
+  o.Set("ompNumThreads", omp > 0 ? Napi::Value(Napi::Number::New(env, omp)) : env.Null());
+  return o;
+}
+
 void InitC10d(Napi::Env env, Napi::Object exports) {
+  g_jsThread = std::this_thread::get_id();
+  static std::once_flag threadsOnce;
+  std::call_once(threadsOnce, ApplyThreadEnv);
+  ACC_FN(exports, "threadSettings", ThreadSettings);
+  static std::once_flag once;
+  std::call_once(once, []() { g_previousTerminate = std::set_terminate(OnTerminate); });
   Napi::Function w = WorkWrap::Define(env);
   WorkWrap::ctor = new Napi::FunctionReference(Napi::Persistent(w));
   Napi::Function g = GroupWrap::Define(env);

@@ -15,6 +15,7 @@
 #include <torch/csrc/distributed/c10d/Store.hpp>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -46,6 +47,8 @@ struct GroupState {
   std::string name = "default";
   std::shared_ptr<DiagHub> hub;  // null when diagnosis is off (ACCELERATE_C10D_DIAG=0)
   std::shared_ptr<GroupDiag> diag = std::make_shared<GroupDiag>();
+  std::mutex failMu;
+  std::string failure;  // set when another rank reported a failed collective: later calls throw at once
 };
 
 // One issued op, for its wait.
@@ -53,6 +56,7 @@ struct Ticket {
   int64_t id = 0;   // GroupDiag::issued at issue
   int64_t seq = 0;  // the collective's sequence number (p2p: collectives before it)
   std::shared_ptr<const std::string> what;  // "allReduce #3 [4]" (shared: tickets are copied around)
+  bool p2p = false;  // send/recv: their Work cannot be waited on in slices
 };
 
 // "[2, 3]"
@@ -63,8 +67,15 @@ std::string ShapeOf(const at::Tensor& t);
 Ticket Issue(GroupState& g, const std::string& op, const std::string& shape, const std::string& note = "", bool p2p = false);
 
 // Block until `work` finished, at most the group's timeout. On failure throws
-// std::runtime_error naming the op and every rank's position.
+// std::runtime_error naming the op and every rank's position. Collectives are waited on
+// in slices of 500 ms, so a size mismatch that stopped gloo's transport (see c10d.cc), or
+// that another rank reported through the store, fails the wait at once instead of after
+// the timeout.
 void WaitFor(GroupState& g, const c10::intrusive_ptr<c10d::Work>& work, const Ticket& t);
+
+// Run `work` on a libuv worker thread; the promise resolves with `done(env)` (undefined
+// when null) or rejects with the C++ exception's message.
+Napi::Promise RunAsync(Napi::Env env, std::function<void()> work, std::function<Napi::Value(Napi::Env)> done = nullptr);
 
 // The state behind a JS NativeGroup object (throws a TypeError otherwise).
 std::shared_ptr<GroupState> GroupStateOf(Napi::Env env, const Napi::Value& v);

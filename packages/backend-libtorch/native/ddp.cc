@@ -13,12 +13,21 @@
 // - Hooks act only after prepareForBackward(), which the JS forward wrapper calls
 //   when grad mode is on and sync is enabled (DDP's no_sync skips it), so using the
 //   unwrapped module, or no_sync, only accumulates locally.
+// - Join (torch's Join context with DDP's join hook), for ranks with different numbers of
+//   batches: while join is on, every forward all-reduces a status vector (one slot per
+//   rank: 0 joined, 1 active, 2 active and about to synchronise). A rank that ran out of
+//   inputs loops on JoinShadow: it all-reduces a zero status, and when some active rank
+//   synchronises it broadcasts buffers with them and all-reduces zero buckets, so the
+//   active ranks' collectives always find a partner. Gradients are divided by the initial
+//   world size, or by the number of active ranks. At the end the model of the last rank to
+//   join (the one that trained longest) is broadcast to all.
 // All waits go through c10d.h's diagnosis, so a hang names every rank's position.
 #include "c10d.h"
 
 #include <ATen/core/grad_mode.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/full.h>
 #include <ATen/ops/zeros.h>
 #include <torch/csrc/autograd/engine.h>
 #include <torch/csrc/autograd/function.h>
@@ -61,6 +70,13 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
   bool armed = false, queued = false, findUnused = false;
   c10::ScalarType wireType = c10::ScalarType::Undefined;  // commHook fp16/bf16
   std::recursive_mutex mu;
+  // join
+  bool divideByInitial = true;
+  int64_t divisor = 0;  // of the buckets (set from each forward's status under join); 0 = world size
+  at::Tensor joinStatus;  // the pending status all-reduce of this rank's last forward
+  c10::intrusive_ptr<c10d::Work> joinWork;
+  Ticket joinTicket;
+  int64_t shadowed = 0;  // backward passes matched with zeros after this rank joined
   // statistics
   int64_t reductions = 0, bucketsLaunchedEarly = 0;
   double waitMs = 0;
@@ -165,7 +181,8 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
       parts.push_back(flags.to(params[b.members[0]].options()));
     }
     b.flat = at::cat(parts);
-    b.flat.div_(g->size);
+    ResolveJoinStatus();
+    b.flat.div_(divisor > 0 ? divisor : g->size);
     b.wire = wireType == c10::ScalarType::Undefined ? b.flat : b.flat.to(wireType);
     b.ticket = Issue(*g, "allReduce", ShapeOf(b.wire), "DDP gradient bucket " + std::to_string(bi) + " of " + std::to_string(buckets.size()));
     std::vector<at::Tensor> v{b.wire};
@@ -215,8 +232,8 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
     }
   }
 
-  // Broadcast tensors from rank 0 in place, flattened per dtype in chunks of ~256 MB.
-  void BroadcastFrom0(const std::vector<at::Tensor>& ts, const std::string& note) {
+  // Broadcast tensors from rank `src` in place, flattened per dtype in chunks of ~256 MB.
+  void BroadcastFrom(int src, const std::vector<at::Tensor>& ts, const std::string& note) {
     at::NoGradGuard ng;
     constexpr int64_t kChunk = 256ll << 20;
     std::vector<char> done(ts.size(), 0);
@@ -238,9 +255,9 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
       Ticket t = Issue(*g, "broadcast", ShapeOf(flat), note);
       std::vector<at::Tensor> v{flat};
       c10d::BroadcastOptions o;
-      o.rootRank = 0;
+      o.rootRank = src;
       WaitFor(*g, g->pg->broadcast(v, o), t);
-      if (g->rank == 0) continue;
+      if (g->rank == src) continue;
       int64_t off = 0;
       for (size_t k : group) {
         at::Tensor dst = ts[k];
@@ -248,6 +265,104 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
         off += dst.numel();
       }
     }
+  }
+
+  // ---- join ----
+
+  // Wait for the status all-reduce of the last forward (if any) and return it: one slot per
+  // rank, 0 joined, 1 active, 2 active and synchronising. Sets the divisor of the buckets.
+  at::Tensor ResolveJoinStatus() {
+    if (!joinWork) return at::Tensor();
+    auto work = std::move(joinWork);
+    joinWork.reset();
+    WaitFor(*g, work, joinTicket);
+    at::Tensor st = joinStatus;
+    joinStatus = at::Tensor();
+    int64_t active = 0;
+    const int32_t* v = st.data_ptr<int32_t>();
+    for (int r = 0; r < g->size; r++) active += v[r] > 0;
+    divisor = divideByInitial || active == 0 ? g->size : active;
+    return st;
+  }
+
+  static int LowestActive(const at::Tensor& st) {
+    const int32_t* v = st.data_ptr<int32_t>();
+    for (int64_t r = 0; r < st.numel(); r++)
+      if (v[r] > 0) return static_cast<int>(r);
+    return 0;
+  }
+
+  at::Tensor IssueStatus(int32_t mine, const std::string& note) {
+    at::Tensor st = at::zeros({g->size}, at::TensorOptions().dtype(at::kInt));
+    st.data_ptr<int32_t>()[g->rank] = mine;
+    joinTicket = Issue(*g, "allReduce", ShapeOf(st), note);
+    std::vector<at::Tensor> v{st};
+    joinWork = g->pg->allreduce(v);
+    joinStatus = st;
+    return st;
+  }
+
+  // An active rank's forward while join is on: tell the joined ranks whether a synchronised
+  // backward follows; broadcast buffers from the lowest active rank when it does.
+  void JoinNotify(bool sync, bool syncBuffers) {
+    ResolveJoinStatus();  // a forward without backward (eval, no_sync) left its status behind
+    IssueStatus(sync ? 2 : 1, "join: which ranks are still active");
+    if (sync && syncBuffers && !buffers.empty()) {
+      at::Tensor st = ResolveJoinStatus();
+      BroadcastFrom(LowestActive(st), buffers, "DDP: buffers of the lowest active rank before forward (join)");
+    }
+  }
+
+  // One iteration of a rank that ran out of inputs. Returns false once every rank joined.
+  bool JoinShadow(bool syncBuffers) {
+    ResolveJoinStatus();
+    IssueStatus(0, "join: this rank ran out of inputs");
+    at::Tensor st = ResolveJoinStatus();
+    const int32_t* v = st.data_ptr<int32_t>();
+    bool anyActive = false, anySync = false;
+    for (int r = 0; r < g->size; r++) {
+      anyActive = anyActive || v[r] > 0;
+      anySync = anySync || v[r] > 1;
+    }
+    if (!anyActive) return false;
+    if (!anySync) return true;
+    if (syncBuffers && !buffers.empty()) BroadcastFrom(LowestActive(st), buffers, "DDP: buffers of the lowest active rank before forward (join)");
+    // The active ranks' bucket all-reduces, matched with zeros (gradients and used-flags).
+    at::NoGradGuard ng;
+    std::vector<c10::intrusive_ptr<c10d::Work>> works;
+    std::vector<Ticket> tickets;
+    std::vector<at::Tensor> keep;
+    for (size_t bi = 0; bi < buckets.size(); bi++) {
+      const Bucket& b = buckets[bi];
+      int64_t n = b.numel + (findUnused ? static_cast<int64_t>(b.members.size()) : 0);
+      at::TensorOptions o = params[b.members[0]].options();
+      if (wireType != c10::ScalarType::Undefined) o = o.dtype(wireType);
+      at::Tensor z = at::zeros({n}, o);
+      tickets.push_back(Issue(*g, "allReduce", ShapeOf(z), "DDP gradient bucket " + std::to_string(bi) + " of " + std::to_string(buckets.size()) + ", zeros of a joined rank"));
+      std::vector<at::Tensor> v{z};
+      works.push_back(g->pg->allreduce(v));
+      keep.push_back(z);
+    }
+    for (size_t i = 0; i < works.size(); i++) WaitFor(*g, works[i], tickets[i]);
+    shadowed++;
+    return true;
+  }
+
+  // After every rank joined: copy the model of the last rank to join (the highest such rank)
+  // to all, since joined ranks stopped updating theirs.
+  void JoinFinal(bool lastJoiner) {
+    ResolveJoinStatus();
+    at::Tensor who = at::full({1}, lastJoiner ? g->rank : -1, at::TensorOptions().dtype(at::kInt));
+    Ticket t = Issue(*g, "allReduce", "[1]", "join: which rank joined last");
+    std::vector<at::Tensor> v{who};
+    c10d::AllreduceOptions o;
+    o.reduceOp = c10d::ReduceOp::MAX;
+    WaitFor(*g, g->pg->allreduce(v, o), t);
+    int src = who.data_ptr<int32_t>()[0];
+    if (src < 0) src = 0;
+    std::vector<at::Tensor> all(params);
+    all.insert(all.end(), buffers.begin(), buffers.end());
+    BroadcastFrom(src, all, "DDP: the model of rank " + std::to_string(src) + ", which joined last");
   }
 
   // Rank 0's model signature (count, elements, shape hash) checked on every rank first, so a
@@ -311,7 +426,9 @@ class ReducerWrap : public Napi::ObjectWrap<ReducerWrap> {
                        {InstanceMethod<&ReducerWrap::BroadcastState>("broadcastState"),
                         InstanceMethod<&ReducerWrap::Prepare>("prepareForBackward"),
                         InstanceMethod<&ReducerWrap::SyncBuffers>("syncBuffers"), InstanceMethod<&ReducerWrap::Buckets>("buckets"),
-                        InstanceMethod<&ReducerWrap::Stats>("stats")});
+                        InstanceMethod<&ReducerWrap::Stats>("stats"), InstanceMethod<&ReducerWrap::SetJoin>("setJoin"),
+                        InstanceMethod<&ReducerWrap::JoinNotify>("joinNotify"), InstanceMethod<&ReducerWrap::JoinShadow>("joinShadow"),
+                        InstanceMethod<&ReducerWrap::JoinFinal>("joinFinal")});
   }
   explicit ReducerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ReducerWrap>(info) {}
   std::shared_ptr<Reducer> r;
@@ -334,7 +451,7 @@ class ReducerWrap : public Napi::ObjectWrap<ReducerWrap> {
       r->CheckSameModel();
       std::vector<at::Tensor> all(r->params);
       all.insert(all.end(), r->buffers.begin(), r->buffers.end());
-      r->BroadcastFrom0(all, "DDP: rank 0's parameters and buffers");
+      r->BroadcastFrom(0, all, "DDP: rank 0's parameters and buffers");
       return info.Env().Undefined();
     });
   }
@@ -345,7 +462,7 @@ class ReducerWrap : public Napi::ObjectWrap<ReducerWrap> {
   Napi::Value SyncBuffers(const Napi::CallbackInfo& info) {
     return Guard(info.Env(), [&]() {
       std::lock_guard<std::recursive_mutex> l(r->mu);
-      if (!r->buffers.empty()) r->BroadcastFrom0(r->buffers, "DDP: rank 0's buffers before forward");
+      if (!r->buffers.empty()) r->BroadcastFrom(0, r->buffers, "DDP: rank 0's buffers before forward");
       return info.Env().Undefined();
     });
   }
@@ -360,12 +477,52 @@ class ReducerWrap : public Napi::ObjectWrap<ReducerWrap> {
     }
     return out;
   }
+  // setJoin(enabled, divideByInitialWorldSize): entering or leaving a join.
+  Napi::Value SetJoin(const Napi::CallbackInfo& info) {
+    return Guard(info.Env(), [&]() {
+      std::lock_guard<std::recursive_mutex> l(r->mu);
+      r->ResolveJoinStatus();
+      r->divideByInitial = info[1].ToBoolean().Value();
+      r->divisor = 0;
+      return info.Env().Undefined();
+    });
+  }
+  // joinNotify(sync, syncBuffers): an active rank's forward under join.
+  Napi::Value JoinNotify(const Napi::CallbackInfo& info) {
+    return Guard(info.Env(), [&]() {
+      std::lock_guard<std::recursive_mutex> l(r->mu);
+      r->JoinNotify(info[0].ToBoolean().Value(), info[1].ToBoolean().Value());
+      return info.Env().Undefined();
+    });
+  }
+  // joinShadow(syncBuffers) -> Promise<boolean>: false once every rank joined. Waits on a worker thread.
+  Napi::Value JoinShadow(const Napi::CallbackInfo& info) {
+    auto red = r;
+    bool syncBuffers = info[0].ToBoolean().Value();
+    auto more = std::make_shared<bool>(false);
+    return RunAsync(
+        info.Env(),
+        [red, syncBuffers, more]() {
+          std::lock_guard<std::recursive_mutex> l(red->mu);
+          *more = red->JoinShadow(syncBuffers);
+        },
+        [more](Napi::Env env) -> Napi::Value { return Napi::Boolean::New(env, *more); });
+  }
+  // joinFinal(lastJoiner): broadcast the model of the last rank to join.
+  Napi::Value JoinFinal(const Napi::CallbackInfo& info) {
+    return Guard(info.Env(), [&]() {
+      std::lock_guard<std::recursive_mutex> l(r->mu);
+      r->JoinFinal(info[0].ToBoolean().Value());
+      return info.Env().Undefined();
+    });
+  }
   Napi::Value Stats(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Napi::Object o = Napi::Object::New(env);
     o.Set("reductions", Napi::Number::New(env, static_cast<double>(r->reductions)));
     o.Set("bucketsLaunchedDuringBackward", Napi::Number::New(env, static_cast<double>(r->bucketsLaunchedEarly)));
     o.Set("commWaitMs", Napi::Number::New(env, r->waitMs));
+    o.Set("joinShadowedBackwards", Napi::Number::New(env, static_cast<double>(r->shadowed)));
     return o;
   }
 };

@@ -21,7 +21,7 @@ import {
   type ProcessGroupOptions,
 } from '@accelerate/core';
 import { GlooProcessGroup } from './distributed.js';
-import { setGradientSync, triggerSyncInBackward, unwrapDistributed, wrapDistributed, type DistributedDataParallelOptions } from './ddp.js';
+import { joinDistributed, setGradientSync, triggerSyncInBackward, unwrapDistributed, wrapDistributed, type DistributedDataParallelOptions } from './ddp.js';
 import { native } from './native.js';
 import { creationDevice, Module, Parameter } from './nn/module.js';
 import { Optimizer, type OptimizerStateDict } from './optim/optimizer.js';
@@ -139,6 +139,10 @@ export class LibtorchBackend implements Backend<Tensor, Module, Optimizer, LRSch
   /** Make the next backward of a DDP model all-reduce even inside `noSync`. */
   triggerSyncInBackward(model: Module): void {
     triggerSyncInBackward(model);
+  }
+  /** Uneven inputs across ranks (see {@link joinDistributed}); every model must be wrapped for data parallelism. */
+  joinUnevenInputs<R>(models: Module[], fn: () => R | Promise<R>, options: { divideByInitialWorldSize: boolean }): Promise<R> {
+    return joinDistributed(models, fn, options);
   }
   /** The original module: the DDP proxy removed (it keeps working); the autocast patch too when `keepFp32Wrapper` is false. */
   unwrapModel(model: Module, options: { keepFp32Wrapper?: boolean } = {}): Module {

@@ -45,7 +45,11 @@ interface NativeReducer {
   prepareForBackward(): void;
   syncBuffers(): void;
   buckets(): number[][];
-  stats(): { reductions: number; bucketsLaunchedDuringBackward: number; commWaitMs: number };
+  stats(): { reductions: number; bucketsLaunchedDuringBackward: number; commWaitMs: number; joinShadowedBackwards: number };
+  setJoin(enabled: boolean, divideByInitialWorldSize: boolean): void;
+  joinNotify(sync: boolean, syncBuffers: boolean): void;
+  joinShadow(syncBuffers: boolean): Promise<boolean>;
+  joinFinal(lastJoiner: boolean): void;
 }
 
 const ddpNative = native as unknown as {
@@ -68,6 +72,8 @@ interface DdpState {
   names: string[];
   sync: boolean;
   broadcastBuffers: boolean;
+  /** Inside {@link joinDistributed}: forwards tell joined ranks what to shadow. */
+  joining: boolean;
   options: Required<Pick<DistributedDataParallelOptions, 'bucketCapMb' | 'findUnusedParameters' | 'broadcastBuffers' | 'commHook'>>;
 }
 
@@ -138,13 +144,19 @@ export function wrapDistributed<M extends Module>(model: M, group: ProcessGroup<
     names: named.map(([n]) => n),
     sync: true,
     broadcastBuffers: broadcastBuffers && buffers.length > 0,
+    joining: false,
     options: { bucketCapMb, findUnusedParameters, broadcastBuffers, commHook },
   };
 
   const forward = (...args: unknown[]): unknown => {
     // As torch's DDP: only a forward that will be followed by a synchronised backward
     // (grad mode on, sync on) broadcasts buffers and arms the gradient hooks.
-    if (state.sync && isGradEnabled()) {
+    const willSync = state.sync && isGradEnabled();
+    if (state.joining) {
+      // Every forward under join tells the joined ranks whether a synchronised backward follows.
+      reducer.joinNotify(willSync, state.broadcastBuffers);
+      if (willSync) reducer.prepareForBackward();
+    } else if (willSync) {
       if (state.broadcastBuffers) reducer.syncBuffers();
       reducer.prepareForBackward();
     }
@@ -222,6 +234,74 @@ export function unwrapDistributed<M>(model: M): M {
   return (s ? s.module : model) as M;
 }
 
+/** Options of {@link joinDistributed} (torch's `DistributedDataParallel.join`). */
+export interface JoinOptions {
+  /**
+   * Divide gradients by the world size the run started with (default true), as if the
+   * ranks that ran out of inputs contributed zero gradients; false divides by the number
+   * of ranks still active in that step.
+   */
+  divideByInitialWorldSize?: boolean;
+}
+
+/**
+ * Train on uneven inputs (torch's `Join` context with DDP's join hook): runs `fn`, in
+ * which this rank iterates over its own, possibly shorter, data; once `fn` returns, this
+ * rank keeps matching the other ranks' collectives until every rank has returned, so
+ * none of them hangs. Every rank must call it with the same models, in the same order.
+ *
+ * While a rank has run out of inputs, each forward of an active rank costs one extra
+ * small all-reduce (which ranks are still active, and whether a synchronised backward
+ * follows); a synchronised backward is matched with zero gradients, divided as
+ * {@link JoinOptions.divideByInitialWorldSize} says. When all ranks are done, the
+ * model of the last rank to run out (which took every step) is copied to all ranks,
+ * because the others stopped updating theirs. Optimizer states are not synchronised.
+ *
+ * Limits (as in PyTorch): each model runs one forward, followed by at most one backward,
+ * per iteration, the models in the order given; other collectives inside `fn` (gather,
+ * reduce) cannot be matched by ranks that are done and hang until the timeout.
+ * If `fn` throws, the error propagates without waiting for the other ranks.
+ */
+export async function joinDistributed<R>(models: readonly unknown[], fn: () => R | Promise<R>, options: JoinOptions = {}): Promise<R> {
+  const list = models.map((m) => stateOf(m, 'joinDistributed'));
+  if (list.length === 0) throw new TypeError('joinDistributed: give at least one model wrapped for data parallelism');
+  if (new Set(list).size !== list.length) throw new TypeError('joinDistributed: the same model is listed twice');
+  if (list.some((s) => s.joining)) throw new Error('joinDistributed: a model is already inside a join; joins do not nest');
+  const divide = options.divideByInitialWorldSize ?? true;
+  for (const s of list) {
+    s.reducer.setJoin(true, divide);
+    s.joining = true;
+  }
+  const leave = () => {
+    for (const s of list) {
+      s.joining = false;
+      s.reducer.setJoin(false, true);
+    }
+  };
+  let result: R;
+  try {
+    result = await fn();
+  } catch (e) {
+    leave();
+    throw e;
+  }
+  try {
+    // Shadow the active ranks until the first model's status says everyone is done.
+    let lastJoiner = true;
+    shadow: for (;;) {
+      for (const [i, s] of list.entries()) {
+        const more = await s.reducer.joinShadow(s.broadcastBuffers);
+        if (i === 0 && !more) break shadow;
+      }
+      lastJoiner = false;
+    }
+    for (const s of list) s.reducer.joinFinal(lastJoiner);
+  } finally {
+    leave();
+  }
+  return result;
+}
+
 /** How a wrapped model's gradients are bucketed and how much it has communicated. */
 export interface DistributedDataParallelInfo {
   /** Parameter names per bucket, in launch order (reverse registration order). */
@@ -232,6 +312,8 @@ export interface DistributedDataParallelInfo {
   bucketsLaunchedDuringBackward: number;
   /** Time spent blocked at the end of backward waiting for all-reduces, in ms. */
   commWaitMs: number;
+  /** Backward passes of other ranks this rank matched with zeros after running out of inputs ({@link joinDistributed}). */
+  joinShadowedBackwards: number;
   /** Whether gradient averaging is currently on. */
   sync: boolean;
   options: DdpState['options'];

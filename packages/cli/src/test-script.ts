@@ -1,7 +1,8 @@
 /**
  * The check script `accelerate test` runs under `accelerate launch`: on every
- * rank it checks data sharding, collectives, triggers and
- * `mainProcessFirst` against exact expected values, then rank 0 prints one
+ * rank it checks data sharding, collectives, triggers, `mainProcessFirst` and
+ * (with @accelerate/backend-libtorch) DDP gradient synchronisation against exact
+ * expected values, then rank 0 prints one
  * line per check and a verdict. The process exits non-zero if any check
  * failed on any rank.
  * @module
@@ -10,6 +11,7 @@ import { appendFileSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Accelerator, DataLoader, HostTensor, InitProcessGroupKwargs, PartialState } from '@accelerate/core';
+import { ddpSyncChecks } from './ddp-checks.js';
 
 interface CheckResult {
   name: string;
@@ -121,6 +123,10 @@ await check('mainProcessFirst', async () => {
     throw new CheckFailed(`expected the main line then ${P - 1} other lines, got ${JSON.stringify(lines)}`);
   }
 });
+
+// Spec §12 test_sync: gradients differ between ranks inside noSync / non-sync accumulate
+// steps and equal their average after a synchronised backward.
+for (const r of await ddpSyncChecks(accelerator)) results.push({ ...r, rank: p });
 
 const everyone = await accelerator.gatherObject(results);
 const failures = everyone.filter((r) => !r.ok);

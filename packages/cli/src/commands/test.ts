@@ -53,7 +53,7 @@ export async function runTest(ctx: CliContext, options: TestOptions = {}): Promi
 export function registerTestCommand(program: Command, ctx: CliContext): void {
   program
     .command('test')
-    .description('Check that distributed training works here: data sharding, collectives, triggers and process ordering across processes.')
+    .description('Check that distributed training works here: data sharding, collectives, triggers, process ordering and DDP gradient synchronisation across processes.')
     .option('--config_file <path>', 'Config file to launch the checks with (default: the default config file, else 2 CPU processes).')
     .action(async (opts: { config_file?: string }) => {
       ctx.exitCode = await runTest(ctx, { configFile: opts.config_file });

@@ -51,6 +51,7 @@ import { normalizeProjectConfiguration, type DataLoaderConfiguration, type Proje
 import { indexKwargsHandlers, type AnyKwargsHandler, GradScalerKwargs, InitProcessGroupKwargs } from './kwargs-handlers.js';
 import { PluginContainer, type PluginOption } from './plugin-container.js';
 import { applyPendingSeed } from './seed.js';
+import { joinUnevenInputs as joinUnevenInputsImpl, type JoinUnevenInputsOptions } from './join.js';
 import { optimizerStepState, unwrapPrepared, wrapOptimizer, wrapScheduler } from './wrappers.js';
 
 /** Constructor options of {@link Accelerator}. Names follow Accelerate's, in camelCase. */
@@ -540,6 +541,20 @@ export class Accelerator {
     } finally {
       for (const m of models) backend.setGradientSync(m, true);
     }
+  }
+
+  /**
+   * Run `fn` (a training or evaluation loop) when processes may have different
+   * numbers of batches (Accelerate's `join_uneven_inputs`): with `evenBatches`
+   * false (the Accelerator's, or `options.evenBatches`, which overrides every
+   * prepared map-style loader's inside `fn`), a process that runs out of batches
+   * keeps matching the others' gradient all-reduces with zeros until all are
+   * done, so none hangs; gradients are divided by the initial world size unless
+   * `divideByInitialWorldSize` is false. No-op on one process; warns and no-ops
+   * without DDP. See {@link JoinUnevenInputsOptions} and the backend's limits.
+   */
+  joinUnevenInputs<R>(models: unknown, options: JoinUnevenInputsOptions | (() => R | Promise<R>), fn?: () => R | Promise<R>): Promise<R> {
+    return typeof options === 'function' ? joinUnevenInputsImpl(this, models, {}, options) : joinUnevenInputsImpl(this, models, options, fn!);
   }
 
   /** Run `fn` with autocast for this accelerator's precision (or disabled with `{ enabled: false }`). */

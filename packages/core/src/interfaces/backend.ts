@@ -132,6 +132,16 @@ export interface Backend<T = unknown, M = unknown, O = unknown, S = unknown> {
   setGradientSync?(model: M, enabled: boolean): void;
   /** Force the next backward of a data-parallel model to synchronise, even with sync off. */
   triggerSyncInBackward?(model: M): void;
+  /**
+   * Run `fn` on uneven inputs (torch's `Join` with DDP's join hook), for
+   * `Accelerator.joinUnevenInputs`: once this rank's `fn` returned, keep matching
+   * the collectives the other ranks' forwards and backwards of `models` issue
+   * (with zero gradients) until every rank's `fn` returned, then make the models
+   * equal on all ranks. `divideByInitialWorldSize` false divides gradients by the
+   * number of ranks still active instead of the world size. Absent: the
+   * Accelerator warns and runs `fn` without joining.
+   */
+  joinUnevenInputs?<R>(models: M[], fn: () => R | Promise<R>, options: { divideByInitialWorldSize: boolean }): Promise<R>;
 
   // ---- autograd and optimisation -----------------------------------------
   /**
