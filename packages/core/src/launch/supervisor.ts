@@ -309,7 +309,13 @@ export function superviseRanks(specs: readonly RankProcessSpec[], options: Super
         for (const r of leftovers) if (groupAlive(r.child.pid)) signalGroup(r.child, 'SIGKILL');
       }
       // Output still in the pipes; do not wait forever for a descendant holding them open.
-      await Promise.race([Promise.all(running.map((r) => r.closed)), sleep(2000)]);
+      // The fallback timer is cleared so it does not keep the launcher alive for 2 s after a clean exit.
+      let pipeTimer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.all(running.map((r) => r.closed)),
+        new Promise<void>((r) => (pipeTimer = setTimeout(r, 2000))),
+      ]);
+      clearTimeout(pipeTimer);
       for (const r of running) {
         r.child.stdout?.destroy();
         r.child.stderr?.destroy();
