@@ -13,9 +13,10 @@
  * @module
  */
 import * as fsp from 'node:fs/promises';
-import { dirname, isAbsolute, join, normalize, sep } from 'node:path';
+import { basename, dirname, isAbsolute, join, normalize, sep } from 'node:path';
 import { HostTensor } from '../tensor/host-tensor.js';
 import { convertFileSizeToInt } from '../utils/size.js';
+import { progressBar, type ProgressBar, type ProgressBarOptions } from '../utils/progress.js';
 import {
   SafetensorsError,
   SafetensorsFile,
@@ -166,6 +167,14 @@ export interface SaveModelOptions {
   safeSerialization?: boolean;
   /** Only the main process writes; others compute the layout and touch nothing. Default `true`. */
   isMainProcess?: boolean;
+  /**
+   * Progress bar in bytes. Default: for big checkpoints only (see
+   * {@link checkpointNeedsProgress}), and only where a bar can draw (main
+   * process, TTY, not CI). `true` shows it whatever the size, `false` never;
+   * options pass through to {@link progressBar} (`enabled: true` draws even
+   * off a terminal).
+   */
+  progress?: boolean | ProgressBarOptions;
 }
 
 /** What {@link saveModelFiles} wrote. */
@@ -187,6 +196,24 @@ export interface SaveModelResult {
 }
 
 const SHARD_FILE = /^model-\d{5}-of-\d{5}\.safetensors$/;
+
+/** Checkpoints above this many bytes get a progress bar when saved or loaded (256 MiB). */
+export const CHECKPOINT_PROGRESS_MIN_BYTES = 256 * 1024 ** 2;
+/** Checkpoints of at least this many files get a progress bar when saved or loaded. */
+export const CHECKPOINT_PROGRESS_MIN_FILES = 8;
+
+/** Whether saving or loading `bytes` in `files` files is long enough to deserve a progress bar. */
+export function checkpointNeedsProgress(bytes: number, files: number): boolean {
+  return bytes > CHECKPOINT_PROGRESS_MIN_BYTES || files >= CHECKPOINT_PROGRESS_MIN_FILES;
+}
+
+/** A byte-unit bar for a checkpoint, or a disabled one when it is small or `progress` is false. */
+function checkpointBar(progress: boolean | ProgressBarOptions | undefined, label: string, bytes: number, files: number): ProgressBar {
+  const forced = progress === true || (typeof progress === 'object' && progress.enabled === true);
+  const extra = typeof progress === 'object' ? progress : {};
+  const wanted = progress !== false && (forced || checkpointNeedsProgress(bytes, files));
+  return progressBar({ label, unit: 'B', ...extra, total: bytes, enabled: wanted ? extra.enabled : false });
+}
 
 /** Drop later names whose data is the very same memory as an earlier one (tied weights). */
 function dropSharedTensors(entries: Array<[string, StateDictTensor]>): { kept: Array<[string, StateDictTensor]>; removed: string[] } {
@@ -277,9 +304,15 @@ export async function saveModelFiles(
 
   await fsp.mkdir(dir, { recursive: true });
   const byName = new Map(kept);
-  for (const [file, names] of split.filenameToTensors) {
-    const shard = new Map(names.map((n) => [n, byName.get(n)!]));
-    await writeSafetensors(join(dir, file), shard, { format: 'pt' });
+  const bar = checkpointBar(options.progress, `saving ${files.length > 1 ? `${files.length} shards` : SAFE_WEIGHTS_NAME}`, result.totalSize, files.length);
+  try {
+    for (const [file, names] of split.filenameToTensors) {
+      const shard = new Map(names.map((n) => [n, byName.get(n)!]));
+      await writeSafetensors(join(dir, file), shard, { format: 'pt' });
+      bar.update(names.reduce((sum, n) => sum + tensorByteSize(byName.get(n)!), 0), file);
+    }
+  } finally {
+    bar.close(); // also on failure, so the error starts on a fresh line
   }
   if (split.isSharded) {
     const index = { metadata: split.metadata, weight_map: weightMap };
@@ -313,6 +346,8 @@ export interface LoadModelOptions {
   checkFormat?: boolean;
   /** Load only these tensor names (others are skipped without reading their bytes). */
   keys?: Iterable<string>;
+  /** Progress bar, as {@link SaveModelOptions.progress} (by default only for big checkpoints, on a terminal). */
+  progress?: boolean | ProgressBarOptions;
 }
 
 /** Which files make up a checkpoint, as {@link resolveCheckpointFiles} finds them. */
@@ -403,45 +438,56 @@ export async function loadModelFiles(checkpoint: string, options: LoadModelOptio
   const { files, weightMap } = await resolveCheckpointFiles(checkpoint);
   const out: Record<string, HostTensor> = {};
   const origin = new Map<string, string>();
-  for (const file of files) {
-    // With a key filter and an index, shards holding none of the keys are not even opened.
-    if (wanted && weightMap && ![...weightMap].some(([n, w]) => w === file && wanted.has(n))) continue;
-    const f = await SafetensorsFile.open(file);
-    try {
-      if (checkFormat) {
-        const format = f.metadata?.format;
-        if (f.metadata !== undefined && format !== undefined && format !== 'pt') {
-          throw new Error(
-            `${file} was saved with format ${JSON.stringify(format)}; only "pt" checkpoints are loaded (pass checkFormat: false to read it anyway).`,
-          );
-        }
-        if (f.metadata !== undefined && format === undefined) {
-          throw new Error(`${file} has metadata without a "format" entry; save it with {"format": "pt"} or pass checkFormat: false.`);
-        }
+  // File sizes are what the bar counts: cheap to know up front, and what the disk actually reads.
+  const sizes = options.progress === false ? files.map(() => 0) : await Promise.all(files.map(async (f) => (await statOrUndefined(f))?.size ?? 0)); // a missing file fails below, with its own error
+  const bar = checkpointBar(options.progress, `loading ${files.length > 1 ? `${files.length} shards` : 'checkpoint'}`, sizes.reduce((a, b) => a + b, 0), files.length);
+  try {
+    for (const [i, file] of files.entries()) {
+      // With a key filter and an index, shards holding none of the keys are not even opened.
+      if (wanted && weightMap && ![...weightMap].some(([n, w]) => w === file && wanted.has(n))) {
+        bar.update(sizes[i]);
+        continue;
       }
-      if (weightMap) {
-        for (const [name, where] of weightMap) {
-          if (where === file && !f.has(name)) {
-            throw new SafetensorsError('TENSOR_NOT_FOUND', `the index maps ${JSON.stringify(name)} to this file but it holds no such tensor; the checkpoint is incomplete.`, {
-              path: file,
-              tensor: name,
-            });
+      const f = await SafetensorsFile.open(file);
+      try {
+        if (checkFormat) {
+          const format = f.metadata?.format;
+          if (f.metadata !== undefined && format !== undefined && format !== 'pt') {
+            throw new Error(
+              `${file} was saved with format ${JSON.stringify(format)}; only "pt" checkpoints are loaded (pass checkFormat: false to read it anyway).`,
+            );
+          }
+          if (f.metadata !== undefined && format === undefined) {
+            throw new Error(`${file} has metadata without a "format" entry; save it with {"format": "pt"} or pass checkFormat: false.`);
           }
         }
-      }
-      const names = f.offsetKeys().filter((n) => !wanted || wanted.has(n));
-      for (const name of names) {
-        const prev = origin.get(name);
-        if (prev !== undefined) {
-          throw new Error(`tensor ${JSON.stringify(name)} is in both ${prev} and ${file}; a checkpoint must hold each tensor once.`);
+        if (weightMap) {
+          for (const [name, where] of weightMap) {
+            if (where === file && !f.has(name)) {
+              throw new SafetensorsError('TENSOR_NOT_FOUND', `the index maps ${JSON.stringify(name)} to this file but it holds no such tensor; the checkpoint is incomplete.`, {
+                path: file,
+                tensor: name,
+              });
+            }
+          }
         }
-        origin.set(name, file);
+        const names = f.offsetKeys().filter((n) => !wanted || wanted.has(n));
+        for (const name of names) {
+          const prev = origin.get(name);
+          if (prev !== undefined) {
+            throw new Error(`tensor ${JSON.stringify(name)} is in both ${prev} and ${file}; a checkpoint must hold each tensor once.`);
+          }
+          origin.set(name, file);
+        }
+        const tensors = await f.readMany(names);
+        for (const name of names) Object.defineProperty(out, name, { value: tensors[name], enumerable: true, writable: true, configurable: true });
+      } finally {
+        await f.close();
       }
-      const tensors = await f.readMany(names);
-      for (const name of names) Object.defineProperty(out, name, { value: tensors[name], enumerable: true, writable: true, configurable: true });
-    } finally {
-      await f.close();
+      bar.update(sizes[i], basename(file));
     }
+  } finally {
+    bar.close(); // also on failure, so the error starts on a fresh line
   }
   if (wanted) {
     const missing = [...wanted].filter((n) => !origin.has(n));
