@@ -1,8 +1,10 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import { TrackerHub, TrackerRegistry, readEventLog } from '@accelerate/core';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { builtinTrackers } from '../../src/index.js';
-import { MlflowTracker } from '../../src/mlflow.js';
+import { MlflowTracker, mlflowProxiedArtifactRoot } from '../../src/mlflow.js';
+import { encodePng, pngInfo } from '../../src/tensorboard/png.js';
 import { replay } from '../../src/replay.js';
 import { freePort, init, tempDir } from '../helpers.js';
 import { startMockMlflow, type MockMlflow } from './mock-server.js';
@@ -114,6 +116,111 @@ describe('MlflowTracker against a server enforcing the REST API', () => {
   });
 });
 
+describe('MLflow images and artifacts through the proxied artifact store', () => {
+  const pixels = Uint8Array.from([0, 64, 128, 255]); // a 2x2 grey image
+
+  it('uploads images as PNG under images/ and files and folders under their names, with PUT and their content type', async () => {
+    server = await startMockMlflow();
+    const dir = tempDir('mlflow-art');
+    const warnings: string[] = [];
+    const file = join(dir, 'predictions.csv');
+    writeFileSync(file, 'id,label\n0,7\n');
+    const folder = join(dir, 'ckpt');
+    mkdirSync(join(folder, 'sub'), { recursive: true });
+    writeFileSync(join(folder, 'model.safetensors'), Buffer.from([1, 2, 3, 4]));
+    writeFileSync(join(folder, 'sub', 'config.json'), '{"a":1}');
+    const png = encodePng(Uint8Array.from([255, 0, 0]), 1, 1, 3);
+
+    const hub = hubFor(server.url, {}, dir, warnings);
+    await hub.initTrackers('art', { lr: 0.1 }, { mlflow: { trackingUri: server.url, flushIntervalMs: 60_000 } });
+    await hub.log({ loss: 1 }, 0);
+    await hub.logImages({ 'samples/digit': { data: pixels, width: 2, height: 2, channels: 1 }, red: png }, 3);
+    await hub.logArtifact(file);
+    await hub.logArtifact(folder, { name: 'checkpoint' });
+    await hub.endTraining();
+
+    expect(warnings).toEqual([]);
+    const [run] = [...server.runs.values()];
+    const root = `${run.info.experiment_id}/${run.info.run_id}/artifacts`;
+    expect([...server.artifacts.keys()].sort()).toEqual(
+      [`${root}/checkpoint/model.safetensors`, `${root}/checkpoint/sub/config.json`, `${root}/images/red_step3.png`, `${root}/images/samples/digit_step3.png`, `${root}/predictions.csv`].sort(),
+    );
+    expect(new Uint8Array(server.artifacts.get(`${root}/images/samples/digit_step3.png`)!)).toEqual(encodePng(pixels, 2, 2, 1));
+    expect(pngInfo(new Uint8Array(server.artifacts.get(`${root}/images/samples/digit_step3.png`)!))).toEqual({ width: 2, height: 2, channels: 1 });
+    expect(new Uint8Array(server.artifacts.get(`${root}/images/red_step3.png`)!)).toEqual(png);
+    expect(server.artifacts.get(`${root}/predictions.csv`)!.toString()).toBe('id,label\n0,7\n');
+    expect([...server.artifacts.get(`${root}/checkpoint/model.safetensors`)!]).toEqual([1, 2, 3, 4]);
+    const puts = server.requests.filter((r) => r.method === 'PUT');
+    // Images first, then the artifacts in the order they were logged (a folder's files in the order readdir gives).
+    const sent = puts.map((r) => [r.path.slice(`mlflow-artifacts/${root}/`.length), r.contentType]);
+    expect(sent.slice(0, 3)).toEqual([
+      ['images/samples/digit_step3.png', 'image/png'],
+      ['images/red_step3.png', 'image/png'],
+      ['predictions.csv', 'text/csv'],
+    ]);
+    expect(sent.slice(3).sort()).toEqual([
+      ['checkpoint/model.safetensors', 'application/octet-stream'],
+      ['checkpoint/sub/config.json', 'application/json'],
+    ]);
+    expect(run.info.status).toBe('FINISHED');
+    expect(run.metrics.map((m) => m.key)).toEqual(['loss']);
+  });
+
+  it('retries an upload answered 503 and then stores it once', async () => {
+    server = await startMockMlflow();
+    const t = new MlflowTracker(init(undefined, 'retry', { trackingUri: server.url, retries: 3 }));
+    await t.start();
+    server.failNext(503, 2);
+    await t.logImages({ x: { format: 'raw', width: 2, height: 2, channels: 1, data: pixels } }, 0);
+    expect(server.requests.filter((r) => r.method === 'PUT')).toHaveLength(3);
+    expect(t.uploaded).toEqual(['images/x_step0.png']);
+    expect(server.artifacts.size).toBe(1);
+    await t.finish();
+  });
+
+  it('a server without --serve-artifacts: one warning with its reason, a count at the end, metrics and the run unaffected, events kept in the JSONL stream', async () => {
+    server = await startMockMlflow({ serveArtifacts: false });
+    const dir = tempDir('mlflow-noart');
+    const warnings: string[] = [];
+    const hub = hubFor(server.url, {}, dir, warnings);
+    await hub.initTrackers('noart', {}, { mlflow: { trackingUri: server.url, retries: 0, flushIntervalMs: 60_000 } });
+    for (let step = 0; step < 3; step++) {
+      await hub.log({ loss: 3 - step }, step);
+      await hub.logImages({ digit: { data: pixels, width: 2, height: 2, channels: 1 } }, step);
+    }
+    await hub.endTraining();
+    const [run] = [...server.runs.values()];
+    expect(warnings).toEqual([
+      `mlflow: could not upload image "digit" (step 0): PUT ${server.url}/api/2.0/mlflow-artifacts/artifacts/${run.info.experiment_id}/${run.info.run_id}/artifacts/images/digit_step0.png failed: HTTP 503 ` +
+        'Endpoint: /api/2.0/mlflow-artifacts/artifacts/<path:artifact_path> disabled due to the mlflow server running with `--no-serve-artifacts`. To enable artifacts server functionality, run `mlflow server` with `--serve-artifacts`. ' +
+        'It stays in the JSONL stream (accelerate replay <events.jsonl> --to mlflow uploads it later).',
+      'mlflow: 3 image/artifact uploads failed in this run (the first one\'s reason was shown); they stay in the JSONL stream.',
+    ]);
+    expect(run.metrics.map((m) => m.value)).toEqual([3, 2, 1]);
+    expect(run.info.status).toBe('FINISHED');
+    expect(readEventLog(join(dir, 'noart', 'events.jsonl')).events.filter((e) => e.type === 'images')).toHaveLength(3);
+  });
+
+  it('a run whose artifact store is not proxied (s3://): no upload is attempted, the warning says how to start the server', async () => {
+    server = await startMockMlflow({ artifactUri: (e, r) => `s3://bucket/${e}/${r}/artifacts` });
+    const warnings: string[] = [];
+    const t = new MlflowTracker({ ...init(undefined, 'store', { trackingUri: server.url }), warn: (m) => warnings.push(m) });
+    await t.start();
+    await t.logArtifact(import.meta.filename);
+    await t.finish();
+    expect(server.requests.filter((r) => r.method === 'PUT')).toEqual([]);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/^mlflow: could not upload artifact "mlflow\.test\.ts" \(.*\): the run's artifact store is "s3:\/\/bucket\/\d+\/\w+\/artifacts", which only MLflow's Python client can write; start the server with proxied artifacts/);
+  });
+
+  it('maps the run artifact URI to the proxied upload path', () => {
+    expect(mlflowProxiedArtifactRoot('mlflow-artifacts:/3/abc/artifacts')).toBe('3/abc/artifacts');
+    expect(mlflowProxiedArtifactRoot('mlflow-artifacts://mlflow.local:5000/3/abc/artifacts/')).toBe('3/abc/artifacts');
+    expect(mlflowProxiedArtifactRoot('file:///mlruns/3/abc/artifacts')).toBeUndefined();
+    expect(mlflowProxiedArtifactRoot(undefined)).toBeUndefined();
+  });
+});
+
 describe('MLflow: a real server (opt-in)', () => {
   const uri = process.env.MLFLOW_TRACKING_URI;
   if (!uri) console.log('[skip] real MLflow suite: set MLFLOW_TRACKING_URI to an MLflow server (e.g. `mlflow server --port 5000`) to run it');
@@ -128,5 +235,24 @@ describe('MLflow: a real server (opt-in)', () => {
     expect(run.run.data.params).toContainEqual({ key: 'lr', value: '0.25' });
     const hist = (await t.call('metrics/get-history', undefined, { run_id: t.runId!, metric_key: 'loss' })) as { metrics: Array<{ step: number; value: number }> };
     expect(hist.metrics.map((m) => [Number(m.step), m.value])).toEqual([[0, 1], [1, 0.5], [2, 1 / 3]]);
+  });
+
+  it.skipIf(!uri)('uploads an image and a file that the server lists (artifacts/list) and serves back byte for byte', async () => {
+    const warnings: string[] = [];
+    const t = new MlflowTracker({ ...init(undefined, `accelerate-ts-test-${Date.now()}`, { runName: 'opt-in-artifacts' }), warn: (m) => warnings.push(m) });
+    await t.start();
+    const pixels = Uint8Array.from([0, 64, 128, 255]);
+    await t.logImages({ digit: { format: 'raw', width: 2, height: 2, channels: 1, data: pixels } }, 1);
+    const file = join(tempDir('mlflow-real'), 'notes.txt');
+    writeFileSync(file, 'hello mlflow\n');
+    await t.logArtifact(file);
+    await t.finish();
+    expect(warnings).toEqual([]);
+    const listed = (await t.call('artifacts/list', undefined, { run_id: t.runId!, path: 'images' })) as { files?: Array<{ path: string }> };
+    expect(listed.files?.map((f) => f.path)).toEqual(['images/digit_step1.png']);
+    const root = mlflowProxiedArtifactRoot(t.artifactUri)!;
+    const get = async (p: string) => new Uint8Array(await (await fetch(`${t.trackingUri}/api/2.0/mlflow-artifacts/artifacts/${root}/${p}`)).arrayBuffer());
+    expect(await get('images/digit_step1.png')).toEqual(encodePng(pixels, 2, 2, 1));
+    expect(Buffer.from(await get('notes.txt')).toString()).toBe('hello mlflow\n');
   });
 });

@@ -1,9 +1,11 @@
 // A local stand-in for an MLflow tracking server that enforces the REST API's
-// documented request shapes, limits and error format ({error_code, message}).
+// documented request shapes, limits and error format ({error_code, message}),
+// and the proxied artifact store (`mlflow server --serve-artifacts`):
+// PUT/GET /api/2.0/mlflow-artifacts/artifacts/<path>, relative safe paths only.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 
 export interface MockRun {
-  info: { run_id: string; run_uuid: string; experiment_id: string; run_name: string; status: string; start_time: number; end_time?: number; lifecycle_stage: string };
+  info: { run_id: string; run_uuid: string; experiment_id: string; run_name: string; status: string; start_time: number; end_time?: number; lifecycle_stage: string; artifact_uri: string };
   metrics: Array<{ key: string; value: number; timestamp: number; step: number }>;
   params: Record<string, string>;
   tags: Record<string, string>;
@@ -13,7 +15,9 @@ export interface MockMlflow {
   url: string;
   experiments: Map<string, string>;
   runs: Map<string, MockRun>;
-  requests: Array<{ method: string; path: string; body: unknown }>;
+  requests: Array<{ method: string; path: string; body: unknown; contentType?: string }>;
+  /** Uploaded artifacts by path under the artifact root (`<experiment>/<run>/artifacts/<file>`). */
+  artifacts: Map<string, Buffer>;
   /** Answer the next `count` requests with this status (503 → retry tests). */
   failNext(status: number, count: number): void;
   close(): Promise<void>;
@@ -34,10 +38,24 @@ function need(body: Record<string, unknown>, field: string, check: (x: unknown) 
   if (!check(body[field])) throw new ApiError(400, 'INVALID_PARAMETER_VALUE', `Invalid value ${JSON.stringify(body[field])} for parameter '${field}' supplied: expected ${what}.`);
 }
 
-export async function startMockMlflow(): Promise<MockMlflow> {
+export interface MockMlflowOptions {
+  /** Serve proxied artifacts (default true, as `mlflow server`); false answers 503 like `--no-serve-artifacts`. */
+  serveArtifacts?: boolean;
+  /** Artifact URI of new runs; default `mlflow-artifacts:/<experiment>/<run>/artifacts`. */
+  artifactUri?: (experimentId: string, runId: string) => string;
+}
+
+/** The server's `validate_path_is_safe`: relative, no `..`, no backslashes, no empty or `.` parts. */
+function safeArtifactPath(path: string): boolean {
+  if (path === '' || path.startsWith('/') || path.includes('\\') || /^[a-z]:/i.test(path)) return false;
+  return path.split('/').every((p) => p !== '' && p !== '.' && p !== '..');
+}
+
+export async function startMockMlflow(options: MockMlflowOptions = {}): Promise<MockMlflow> {
   const experiments = new Map<string, string>([['Default', '0']]);
   const runs = new Map<string, MockRun>();
   const requests: MockMlflow['requests'] = [];
+  const artifacts = new Map<string, Buffer>();
   let failing = { status: 0, count: 0 };
   let nextId = 1;
 
@@ -86,7 +104,16 @@ export async function startMockMlflow(): Promise<MockMlflow> {
       if (b.tags !== undefined) need(b, 'tags', Array.isArray, 'a list of {key, value}');
       const id = `run${nextId++}`.padEnd(32, '0');
       const run: MockRun = {
-        info: { run_id: id, run_uuid: id, experiment_id: b.experiment_id as string, run_name: (b.run_name as string) ?? 'mock-run', status: 'RUNNING', start_time: (b.start_time as number) ?? Date.now(), lifecycle_stage: 'active' },
+        info: {
+          run_id: id,
+          run_uuid: id,
+          experiment_id: b.experiment_id as string,
+          run_name: (b.run_name as string) ?? 'mock-run',
+          status: 'RUNNING',
+          start_time: (b.start_time as number) ?? Date.now(),
+          lifecycle_stage: 'active',
+          artifact_uri: options.artifactUri?.(b.experiment_id as string, id) ?? `mlflow-artifacts:/${b.experiment_id}/${id}/artifacts`,
+        },
         metrics: [],
         params: {},
         tags: {},
@@ -154,6 +181,36 @@ export async function startMockMlflow(): Promise<MockMlflow> {
       res.writeHead(status, { 'Content-Type': 'application/json' });
       res.end(JSON.stringify(body));
     };
+    const artifactsPrefix = '/api/2.0/mlflow-artifacts/artifacts/';
+    if (url.pathname.startsWith(artifactsPrefix)) {
+      const path = decodeURIComponent(url.pathname.slice(artifactsPrefix.length));
+      requests.push({ method: req.method ?? '', path: `mlflow-artifacts/${path}`, body: Buffer.concat(chunks), contentType: req.headers['content-type'] });
+      if (failing.count > 0) {
+        failing.count--;
+        return send(failing.status, { error_code: 'TEMPORARILY_UNAVAILABLE', message: 'Injected failure.' });
+      }
+      if (options.serveArtifacts === false) {
+        res.writeHead(503, { 'Content-Type': 'text/html; charset=utf-8' });
+        res.end(`Endpoint: /api/2.0/mlflow-artifacts/artifacts/<path:artifact_path> disabled due to the mlflow server running with \`--no-serve-artifacts\`. To enable artifacts server functionality, run \`mlflow server\` with \`--serve-artifacts\``);
+        return;
+      }
+      if (!safeArtifactPath(path)) return send(400, { error_code: 'INVALID_PARAMETER_VALUE', message: `Invalid path: ${path}` });
+      if (req.method === 'PUT') {
+        // Artifacts of a run live under the root its artifact_uri names.
+        const run = [...runs.values()].find((r) => path.startsWith(`${r.info.artifact_uri.replace(/^mlflow-artifacts:\/*/, '')}/`));
+        if (!run) return send(400, { error_code: 'INVALID_PARAMETER_VALUE', message: `No run owns the artifact path ${path}.` });
+        artifacts.set(path, Buffer.concat(chunks));
+        return send(200, {});
+      }
+      if (req.method === 'GET') {
+        const data = artifacts.get(path);
+        if (!data) return send(404, { error_code: 'RESOURCE_DOES_NOT_EXIST', message: `No such file or directory: '${path}'` });
+        res.writeHead(200, { 'Content-Type': 'application/octet-stream' });
+        res.end(data);
+        return;
+      }
+      return send(405, { error_code: 'BAD_REQUEST', message: `Method ${req.method} not allowed on ${url.pathname}.` });
+    }
     const prefix = '/api/2.0/mlflow/';
     const endpoint = url.pathname.startsWith(prefix) ? url.pathname.slice(prefix.length) : url.pathname;
     let body: Record<string, unknown> = {};
@@ -186,6 +243,7 @@ export async function startMockMlflow(): Promise<MockMlflow> {
     experiments,
     runs,
     requests,
+    artifacts,
     failNext(status, count) {
       failing = { status, count };
     },
