@@ -42,6 +42,8 @@ export interface EnvInfo {
   cpu: { model: string; cores: number };
   memoryBytes: number;
   backends: Record<string, PackageStatus>;
+  /** TensorFlow.js engines, when `@accelerate/backend-tfjs` is installed (its `describeTfjsBackends()`). */
+  tfjs?: TfjsEnginesInfo;
   config: {
     path: string;
     /** Whether the path was passed with --config_file. */
@@ -54,6 +56,36 @@ export interface EnvInfo {
   };
   resolved?: ResolvedConfig;
   resolveError?: string;
+}
+
+/**
+ * What `@accelerate/backend-tfjs` reports about its engines (wasm, cpu,
+ * tfjs-node, tfjs-node-gpu: absent, broken with the reason, or usable), or why
+ * it could not report.
+ */
+export type TfjsEnginesInfo = { state: 'reported'; report: unknown; text: string } | { state: 'failed'; reason: string };
+
+interface TfjsReporter {
+  describeTfjsBackends(): Promise<unknown>;
+  formatTfjsBackends(report: unknown): string;
+}
+
+/**
+ * Asks an installed `@accelerate/backend-tfjs` for its engines through
+ * `describeTfjsBackends()` / `formatTfjsBackends()`. The package is imported
+ * dynamically (the CLI does not depend on it); call this only when it is installed.
+ */
+export async function describeTfjsEngines(importModule: (name: string) => Promise<unknown> = (n) => import(n)): Promise<TfjsEnginesInfo> {
+  try {
+    const mod = (await importModule('@accelerate/backend-tfjs')) as Partial<TfjsReporter>;
+    if (typeof mod.describeTfjsBackends !== 'function' || typeof mod.formatTfjsBackends !== 'function') {
+      return { state: 'failed', reason: '@accelerate/backend-tfjs exports no describeTfjsBackends(); update it to match @accelerate/cli' };
+    }
+    const report = await mod.describeTfjsBackends();
+    return { state: 'reported', report, text: mod.formatTfjsBackends(report) };
+  } catch (e) {
+    return { state: 'failed', reason: String((e as Error)?.message ?? e).split('\n')[0] };
+  }
 }
 
 /** Options of {@link collectEnvInfo}. */
@@ -139,6 +171,7 @@ export async function collectEnvInfo(ctx: CliContext, options: EnvOptions = {}):
   };
   const backends: Record<string, PackageStatus> = {};
   for (const name of KNOWN_BACKENDS) backends[name] = await probePackage(name, ctx.importModule);
+  const tfjs = backends['@accelerate/backend-tfjs']?.state === 'installed' ? await describeTfjsEngines(ctx.importModule) : undefined;
 
   const cpus = os.cpus();
   const passed = options.configFile !== undefined;
@@ -168,6 +201,7 @@ export async function collectEnvInfo(ctx: CliContext, options: EnvOptions = {}):
     cpu: { model: cpus[0]?.model?.trim() || 'unknown', cores: cpus.length },
     memoryBytes: os.totalmem(),
     backends,
+    ...(tfjs ? { tfjs } : {}),
     config,
   };
   if (config.status !== 'invalid') {
@@ -209,6 +243,12 @@ export function formatEnvInfo(info: EnvInfo): string {
     '- Backends:',
     ...Object.entries(info.backends).map(([name, s]) => `\t- ${name}: ${showStatus(s)}`),
   ];
+  if (info.tfjs?.state === 'reported') {
+    const [head, ...engines] = info.tfjs.text.split('\n');
+    lines.push(`\t- TensorFlow.js engines: ${head}`, ...engines.map((l) => `\t\t${l.trimStart()}`));
+  } else if (info.tfjs) {
+    lines.push(`\t- TensorFlow.js engines: not reported: ${info.tfjs.reason}`);
+  }
   const c = info.config;
   const label = c.passed ? '- `Accelerate` config passed' : '- `Accelerate` default config';
   if (c.status === 'found') {

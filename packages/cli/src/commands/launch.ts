@@ -7,10 +7,14 @@
  * after the script belongs to the script.
  * @module
  */
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import {
   LAUNCH_FLAGS,
   launchArgsFromFlags,
   parseLaunchFlagValue,
+  resolveLaunchArgs,
   runLaunch,
   type LaunchArgs,
   type LaunchFlagGroup,
@@ -19,8 +23,9 @@ import {
   type SupervisionResult,
 } from '@accelerate/core';
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import type { CliContext } from '../context.js';
+import { CliError, type CliContext } from '../context.js';
 import { markPassThrough } from '../program.js';
+import { probePackage } from './env.js';
 import { runDashboard } from './tracking.js';
 
 const GROUP_HEADINGS: Record<LaunchFlagGroup, string> = {
@@ -93,6 +98,90 @@ export async function runLaunchCommand(args: LaunchArgs, ctx: CliContext, option
   return result;
 }
 
+/** Environment variable naming the compute backend a script should use (`libtorch`, `tfjs`); read by the examples and by this check. */
+export const BACKEND_ENV = 'ACCELERATE_BACKEND';
+const TFJS_PACKAGE = '@accelerate/backend-tfjs';
+const LIBTORCH_PACKAGE = '@accelerate/backend-libtorch';
+
+/** The backend a launch asks for explicitly: `ACCELERATE_BACKEND`, else a `--backend X` / `--backend=X` script argument. */
+export function requestedBackend(env: CliContext['env'], scriptArgs: readonly string[]): { backend: string; source: string } | undefined {
+  const fromEnv = env[BACKEND_ENV]?.trim().toLowerCase();
+  if (fromEnv && fromEnv !== 'auto') return { backend: fromEnv, source: `${BACKEND_ENV}=${fromEnv}` };
+  for (let i = 0; i < scriptArgs.length; i++) {
+    const a = scriptArgs[i];
+    const value = a === '--backend' ? scriptArgs[i + 1] : a.startsWith('--backend=') ? a.slice('--backend='.length) : undefined;
+    if (value && value !== 'auto') return { backend: value.toLowerCase(), source: `the script argument --backend ${value}` };
+  }
+  return undefined;
+}
+
+function resolvable(name: string): boolean {
+  try {
+    import.meta.resolve(name);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether backend-libtorch resolves and its compiled addon is on disk (where its loader looks), without loading it. */
+function libtorchAddonBuilt(env: CliContext['env']): boolean {
+  if (env.ACCELERATE_TORCH_ADDON) return existsSync(env.ACCELERATE_TORCH_ADDON);
+  try {
+    const entry = fileURLToPath(import.meta.resolve(LIBTORCH_PACKAGE)); // <root>/dist/index.js
+    return existsSync(join(dirname(dirname(entry)), 'build', 'Release', 'torch_native.node'));
+  } catch {
+    return false;
+  }
+}
+
+interface TfjsMultiProcessModule {
+  tfjsMultiProcessSupport(importer?: () => Promise<unknown>): Promise<{ available: boolean; reason?: string }>;
+  GLOO_PACKAGE?: string;
+}
+
+/**
+ * Before spawning several processes that will run on TensorFlow.js, ask
+ * `@accelerate/backend-tfjs`'s `tfjsMultiProcessSupport()` whether the gloo
+ * process group it borrows can load; returns its reason when it cannot (so the
+ * launch fails at once instead of in every rank).
+ *
+ * A script "will use tfjs" when it says so ({@link requestedBackend}), or when
+ * it asks for nothing, `@accelerate/backend-libtorch` does not load and
+ * `@accelerate/backend-tfjs` does (the automatic choice then falls to tfjs).
+ * Packages are imported through `ctx.importModule` when given (tests), never
+ * statically: the CLI does not depend on either backend.
+ */
+export async function checkTfjsMultiProcess(numProcesses: number, scriptArgs: readonly string[], ctx: CliContext): Promise<string | undefined> {
+  if (numProcesses <= 1) return undefined;
+  const importModule = ctx.importModule ?? ((name: string) => import(name));
+  const requested = requestedBackend(ctx.env, scriptArgs);
+  let why: string;
+  if (requested) {
+    if (requested.backend !== 'tfjs') return undefined;
+    why = requested.source;
+  } else {
+    // Without tfjs installed nothing here applies: skip loading libtorch's native addon in the launcher.
+    if (!ctx.importModule && !resolvable(TFJS_PACKAGE)) return undefined;
+    // A built addon is taken as "libtorch loads": loading it here would cost the launcher ~1 s on every launch.
+    if (!ctx.importModule && libtorchAddonBuilt(ctx.env)) return undefined;
+    const libtorch = await probePackage(LIBTORCH_PACKAGE, importModule);
+    if (libtorch.state === 'installed') return undefined;
+    why = `${LIBTORCH_PACKAGE} ${libtorch.state === 'not installed' ? 'is not installed' : `does not load (${libtorch.reason})`}, so the backend is tfjs`;
+  }
+  let tfjsModule: Partial<TfjsMultiProcessModule>;
+  try {
+    tfjsModule = (await importModule(TFJS_PACKAGE)) as Partial<TfjsMultiProcessModule>;
+  } catch {
+    return undefined; // without tfjs the script fails on its own, with its own message
+  }
+  if (typeof tfjsModule.tfjsMultiProcessSupport !== 'function') return undefined;
+  const gloo = tfjsModule.GLOO_PACKAGE ?? LIBTORCH_PACKAGE;
+  const support = await tfjsModule.tfjsMultiProcessSupport(() => importModule(gloo));
+  if (support.available) return undefined;
+  return `cannot start ${numProcesses} processes on the tfjs backend (${why}): ${support.reason ?? 'no process group is available'}`;
+}
+
 /** Adds `accelerate launch` to the program. */
 export function registerLaunchCommand(program: Command, ctx: CliContext): void {
   const cmd = program
@@ -113,6 +202,14 @@ export function registerLaunchCommand(program: Command, ctx: CliContext): void {
   cmd.action(async (script: string, scriptArgs: string[], opts: Record<string, LaunchValue | undefined>) => {
     const { dashboard, ...flags } = opts;
     const args = launchArgsFromFlags(flags, script, scriptArgs);
+    let numProcesses = 1;
+    try {
+      numProcesses = resolveLaunchArgs(args, { env: ctx.env }).numProcesses;
+    } catch {
+      // Invalid settings: runLaunch reports them below.
+    }
+    const refusal = await checkTfjsMultiProcess(numProcesses, scriptArgs, ctx);
+    if (refusal) throw new CliError(refusal);
     const closeDashboard = dashboard ? await runDashboard(ctx, typeof dashboard === 'string' ? dashboard : '.', {}) : undefined;
     try {
       const result = await runLaunchCommand(args, ctx);

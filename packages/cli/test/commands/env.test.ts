@@ -138,3 +138,39 @@ describe('accelerate env', () => {
     );
   });
 });
+
+describe('accelerate env: TensorFlow.js engines', () => {
+  const tfjsVersion = (JSON.parse(readFileSync(join(import.meta.dirname, '../../../../node_modules/@tensorflow/tfjs/package.json'), 'utf8')) as { version: string }).version;
+
+  it('lists each engine through @accelerate/backend-tfjs (imported at run time) with its state', async () => {
+    ctx.importModule = (name) => import(name); // the real packages of this repository
+    const info = await collectEnvInfo(ctx, { skipNpm: true });
+    expect(info.backends['@accelerate/backend-tfjs']).toMatchObject({ state: 'installed' });
+    expect(info.tfjs?.state).toBe('reported');
+    const lines = formatEnvInfo(info).split('\n');
+    const at = lines.indexOf('\t- @accelerate/backend-tfjs: ' + versionOf('backend-tfjs'));
+    expect(at).toBeGreaterThan(0);
+    expect(lines[at + 1]).toBe(`\t- TensorFlow.js engines: @tensorflow/tfjs ${tfjsVersion}; active engine: none selected yet`);
+    expect(lines[at + 2]).toMatch(/^\t\ttfjs-node-gpu +(absent|broken|usable) +@tensorflow\/tfjs-node-gpu/);
+    expect(lines[at + 3]).toMatch(/^\t\ttfjs-node +(absent|broken|usable) +@tensorflow\/tfjs-node\b/);
+    expect(lines[at + 4]).toBe(`\t\twasm           usable  @tensorflow/tfjs-backend-wasm@${tfjsVersion}`);
+    expect(lines[at + 5]).toBe(`\t\tcpu            usable  @tensorflow/tfjs@${tfjsVersion}`);
+  });
+
+  it('says why the engines are not reported when the package cannot describe them', async () => {
+    ctx.importModule = async (name) => {
+      if (name === '@accelerate/backend-tfjs') {
+        return { describeTfjsBackends: async () => Promise.reject(new Error('wasm binary is corrupt\nstack')), formatTfjsBackends: () => '' };
+      }
+      return import(name);
+    };
+    const lines = formatEnvInfo(await collectEnvInfo(ctx, { skipNpm: true })).split('\n');
+    expect(lines).toContain('\t- TensorFlow.js engines: not reported: wasm binary is corrupt');
+  });
+
+  it('prints no engine section when @accelerate/backend-tfjs is not installed or does not load', async () => {
+    const info = await collectEnvInfo(ctx, { skipNpm: true }); // the beforeEach importer: tfjs fails to load
+    expect(info.tfjs).toBeUndefined();
+    expect(formatEnvInfo(info)).not.toContain('TensorFlow.js engines');
+  });
+});

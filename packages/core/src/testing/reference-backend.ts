@@ -56,7 +56,7 @@ export const REFERENCE_BACKEND_VERSION = '0.1.0 (pure JavaScript, host memory)';
 
 /** The pure-JS reference implementation of {@link Backend}. */
 export class ReferenceBackend implements Backend<RefTensor, RefModule, RefOptimizer, RefScheduler> {
-  readonly name = 'reference';
+  readonly name: string = 'reference';
   readonly version = REFERENCE_BACKEND_VERSION;
   private readonly deviceNames: string[];
   private readonly originalForward = new WeakMap<RefModule, RefModule['forward']>();
