@@ -59,7 +59,8 @@ export interface AcceleratorOptions {
   /**
    * Compute backend: an instance, a factory, or a registered name. Default:
    * the highest-priority backend that initialises (installed `@accelerate/backend-*`
-   * packages are discovered automatically).
+   * packages are discovered automatically). Without this option, env
+   * `ACCELERATE_BACKEND` (e.g. `tfjs`; `auto` = unset) names the backend.
    */
   backend?: Backend<any, any, any, any> | BackendFactory | string;
   /** `no` | `fp16` | `bf16` | `fp8`. Default from env `ACCELERATE_MIXED_PRECISION`, the config file, else `no`. */
@@ -259,7 +260,9 @@ export class Accelerator {
     if (b && typeof b === 'object' && 'isTensor' in b) return b as Backend;
     if (b && typeof b === 'object' && 'init' in b) return (b as BackendFactory).init();
     await discoverInstalledBackends();
-    return resolveBackend(typeof b === 'string' ? [b] : undefined);
+    const fromEnv = (this.options.env ?? process.env).ACCELERATE_BACKEND?.trim();
+    const named = typeof b === 'string' ? b : fromEnv && fromEnv !== 'auto' ? fromEnv : undefined;
+    return resolveBackend(named !== undefined ? [named] : undefined);
   }
 
   /** Per-accelerator state: precision, configuration with provenance, plugins, and the process's world. */

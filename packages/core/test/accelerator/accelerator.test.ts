@@ -429,3 +429,33 @@ describe('saveModel', () => {
     }
   });
 });
+
+describe('backend choice', () => {
+  it('ACCELERATE_BACKEND names the backend when the constructor does not; the constructor wins over it', async () => {
+    const { registerBackend, unregisterBackend } = await import('../../src/registry/backend-registry.js');
+    class Named extends ReferenceBackend {
+      constructor(override readonly name: string) {
+        super();
+      }
+    }
+    const high = new Named('env-test-high');
+    const low = new Named('env-test-low');
+    registerBackend('env-test-high', { init: async () => high }, 1e9);
+    registerBackend('env-test-low', { init: async () => low }, -1e9);
+    try {
+      const byEnv = new Accelerator({ configFile: false, env: { ACCELERATE_BACKEND: 'env-test-low' } });
+      await byEnv.ready();
+      expect(byEnv.backend).toBe(low);
+      await AcceleratorState.resetState();
+      const byOption = new Accelerator({ backend: 'env-test-high', configFile: false, env: { ACCELERATE_BACKEND: 'env-test-low' } });
+      await byOption.ready();
+      expect(byOption.backend).toBe(high);
+      await AcceleratorState.resetState();
+      const unknown = new Accelerator({ configFile: false, env: { ACCELERATE_BACKEND: 'no-such-backend' } });
+      await expect(unknown.ready()).rejects.toThrow(/no-such-backend.*not registered/s);
+    } finally {
+      unregisterBackend('env-test-high');
+      unregisterBackend('env-test-low');
+    }
+  });
+});
