@@ -207,8 +207,8 @@ export function checkpointNeedsProgress(bytes: number, files: number): boolean {
   return bytes > CHECKPOINT_PROGRESS_MIN_BYTES || files >= CHECKPOINT_PROGRESS_MIN_FILES;
 }
 
-/** A byte-unit bar for a checkpoint, or a disabled one when it is small or `progress` is false. */
-function checkpointBar(progress: boolean | ProgressBarOptions | undefined, label: string, bytes: number, files: number): ProgressBar {
+/** A byte-unit bar for a checkpoint, or a disabled one when it is small or `progress` is false. @internal */
+export function checkpointBar(progress: boolean | ProgressBarOptions | undefined, label: string, bytes: number, files: number): ProgressBar {
   const forced = progress === true || (typeof progress === 'object' && progress.enabled === true);
   const extra = typeof progress === 'object' ? progress : {};
   const wanted = progress !== false && (forced || checkpointNeedsProgress(bytes, files));

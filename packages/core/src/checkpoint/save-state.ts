@@ -34,6 +34,9 @@ import type { Plugin, PluginContext, PluginHook } from '../interfaces/plugin.js'
 import { HostTensor } from '../tensor/host-tensor.js';
 import { defaultGenerator, type GeneratorState } from '../data/random.js';
 import { parseSafetensors, writeSafetensors } from './safetensors.js';
+import { checkpointBar } from './save-model.js';
+import type { ProgressBarOptions } from '../utils/progress.js';
+import { dtypeElementBytes } from '../tensor/host-tensor.js';
 import {
   commitCheckpointDir,
   leftoverSiblings,
@@ -117,10 +120,18 @@ export interface SaveStateOptions {
    * Pickle files (`pytorch_model.bin`) are not written by accelerate-ts.
    */
   safeSerialization?: boolean;
+  /**
+   * Progress bar (bytes of model weights written) on the main process, as
+   * `SaveModelOptions.progress`: by default only for big checkpoints
+   * (> 256 MiB or 8+ model files), on a terminal, not under CI.
+   */
+  progress?: boolean | ProgressBarOptions;
 }
 
 /** Options of `Accelerator.loadState`. */
 export interface LoadStateOptions {
+  /** Progress bar (bytes of model weights read), as {@link SaveStateOptions.progress}. */
+  progress?: boolean | ProgressBarOptions;
   /**
    * Throw instead of warning when part of the state cannot be restored: a
    * rank with no saved RNG state (more processes than the saving run), RNG
@@ -388,9 +399,16 @@ export async function saveAcceleratorState(host: CheckpointHost, outputDir: stri
       contents.models = weights.length;
 
       if (host.isMainProcess) {
-        for (let i = 0; i < weights.length; i++) {
-          await writeSafetensors(join(temp, modelFileName(i)), weights[i], { format: 'pt' });
-          await written();
+        const sizes = weights.map((w) => Object.values(w).reduce<number>((sum, t) => sum + stateTensorBytes(backend, t), 0));
+        const bar = checkpointBar(mainProcessBar(options.progress, host), 'saveState: model weights', sizes.reduce((a, b) => a + b, 0), weights.length);
+        try {
+          for (let i = 0; i < weights.length; i++) {
+            await writeSafetensors(join(temp, modelFileName(i)), weights[i], { format: 'pt' });
+            bar.update(sizes[i], modelFileName(i));
+            await written();
+          }
+        } finally {
+          bar.close();
         }
         for (let i = 0; i < host.optimizers.length; i++) {
           await writeState('optimizer', stateFileNames('optimizer', i), await optimizerState(backend, host.optimizers[i], i), `optimizer ${i}`);
@@ -488,6 +506,20 @@ async function resolveLoadDir(host: CheckpointHost, inputDir: string | undefined
   throw new Error('loadState: no inputDir given and automatic checkpoint naming is off. Pass the checkpoint folder.');
 }
 
+/** `progress` as checkpointBar takes it, drawn on the main process only (whatever RANK says). */
+function mainProcessBar(progress: boolean | ProgressBarOptions | undefined, host: CheckpointHost): boolean | ProgressBarOptions {
+  if (progress === false) return false;
+  const extra = typeof progress === 'object' ? progress : {};
+  return { ...extra, isMainProcess: host.isMainProcess, ...(progress === true ? { enabled: host.isMainProcess } : {}) };
+}
+
+/** Bytes of one state-dict entry: a backend tensor or a HostTensor. */
+function stateTensorBytes(backend: Backend, t: unknown): number {
+  if (t instanceof HostTensor) return t.numel * dtypeElementBytes(t.dtype);
+  if (backend.isTensor(t)) return backend.shape(t).reduce((a, b) => a * b, 1) * dtypeElementBytes(backend.dtype(t));
+  return 0;
+}
+
 async function readState(dir: string, manifest: CheckpointManifest, kind: StateKind, names: { json: string; tensors: string }): Promise<StateValue> {
   const json = new TextDecoder().decode(await readVerified(dir, manifest, names.json));
   const tensors = manifest.files[names.tensors] ? await readVerified(dir, manifest, names.tensors) : undefined;
@@ -543,11 +575,18 @@ async function loadOnThisRank(host: CheckpointHost, inputDir: string | undefined
 
   const models = [...host.models];
   for (const hook of host.loadHooks) await hook(models, dir);
-  for (let i = 0; i < models.length; i++) {
-    const file = modelFileName(i);
-    if (!manifest.files[file]) throw missingObject(dir, 'model', i, manifest.contents.models, models.length, file);
-    const parsed = parseSafetensors(await readVerified(dir, manifest, file));
-    backend.loadStateDict(host.unwrapModel(models[i]), parsed.tensors(), { strict: options.strictModelKeys ?? true });
+  const modelBytes = models.reduce<number>((sum, _m, i) => sum + (manifest.files[modelFileName(i)]?.size ?? 0), 0);
+  const bar = checkpointBar(mainProcessBar(options.progress, host), 'loadState: model weights', modelBytes, models.length);
+  try {
+    for (let i = 0; i < models.length; i++) {
+      const file = modelFileName(i);
+      if (!manifest.files[file]) throw missingObject(dir, 'model', i, manifest.contents.models, models.length, file);
+      const parsed = parseSafetensors(await readVerified(dir, manifest, file));
+      backend.loadStateDict(host.unwrapModel(models[i]), parsed.tensors(), { strict: options.strictModelKeys ?? true });
+      bar.update(manifest.files[file].size, file);
+    }
+  } finally {
+    bar.close();
   }
 
   for (let i = 0; i < host.optimizers.length; i++) {

@@ -483,3 +483,28 @@ describe('state values', () => {
     await expect(acc.saveState(join(tmp(), 'c'))).rejects.toThrow(/registered object 0 \(object\): a.b is a Function, which a checkpoint cannot store/);
   });
 });
+
+describe('saveState / loadState progress', () => {
+  it('draws a byte bar for the model weights when forced, and none by default for a small checkpoint', async () => {
+    const tty = () => {
+      const out: string[] = [];
+      return { isTTY: true, columns: 100, out, write: (t: string) => void out.push(t) };
+    };
+    const acc = make();
+    const model = new RegressionModel({ a: 1, b: 2 });
+    await acc.prepare(model);
+    const dir = join(tmp(), 'ckpt');
+    const loud = tty();
+    await acc.saveState(dir, { progress: { enabled: true, stream: loud, env: {} } });
+    const saved = loud.out.join('');
+    expect(saved).toContain('saveState: model weights');
+    expect(saved).toContain('model.safetensors');
+    expect(saved.endsWith('\n')).toBe(true);
+    const quiet = tty();
+    await acc.saveState(dir, { progress: { stream: quiet, env: {} } });
+    expect(quiet.out).toEqual([]);
+    const loadBar = tty();
+    await acc.loadState(dir, { progress: { enabled: true, stream: loadBar, env: {} } });
+    expect(loadBar.out.join('')).toContain('loadState: model weights');
+  });
+});
