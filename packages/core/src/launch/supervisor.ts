@@ -319,8 +319,9 @@ export function superviseRanks(specs: readonly RankProcessSpec[], options: Super
       for (const r of running) {
         r.child.stdout?.destroy();
         r.child.stderr?.destroy();
-        for (const l of r.logs) l.end();
       }
+      // Log files are complete (flushed and closed) when the launch returns, so callers can read them at once.
+      await Promise.all(running.flatMap((r) => r.logs.map((l) => new Promise<void>((done) => (l.closed ? done() : l.end(() => done()))))));
       if (forward) for (const s of FORWARDED) process.off(s, onSignal);
       const ranks = running.map((r) => r.outcome!).sort((a, b) => a.rank - b.rank);
       const ok = !failed && !interrupted && ranks.every((o) => o.exitCode === 0);
