@@ -50,6 +50,8 @@ export {
   runEstimateMemory,
   type EstimateDType,
   type EstimateMemoryOptions,
+  type EstimateRow,
+  type TensorShape,
   type MemoryEstimate,
   type ModelShape,
 } from './commands/estimate-memory.js';
