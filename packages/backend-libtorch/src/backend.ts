@@ -7,6 +7,7 @@
 import { statSync } from 'node:fs';
 import {
   dtypeElementBytes,
+  runThenRestore,
   HostTensor,
   type Backend,
   type BackendFactory,
@@ -342,17 +343,7 @@ export class LibtorchBackend implements Backend<Tensor, Module, Optimizer, LRSch
     const prev = { ...creationDevice };
     creationDevice.device = device === 'cuda' ? 'cuda:0' : device;
     creationDevice.includeBuffers = options.includeBuffers ?? false;
-    const restore = () => Object.assign(creationDevice, prev);
-    let result: R;
-    try {
-      result = fn();
-    } catch (e) {
-      restore();
-      throw e;
-    }
-    if (result instanceof Promise) return result.finally(restore) as R;
-    restore();
-    return result;
+    return runThenRestore(fn, () => Object.assign(creationDevice, prev));
   }
   emptyTensor(shape: number[], dtype: CoreDType, device = 'cpu'): Tensor {
     return empty(shape, { dtype: dtype as DType, device: device === 'cuda' ? 'cuda:0' : device });

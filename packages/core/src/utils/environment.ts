@@ -60,7 +60,7 @@ function isPromiseLike(x: unknown): x is PromiseLike<unknown> {
 }
 
 /** Run `fn`, then `restore` once it finished — after the promise settles when `fn` is async. */
-function runThenRestore<R>(fn: () => R, restore: () => void): R {
+export function runThenRestore<R>(fn: () => R, restore: () => void): R {
   let result: R;
   try {
     result = fn();
