@@ -149,8 +149,19 @@ export class Accelerator {
   readonly optimizers: unknown[] = [];
   readonly schedulers: unknown[] = [];
   readonly dataloaders: unknown[] = [];
-  /** Optimizer updates applied through prepared optimizers. */
-  step = 0;
+  /**
+   * Accelerate's `accelerator.step`: the micro-step counter of gradient
+   * accumulation (one per `accumulate` call, back to 0 at the end of a data
+   * loader; a step syncs when it is a multiple of `gradientAccumulationSteps`).
+   * `saveState` stores it and `loadState` restores it, so a resumed run keeps
+   * its accumulation windows.
+   */
+  get step(): number {
+    return this.gradientState.step;
+  }
+  set step(value: number) {
+    this.gradientState.step = value;
+  }
 
   constructor(options: AcceleratorOptions = {}) {
     this.options = options;
@@ -723,6 +734,9 @@ export class Accelerator {
    * barrier the main process writes the manifest and renames the folder into
    * place (an existing checkpoint there is replaced only once the new one is
    * complete). A crash mid-save leaves the previous checkpoint intact.
+   * Because the folder is replaced as a whole, a folder that holds other files
+   * (not listed in its manifest) is refused with an error instead of being
+   * emptied (Python writes into it; we never delete what we did not write).
    * Assumes every rank sees the same file system. Call it on every process,
    * right after an optimizer step.
    */

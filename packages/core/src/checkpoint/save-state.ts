@@ -28,6 +28,7 @@
  * @module
  */
 import * as fsp from 'node:fs/promises';
+import { homedir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Backend, GradScaler } from '../interfaces/backend.js';
 import type { Plugin, PluginContext, PluginHook } from '../interfaces/plugin.js';
@@ -341,9 +342,18 @@ export async function saveAcceleratorState(host: CheckpointHost, outputDir: stri
     if (outputDir === undefined || outputDir === '') {
       throw new Error('saveState: pass an outputDir, or construct the Accelerator with projectConfig { projectDir, automaticCheckpointNaming: true }.');
     }
-    target = resolve(outputDir);
+    target = resolve(expandHome(outputDir));
     const st = await fsp.stat(target).catch(() => undefined);
     if (st && !st.isDirectory()) throw new Error(`saveState: ${target} is a file; pass a folder path (it is created if missing).`);
+  }
+  // Checked on every rank before anything is written: the folder is replaced as a whole, so other files in it would be lost.
+  const foreign = await foreignEntries(target);
+  if (foreign.length > 0) {
+    const shown = foreign.slice(0, 5).join(', ') + (foreign.length > 5 ? `, … (${foreign.length} in all)` : '');
+    throw new Error(
+      `saveState: ${target} already holds files that are not part of a checkpoint (${shown}). saveState replaces the whole folder atomically and would delete them. ` +
+        `Save into a folder of its own, e.g. ${join(target, 'checkpoint')}, or use projectConfig { projectDir, automaticCheckpointNaming: true }.`,
+    );
   }
   if (host.isMainProcess && host.accumulationStep % host.accumulationSteps !== 0) {
     process.emitWarning(
@@ -489,7 +499,7 @@ export async function saveAcceleratorState(host: CheckpointHost, outputDir: stri
 async function resolveLoadDir(host: CheckpointHost, inputDir: string | undefined, warnings: string[]): Promise<string> {
   const pc = host.projectConfiguration;
   if (inputDir !== undefined) {
-    const dir = resolve(inputDir);
+    const dir = resolve(expandHome(inputDir));
     if (await pathExists(dir)) return dir;
     const { aside } = await leftoverSiblings(dir);
     if (aside.length === 1) {
@@ -518,6 +528,28 @@ function stateTensorBytes(backend: Backend, t: unknown): number {
   if (t instanceof HostTensor) return t.numel * dtypeElementBytes(t.dtype);
   if (backend.isTensor(t)) return backend.shape(t).reduce((a, b) => a * b, 1) * dtypeElementBytes(backend.dtype(t));
   return 0;
+}
+
+/** `~` and `~/…` as the shell (and Python's `os.path.expanduser`) read them. */
+function expandHome(p: string): string {
+  return p === '~' ? homedir() : p.startsWith('~/') ? join(homedir(), p.slice(2)) : p;
+}
+
+/**
+ * Entries of an existing folder that a checkpoint replacing it would delete:
+ * everything when it has no manifest (it is not one of our checkpoints),
+ * else what its manifest does not list.
+ */
+async function foreignEntries(dir: string): Promise<string[]> {
+  const entries = await fsp.readdir(dir).catch(() => [] as string[]);
+  if (entries.length === 0) return [];
+  const manifest = await fsp
+    .readFile(join(dir, MANIFEST_NAME), 'utf8')
+    .then((t) => JSON.parse(t) as { files?: Record<string, unknown> })
+    .catch(() => undefined);
+  if (!manifest?.files) return entries.sort();
+  const own = new Set([MANIFEST_NAME, ...Object.keys(manifest.files).map((f) => f.split('/')[0])]);
+  return entries.filter((e) => !own.has(e)).sort();
 }
 
 async function readState(dir: string, manifest: CheckpointManifest, kind: StateKind, names: { json: string; tensors: string }): Promise<StateValue> {

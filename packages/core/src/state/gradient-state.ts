@@ -110,9 +110,19 @@ export class GradientState {
     return shared.syncEachBatch;
   }
 
-  /** Micro-steps counted since the last sync. */
+  /**
+   * Micro-steps counted by `advance` (restarts at the end of a data loader);
+   * a step syncs when it is a multiple of `numSteps`. Settable so a resumed
+   * run continues the accumulation window where the checkpoint left it.
+   */
   get step(): number {
     return shared.step;
+  }
+  set step(value: number) {
+    if (!Number.isInteger(value) || value < 0) {
+      throw new RangeError(`GradientState.step must be a whole number >= 0, got ${String(value)}.`);
+    }
+    shared.step = value;
   }
 
   /** Non-default plugin fields, as Accelerate's `plugin_kwargs`. */

@@ -508,3 +508,67 @@ describe('saveState / loadState progress', () => {
     expect(loadBar.out.join('')).toContain('loadState: model weights');
   });
 });
+
+describe('saveState never deletes files it did not write', () => {
+  it('refuses a folder holding other files, and a checkpoint folder with files its manifest does not list; the files survive', async () => {
+    const acc = make();
+    await acc.prepare(new RegressionModel({ a: 1, b: 2 }));
+    const dir = tmp('acc-foreign-');
+    writeFileSync(join(dir, 'notes.txt'), 'keep me');
+    await expect(acc.saveState(dir)).rejects.toThrow(/already holds files that are not part of a checkpoint \(notes\.txt\).*would delete them/s);
+    expect(readFileSync(join(dir, 'notes.txt'), 'utf8')).toBe('keep me');
+    expect(readdirSync(dir)).toEqual(['notes.txt']);
+
+    const ckpt = join(dir, 'ckpt');
+    await acc.saveState(ckpt);
+    await acc.saveState(ckpt); // our own checkpoint is replaced
+    writeFileSync(join(ckpt, 'eval.log'), 'mine');
+    await expect(acc.saveState(ckpt)).rejects.toThrow(/\(eval\.log\)/);
+    expect(readFileSync(join(ckpt, 'eval.log'), 'utf8')).toBe('mine');
+    expect(existsSync(join(ckpt, MANIFEST_NAME))).toBe(true);
+  });
+
+  it('expands ~ in saveState and loadState paths', async () => {
+    const home = tmp('acc-home-');
+    const saved = process.env.HOME;
+    process.env.HOME = home;
+    try {
+      const acc = make();
+      await acc.prepare(new RegressionModel({ a: 1, b: 2 }));
+      expect(await acc.saveState('~/ckpt')).toBe(join(home, 'ckpt'));
+      expect(existsSync(join(home, 'ckpt', MANIFEST_NAME))).toBe(true);
+      expect((await acc.loadState('~/ckpt')).dir).toBe(join(home, 'ckpt'));
+    } finally {
+      process.env.HOME = saved;
+    }
+  });
+});
+
+describe('accelerator.step (the accumulation counter) across saveState / loadState', () => {
+  it('counts accumulate calls as Accelerate does, is saved, and a resumed run keeps its accumulation window', async () => {
+    const acc = make({ gradientAccumulationSteps: 2 });
+    const model = new RegressionModel({ a: 1, b: 2 });
+    const opt = new SGD(model.parameters(), { lr: 0.1 });
+    const [m, o, l] = await acc.prepare(model, opt, new DataLoader(new RegressionDataset({ length: 32 }), { batchSize: 4 }));
+    const syncs: boolean[] = [];
+    let n = 0;
+    for await (const b of l as AsyncIterable<Batch>) {
+      await acc.accumulate(m, () => {
+        acc.backward(mseLoss(m.forward(b.x), b.y));
+        o.step();
+        o.zeroGrad();
+      });
+      syncs.push(acc.syncGradients);
+      if (++n === 4) break;
+    }
+    expect(syncs).toEqual([false, true, false, true]);
+    expect(acc.step).toBe(4);
+    const dir = join(tmp(), 'ckpt');
+    await acc.saveState(dir);
+    expect(manifestOf(dir).step).toBe(4);
+    acc.step = 1; // as if a fresh run had done one micro-step
+    await acc.loadState(dir);
+    expect(acc.step).toBe(4);
+    expect(() => (acc.step = -1)).toThrow('GradientState.step must be a whole number >= 0, got -1.');
+  });
+});
