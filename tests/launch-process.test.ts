@@ -2,6 +2,9 @@
 // failures, signals and orphans, two machines on loopback, MPI/SLURM-started processes,
 // launch-from-code, and `accelerate test`.
 import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { findFreePortForTests, cleanEnv, fixture, isAlive, rankResults, range, ROOT, runAccelerate, startAccelerate, waitGone } from './helpers.js';
 import { describe, expect, it } from 'vitest';
 
@@ -150,5 +153,15 @@ describe('launching from code and accelerate test', () => {
     expect(r.stdout).toContain('[rank 0] All 13 checks passed on 2 processes.\n');
     expect(r.stdout.trimEnd().endsWith('Test is a success! You are ready for your distributed training!')).toBe(true);
     expect(r.stdout).not.toContain('FAIL');
+  }, 60_000);
+
+  it('`accelerate test` passes on 3 processes too (split batches divide over any world size)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'acc-test-3-'));
+    const config = join(dir, 'three.yaml');
+    writeFileSync(config, 'compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_CPU\nmixed_precision: "no"\nnum_machines: 1\nnum_processes: 3\nmachine_rank: 0\nuse_cpu: true\n');
+    const r = await runAccelerate(['test', '--config_file', config], { timeoutMs: 55_000 });
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toContain('[rank 0]   ok    data sharding (split) (96 samples)');
+    expect(r.stdout).toContain('[rank 0] All 13 checks passed on 3 processes.\n');
   }, 60_000);
 });

@@ -59,11 +59,13 @@ for (const [splitBatches, dispatchBatches] of [
   const label = [splitBatches ? 'split' : '', dispatchBatches ? 'dispatch' : ''].filter(Boolean).join('+') || 'plain';
   await check(`data sharding (${label})`, async () => {
     const acc = new Accelerator({ dataloaderConfig: { splitBatches, dispatchBatches } });
-    const [loader] = await acc.prepare(new DataLoader(range(32 * P), { batchSize: 8 }));
+    // With splitBatches the batch is the global one and must divide over any number of processes.
+    const batchSize = splitBatches ? 8 * P : 8;
+    const [loader] = await acc.prepare(new DataLoader(range(32 * P), { batchSize }));
     const seen: number[] = [];
     for await (const batch of loader as AsyncIterable<unknown>) seen.push(...numbers(await acc.gather(batch)));
     expectEqual('gathered batches', seen, range(32 * P));
-    const [shuffled] = await acc.prepare(new DataLoader(range(32 * P), { batchSize: 8, shuffle: true }));
+    const [shuffled] = await acc.prepare(new DataLoader(range(32 * P), { batchSize, shuffle: true }));
     const mine: number[] = [];
     for await (const batch of shuffled as AsyncIterable<unknown>) mine.push(...numbers(batch));
     const all = (await acc.gatherObject(mine)).sort((a, b) => a - b);
