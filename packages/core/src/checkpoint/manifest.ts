@@ -117,6 +117,12 @@ export class CheckpointError extends Error {
   }
 }
 
+/** Files only Python Accelerate's `save_state` writes (pickles), found in `dir`. */
+async function pythonCheckpointFiles(dir: string): Promise<string[]> {
+  const names = await fsp.readdir(dir).catch(() => [] as string[]);
+  return names.filter((n) => /^(optimizer(_\d+)?\.bin|scheduler(_\d+)?\.bin|sampler(_\d+)?\.bin|scaler\.pt|random_states_\d+\.pkl|pytorch_model(_\d+)?\.bin)$/.test(n)).sort();
+}
+
 /** Read and validate `<dir>/manifest.json`. */
 export async function readManifest(dir: string): Promise<CheckpointManifest> {
   let text: string;
@@ -124,6 +130,15 @@ export async function readManifest(dir: string): Promise<CheckpointManifest> {
     text = await fsp.readFile(join(dir, MANIFEST_NAME), 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      const python = await pythonCheckpointFiles(dir);
+      if (python.length > 0) {
+        throw new CheckpointError(
+          `${dir} was written by Python Accelerate's save_state (${python.join(', ')}): its optimizer, scheduler, sampler and RNG states are pickles, which accelerate-ts does not read (unpickling runs arbitrary code). ` +
+            'Load its weights instead: loadModelFiles(dir) from @accelerate/core (model.safetensors / model_<i>.safetensors), then continue training with fresh optimizer state, or save with accelerate-ts to get a resumable checkpoint.',
+          dir,
+          MANIFEST_NAME,
+        );
+      }
       throw new CheckpointError(
         `${dir} has no ${MANIFEST_NAME}, so it is not a finished accelerate-ts checkpoint (saveState writes the manifest last; a folder without one is an interrupted save or was written by another tool). Load another checkpoint.`,
         dir,

@@ -605,6 +605,17 @@ async function loadOnThisRank(host: CheckpointHost, inputDir: string | undefined
     );
   }
 
+  // More saved objects than prepared ones load silently in Python; say what is left behind.
+  for (const [kind, saved, prepared] of [
+    ['model', manifest.contents.models, host.models.length],
+    ['optimizer', manifest.contents.optimizers, host.optimizers.length],
+    ['scheduler', manifest.contents.schedulers, host.schedulers.length],
+    ['data loader', manifest.contents.dataloaders, host.dataloaders.length],
+  ] as const) {
+    if (saved > prepared) {
+      problem(`${dir} holds ${saved} ${kind}(s) but only ${prepared} are prepared: the last ${saved - prepared} are not restored. Prepare the same objects as the saving run to restore them.`, dir);
+    }
+  }
   const models = [...host.models];
   for (const hook of host.loadHooks) await hook(models, dir);
   const modelBytes = models.reduce<number>((sum, _m, i) => sum + (manifest.files[modelFileName(i)]?.size ?? 0), 0);
@@ -626,8 +637,20 @@ async function loadOnThisRank(host: CheckpointHost, inputDir: string | undefined
     if (!manifest.files[names.json]) throw missingObject(dir, 'optimizer', i, manifest.contents.optimizers, host.optimizers.length, names.json);
     const state = await readState(dir, manifest, 'optimizer', names);
     const opt = host.optimizers[i];
-    if (backend.loadOptimizerStateDict) await backend.loadOptimizerStateDict(opt, state);
-    else if (typeof (opt as Partial<Checkpointable>).loadStateDict === 'function') await (opt as Checkpointable).loadStateDict(state);
+    if (backend.loadOptimizerStateDict) {
+      try {
+        await backend.loadOptimizerStateDict(opt, state);
+      } catch (err) {
+        // Optimizer states are laid out by the backend that saved them.
+        if (manifest.backend === backend.name) throw err;
+        throw new CheckpointError(
+          `loadState: optimizer ${i}'s state in ${dir} was saved by the "${manifest.backend}" backend and cannot be loaded by "${backend.name}" (${(err as Error).message}). ` +
+            `Resume with the "${manifest.backend}" backend, or load only the weights (loadModelFiles) and start the optimizer afresh.`,
+          dir,
+          names.json,
+        );
+      }
+    } else if (typeof (opt as Partial<Checkpointable>).loadStateDict === 'function') await (opt as Checkpointable).loadStateDict(state);
     else throw new Error(`loadState: optimizer ${i} (${describe(opt)}) cannot load a state: the "${backend.name}" backend has no loadOptimizerStateDict and the optimizer no loadStateDict().`);
   }
 

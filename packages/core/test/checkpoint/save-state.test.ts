@@ -572,3 +572,42 @@ describe('accelerator.step (the accumulation counter) across saveState / loadSta
     expect(() => (acc.step = -1)).toThrow('GradientState.step must be a whole number >= 0, got -1.');
   });
 });
+
+describe('loadState explains checkpoints it cannot (fully) use', () => {
+  it('names a Python Accelerate checkpoint and says how to use its weights', async () => {
+    const dir = tmp('acc-python-');
+    for (const f of ['model.safetensors', 'optimizer.bin', 'scheduler.bin', 'random_states_0.pkl']) writeFileSync(join(dir, f), 'x');
+    const acc = make();
+    await acc.prepare(new RegressionModel({ a: 1, b: 2 }));
+    await expect(acc.loadState(dir)).rejects.toThrow(
+      /written by Python Accelerate's save_state \(optimizer\.bin, random_states_0\.pkl, scheduler\.bin\).*loadModelFiles/s,
+    );
+  });
+
+  it('warns when the checkpoint holds more objects than are prepared, and names the saving backend when its optimizer state does not fit', async () => {
+    const acc = make();
+    const model = new RegressionModel({ a: 1, b: 2 });
+    const opt = new SGD(model.parameters(), { lr: 0.1 });
+    await acc.prepare(model, opt);
+    const dir = join(tmp(), 'ckpt');
+    await acc.saveState(dir);
+
+    await AcceleratorState.resetState();
+    const bare = make();
+    await bare.prepare(new RegressionModel({ a: 1, b: 2 }));
+    const res = await bare.loadState(dir);
+    expect(res.warnings).toEqual([expect.stringMatching(/holds 1 optimizer\(s\) but only 0 are prepared: the last 1 are not restored/)]);
+
+    await AcceleratorState.resetState();
+    class Other extends ReferenceBackend {
+      override readonly name = 'other';
+      override loadOptimizerStateDict(): void {
+        throw new TypeError('expected the other layout');
+      }
+    }
+    const other = new Accelerator({ backend: new Other(), configFile: false, env });
+    const m2 = new RegressionModel({ a: 1, b: 2 });
+    await other.prepare(m2, new SGD(m2.parameters(), { lr: 0.1 }));
+    await expect(other.loadState(dir)).rejects.toThrow(/saved by the "reference" backend and cannot be loaded by "other" \(expected the other layout\)/);
+  });
+});
