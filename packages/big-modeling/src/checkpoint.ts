@@ -8,7 +8,7 @@
 import * as fs from 'node:fs';
 import { join } from 'node:path';
 import { resolveCheckpointFiles, SafetensorsFile, type DType } from '@accelerate/core';
-import { deviceFor, inferAutoDeviceMap, type DeviceMap, type DeviceMapStrategy } from './device-map.js';
+import { checkDeviceMapDevices, deviceFor, inferAutoDeviceMap, type DeviceMap, type DeviceMapStrategy } from './device-map.js';
 import { dispatchModel } from './dispatch.js';
 import { deviceName, type MaxMemoryInput } from './memory.js';
 import { offloadWeight, saveOffloadIndex, tensorFromBytes, type OffloadIndex } from './offload.js';
@@ -100,6 +100,7 @@ function copyRange(fd: number, offset: number, length: number, out: string, file
 export async function loadCheckpointInModel(backend: AnyBackend, model: unknown, checkpoint: string, options: LoadCheckpointOptions = {}): Promise<LoadCheckpointResult> {
   const { deviceMap, offloadFolder, dtype, keepInFp32Modules = [], offloadBuffers = false, strict = false, mmap = true } = options;
   const set = need(backend, 'setModuleTensor', 'loadCheckpointInModel');
+  if (deviceMap) checkDeviceMapDevices(backend, deviceMap, 'loadCheckpointInModel');
   if (deviceMap && Object.values(deviceMap).includes('disk') && offloadFolder === undefined) {
     throw new Error('loadCheckpointInModel: the device map puts some weights on "disk"; pass offloadFolder, a folder to write them to.');
   }
@@ -262,6 +263,8 @@ export async function loadCheckpointAndDispatch<M>(backend: AnyBackend, model: M
       headroom: options.headroom,
     });
   } else deviceMap = options.deviceMap;
+  // Fail before reading any shard when the map (or mainDevice) names a device the backend lacks.
+  if (deviceMap) checkDeviceMapDevices(backend, deviceMap, 'loadCheckpointAndDispatch', options.mainDevice);
   await loadCheckpointInModel(backend, model, checkpoint, { ...options, deviceMap });
   if (deviceMap === undefined) return model;
   return dispatchModel(backend, model, deviceMap, {

@@ -6,7 +6,7 @@
  * @module
  */
 import { convertFileSizeToInt } from '@accelerate/core';
-import { getBalancedMemory, getMaxMemory, toDevice, type Device, type MaxMemory, type MaxMemoryInput } from './memory.js';
+import { availableDeviceNames, deviceName, getBalancedMemory, getMaxMemory, isDeviceAvailable, toDevice, type Device, type MaxMemory, type MaxMemoryInput } from './memory.js';
 import { computeModuleSizes, computeModuleTotalBufferSize, getMaxLayerSize, rootItems, type TreatItem } from './sizes.js';
 import { className, findTiedParameters, modelTensors, namedChildren, namedModules, ownTensors, type AnyBackend } from './tree.js';
 
@@ -59,8 +59,16 @@ export interface DeviceMapResult {
   deviceMap: DeviceMap;
   /** Budgets used (after balancing and headroom). */
   maxMemory: MaxMemory;
-  /** Bytes placed per device. */
+  /**
+   * Bytes counted per device, as Accelerate's `device_memory_used`: the
+   * bytes placed plus, on a main device that filled up, the room kept free
+   * for the largest layer (see {@link DeviceMapResult.placed} and {@link DeviceMapResult.reserved}).
+   */
   used: Record<string, number>;
+  /** Bytes of weights placed per device. */
+  placed: Record<string, number>;
+  /** Bytes kept free per main device for the largest layer, on devices that filled up. */
+  reserved: Record<string, number>;
   /** Module sizes (bytes) for the dtype asked. */
   moduleSizes: Record<string, number>;
   events: DeviceMapEvent[];
@@ -156,6 +164,7 @@ export function inferAutoDeviceMapDetailed(backend: AnyBackend, model: unknown, 
   let current = 0;
   const used = new Map<Device, number>(devices.map((d) => [d, 0]));
   const bufferSizes = new Map<Device, number>();
+  const reservedOut: Record<string, number> = {};
   const modulesOnly = () => items.filter((i) => i.module !== undefined);
   let maxLayer = getMaxLayerSize(backend, items, sizes, noSplitModuleClasses);
   const childItems = (name: string, m: unknown): TreatItem[] => [
@@ -250,6 +259,7 @@ export function inferAutoDeviceMapDetailed(backend: AnyBackend, model: unknown, 
     }
 
     used.set(device, usedHere + reserved);
+    if (reserved > 0) reservedOut[String(device)] = reserved;
     events.push({ kind: 'next-device', from: device, to: devices[current + 1] });
     current += 1;
     items = [item, ...items];
@@ -268,8 +278,13 @@ export function inferAutoDeviceMapDetailed(backend: AnyBackend, model: unknown, 
   let map: DeviceMap = Object.fromEntries(deviceMap);
   if (cleanResult) map = cleanDeviceMap(map);
   const usedOut: Record<string, number> = {};
-  for (const [d, v] of used) if (v > 0) usedOut[String(d)] = v;
-  return { deviceMap: map, maxMemory, used: usedOut, moduleSizes: sizes, events, warnings };
+  const placedOut: Record<string, number> = {};
+  for (const [d, v] of used) {
+    if (v <= 0) continue;
+    usedOut[String(d)] = v;
+    placedOut[String(d)] = v - (reservedOut[String(d)] ?? 0);
+  }
+  return { deviceMap: map, maxMemory, used: usedOut, placed: placedOut, reserved: reservedOut, moduleSizes: sizes, events, warnings };
 }
 
 /**
@@ -340,6 +355,34 @@ export function checkDeviceMap(backend: AnyBackend, model: unknown, deviceMap: D
   }
 }
 
+/**
+ * Check that every device of `deviceMap` exists on `backend` (a GPU index
+ * the backend lists, or `cpu`/`disk`), before anything is loaded or moved:
+ * a map written for another machine would otherwise fail deep in the
+ * backend. `forWhat` names the caller in the message; `mainDevice`, when
+ * given, is checked too.
+ * @throws Error naming the modules, the missing devices, the devices the backend has and the fix.
+ */
+export function checkDeviceMapDevices(backend: AnyBackend, deviceMap: DeviceMap, forWhat = 'dispatchModel', mainDevice?: Device): void {
+  const bad = Object.entries(deviceMap).filter(([, d]) => !isDeviceAvailable(backend, d));
+  const badMain = mainDevice !== undefined && !isDeviceAvailable(backend, mainDevice);
+  if (bad.length === 0 && !badMain) return;
+  const label = (d: Device) => (typeof d === 'number' ? `GPU ${d} (${deviceName(d)})` : JSON.stringify(d));
+  const modName = (k: string) => (k === '' ? '"" (the whole model)' : JSON.stringify(k));
+  const parts: string[] = [];
+  if (bad.length > 0) {
+    const shown = bad.slice(0, 3).map(([k, d]) => `${modName(k)} on ${label(d)}`);
+    parts.push(`the device map puts ${shown.join(', ')}${bad.length > 3 ? ` and ${bad.length - 3} more module(s) on such devices` : ''}`);
+  }
+  if (badMain) parts.push(`mainDevice is ${label(mainDevice)}`);
+  throw new Error(
+    `${forWhat}: ${parts.join(' and ')}, which the ${backend.name} backend does not have (its devices: ${availableDeviceNames(backend).join(', ') || 'none'}). ` +
+      (bad.length > 0
+        ? `Map ${bad.length === 1 ? 'that module' : 'those modules'} to a device it has (e.g. "cpu"), or let inferAutoDeviceMap / deviceMap: "auto" plan with the devices that are there.`
+        : 'Pass a mainDevice it has (e.g. "cpu").'),
+  );
+}
+
 function isTensorName(backend: AnyBackend, model: unknown, name: string): boolean {
   return modelTensors(backend, model, { removeDuplicate: false }).some((t) => t.name === name);
 }
@@ -380,7 +423,16 @@ export function explainDeviceMap(backend: AnyBackend, model: unknown, options: I
   for (const e of r.events) {
     switch (e.kind) {
       case 'budgets':
-        lines.push('Budgets: ' + Object.entries(e.maxMemory).map(([d, b]) => `${devLabel(toDevice(d))} ${fmtBytes(b)}`).join(', ') + ', disk unbounded.');
+      {
+        // The disk has no budget in Accelerate: a disk entry of maxMemory is ignored.
+        const bounded = Object.entries(e.maxMemory).filter(([d]) => d !== 'disk');
+        const list = bounded.length ? bounded.map(([d, b]) => `${devLabel(toDevice(d))} ${fmtBytes(b)}`).join(', ') : 'none';
+        lines.push(
+          e.maxMemory.disk === undefined
+            ? `Budgets: ${list}, disk unbounded.`
+            : `Budgets: ${list}; disk unbounded (the disk budget of ${fmtBytes(e.maxMemory.disk)} in maxMemory is ignored, as in Accelerate).`,
+        );
+      }
         lines.push(`Main devices (keep room for the largest remaining layer): ${e.mainDevices.map(devLabel).join(', ')}.`);
         lines.push(`Model size: ${fmtBytes(r.moduleSizes[''] ?? 0)}.`);
         if (e.tied.length) lines.push(`Tied parameters (kept on one device): ${e.tied.map((g) => g.join(' = ')).join('; ')}.`);
@@ -422,7 +474,11 @@ export function explainDeviceMap(backend: AnyBackend, model: unknown, options: I
   const firstPlaced = (k: string) => placed.findIndex((n) => k === '' || n === k || n.startsWith(k + '.'));
   const entries = Object.entries(r.deviceMap).sort(([a], [b]) => firstPlaced(a) - firstPlaced(b));
   for (const [name, dev] of entries) lines.push(`  ${name === '' ? '(whole model)' : name}: ${devLabel(dev)}`);
-  lines.push('Bytes per device: ' + Object.entries(r.used).map(([d, b]) => `${devLabel(toDevice(d))} ${fmtBytes(b)}`).join(', ') + '.');
+  const perDevice = Object.keys(r.used).map((d) => {
+    const kept = r.reserved[d] ?? 0;
+    return `${devLabel(toDevice(d))} ${fmtBytes(r.placed[d] ?? 0)} placed` + (kept > 0 ? ` + ${fmtBytes(kept)} kept free for the largest layer` : '');
+  });
+  lines.push(`Bytes per device: ${perDevice.length ? perDevice.join('; ') : 'none'}.`);
   for (const w of r.warnings) lines.push(`Warning: ${w}`);
   return lines.join('\n') + '\n';
 }

@@ -6,7 +6,7 @@
  */
 import * as fs from 'node:fs';
 import { join } from 'node:path';
-import { checkDeviceMap, deviceFor, type DeviceMap } from './device-map.js';
+import { checkDeviceMap, checkDeviceMapDevices, deviceFor, type DeviceMap } from './device-map.js';
 import { AlignDevicesHook, addHookToModule, tensorsToOffload, UserCpuOffloadHook, type HookedTensor, type ModelHook } from './hooks.js';
 import { deviceName, type Device } from './memory.js';
 import { OffloadedWeightsLoader, offloadStateDict, readOffloadIndex, type OffloadIndex } from './offload.js';
@@ -52,9 +52,10 @@ function setDeviceMap(model: unknown, map: DeviceMap): void {
  * read back just before their module's forward. Offloaded tensors are
  * `meta` placeholders between forwards, so they take no memory. The model's
  * output comes back on the device of its input.
- * @throws Error when the map leaves tensors without a device, or disk is used without a folder.
+ * @throws Error when the map leaves tensors without a device, names a device the backend does not have, or disk is used without a folder.
  */
 export function dispatchModel<M>(backend: AnyBackend, model: M, deviceMap: DeviceMap, options: DispatchOptions = {}): M {
+  checkDeviceMapDevices(backend, deviceMap, 'dispatchModel', options.mainDevice);
   checkDeviceMap(backend, model, deviceMap);
   const values = Object.values(deviceMap);
   const mainDevice: Device = options.mainDevice ?? values.find((d) => d !== 'cpu' && d !== 'disk') ?? 'cpu';

@@ -37,6 +37,30 @@ export function deviceName(device: Device): string {
   return typeof device === 'number' ? `cuda:${device}` : device;
 }
 
+/** GPU index of a backend device name (`cuda` and `cuda:0` -> 0, `cuda:1` -> 1), undefined for other devices. */
+export function gpuIndex(name: string): number | undefined {
+  const m = /^(?:cuda|gpu|xpu|npu|mlu|hpu|musa)(?::(\d+))?$/.exec(name);
+  return m ? Number(m[1] ?? 0) : undefined;
+}
+
+/** Names of the devices `backend` reports (`cpu`, `cuda:0`, …). */
+export function availableDeviceNames(backend: AnyBackend): string[] {
+  return backend.devices().map((d) => d.name);
+}
+
+/**
+ * Whether `backend` has the map device `device`: `cpu`, `disk` and `meta`
+ * always; a GPU index when the backend lists that GPU; any other name when
+ * the backend lists it.
+ */
+export function isDeviceAvailable(backend: AnyBackend, device: Device): boolean {
+  if (device === 'cpu' || device === 'disk' || device === 'meta') return true;
+  const names = availableDeviceNames(backend);
+  const idx = typeof device === 'number' ? device : gpuIndex(device);
+  if (idx !== undefined) return names.some((n) => gpuIndex(n) === idx);
+  return names.includes(String(device));
+}
+
 /** Free RAM as the OS reports it (MemAvailable on Linux), bounded by a cgroup limit when Node can see one. */
 export function availableCpuMemory(): number {
   const free = os.freemem();
@@ -49,24 +73,27 @@ export function availableCpuMemory(): number {
  * GPU the backend reports (from `DeviceInfo.freeMemory`, else
  * `memoryInfo(device)` total minus reserved) and available RAM for `cpu`.
  * With it: size strings parsed, devices ordered GPUs (ascending), `mps`,
- * `cpu`, `disk`; any other key is an error.
+ * `cpu`, `disk`; any other key is an error. When `backend` is given, GPUs
+ * (and `mps`) it does not have are left out, with one warning naming them
+ * and the devices it has: nothing can be placed on them (Accelerate warns
+ * "Device 0 is not available").
  */
 export function getMaxMemory(maxMemory?: MaxMemoryInput, backend?: AnyBackend): MaxMemory {
   if (maxMemory === undefined) {
     const out: MaxMemory = {};
     for (const d of backend?.devices() ?? []) {
-      const m = /^(?:cuda|gpu)(?::(\d+))?$/.exec(d.name);
-      if (!m) continue;
+      const idx = gpuIndex(d.name);
+      if (idx === undefined) continue;
       let free = d.freeMemory;
       if (free === undefined && backend?.memoryInfo) {
         const info = backend.memoryInfo(d.name);
         if (info.total !== undefined) free = info.total - (info.reserved ?? info.allocated);
       }
-      if (free !== undefined) out[String(Number(m[1] ?? 0))] = free;
+      if (free !== undefined) out[String(idx)] = free;
       else {
         process.emitWarning(
           `getMaxMemory: the ${backend!.name} backend reports no free memory for ${d.name}, so it gets no budget and nothing is placed on it; ` +
-            `pass maxMemory (e.g. { ${Number(m[1] ?? 0)}: "20GiB", cpu: "30GiB" }) to use it.`,
+            `pass maxMemory (e.g. { ${idx}: "20GiB", cpu: "30GiB" }) to use it.`,
           { code: 'ACCELERATE_NO_GPU_MEMORY_INFO' },
         );
       }
@@ -93,8 +120,25 @@ export function getMaxMemory(maxMemory?: MaxMemoryInput, backend?: AnyBackend): 
     parsed.set(device, bytes);
   }
   const out: MaxMemory = {};
-  for (const g of gpus.sort((a, b) => a - b)) out[String(g)] = parsed.get(g)!;
-  for (const d of NAMED_DEVICES) if (parsed.has(d)) out[d] = parsed.get(d)!;
+  const missing: Device[] = [];
+  for (const g of gpus.sort((a, b) => a - b)) {
+    if (backend && !isDeviceAvailable(backend, g)) missing.push(g);
+    else out[String(g)] = parsed.get(g)!;
+  }
+  for (const d of NAMED_DEVICES) {
+    if (!parsed.has(d)) continue;
+    if (backend && d === 'mps' && !isDeviceAvailable(backend, d)) missing.push(d);
+    else out[d] = parsed.get(d)!;
+  }
+  if (missing.length > 0) {
+    const label = missing.map((d) => (typeof d === 'number' ? `GPU ${d}` : d)).join(', ');
+    process.emitWarning(
+      `maxMemory: ${label} ${missing.length > 1 ? 'are' : 'is'} not available; the ${backend!.name} backend has ` +
+        `${availableDeviceNames(backend!).join(', ') || 'no devices'}. ${missing.length > 1 ? 'They are' : 'It is'} left out of the budgets, so nothing is placed there ` +
+        `(remove ${missing.length > 1 ? 'them' : 'it'} from maxMemory to silence this warning).`,
+      { code: 'ACCELERATE_DEVICE_NOT_AVAILABLE' },
+    );
+  }
   return out;
 }
 

@@ -1,4 +1,4 @@
-import { describe, it, expect, afterAll } from 'vitest';
+import { describe, it, expect, afterAll, vi } from 'vitest';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { join } from 'node:path';
@@ -19,7 +19,7 @@ import {
   SequentialHook,
   type ModelHook,
 } from '../../src/index.js';
-import { ModelForTest, TinyLM, nn, torch } from './models.js';
+import { ModelForTest, TinyLM, nn, torch, withGpus } from './models.js';
 
 const backend = new torch.LibtorchBackend();
 const tmp = fs.mkdtempSync(join(os.tmpdir(), 'bigmodel-'));
@@ -300,6 +300,57 @@ describe('initEmptyWeights and checkpoints', () => {
     expect(fs.existsSync(join(folder, 'index.json'))).toBe(true);
     expect(run(model, ids).equal(expected)).toBe(true);
     await expect(loadCheckpointAndDispatch(backend, model, ck, { deviceMap: 'fast' as never })).rejects.toThrow(/choose 'auto', 'balanced', 'balanced_low_0' or 'sequential'/);
+  });
+});
+
+describe('devices the backend does not have', () => {
+  const cpuOnly = withGpus(backend, 0);
+  const fix = 'Map that module to a device it has (e.g. "cpu"), or let inferAutoDeviceMap / deviceMap: "auto" plan with the devices that are there.';
+
+  it('dispatchModel fails before moving anything, naming the module, the device and the fix', () => {
+    const model = mlp([4, 4, 2]);
+    expect(() => dispatchModel(cpuOnly, model, { '': 0 })).toThrow(
+      `dispatchModel: the device map puts "" (the whole model) on GPU 0 (cuda:0), which the libtorch backend does not have (its devices: cpu). ${fix}`,
+    );
+    expect(() => dispatchModel(cpuOnly, model, { '0': 'cpu', '1': 'disk', '2': 'disk' }, { mainDevice: 1, offloadFolder: dir('unused') })).toThrow(
+      'dispatchModel: mainDevice is GPU 1 (cuda:1), which the libtorch backend does not have (its devices: cpu). Pass a mainDevice it has (e.g. "cpu").',
+    );
+    expect(new Set(Object.values(devices(model)))).toEqual(new Set(['cpu']));
+    expect(getDeviceMap(model)).toBeUndefined();
+  });
+
+  it('loadCheckpointAndDispatch / loadCheckpointInModel fail before reading a shard (the checkpoint path is not even opened)', async () => {
+    const model = initEmptyWeights(backend, () => mlp([4, 4, 4, 4, 2]));
+    const map = { '0': 0, '1': 0, '2': 'cpu', '3': 1, '4': 1, '5': 'mps', '6': 'cpu' };
+    await expect(loadCheckpointAndDispatch(cpuOnly, model, join(tmp, 'no-such-checkpoint'), { deviceMap: map })).rejects.toThrow(
+      'loadCheckpointAndDispatch: the device map puts "0" on GPU 0 (cuda:0), "1" on GPU 0 (cuda:0), "3" on GPU 1 (cuda:1) and 2 more module(s) on such devices, ' +
+        'which the libtorch backend does not have (its devices: cpu). Map those modules to a device it has (e.g. "cpu"), or let inferAutoDeviceMap / deviceMap: "auto" plan with the devices that are there.',
+    );
+    await expect(loadCheckpointInModel(cpuOnly, model, join(tmp, 'no-such-checkpoint'), { deviceMap: { '': 'mps' } })).rejects.toThrow(
+      `loadCheckpointInModel: the device map puts "" (the whole model) on "mps", which the libtorch backend does not have (its devices: cpu). ${fix}`,
+    );
+    expect(new Set(Object.values(devices(model)))).toEqual(new Set(['meta']));
+  });
+
+  it('deviceMap "auto" with a GPU budget on a cpu-only backend loads on the cpu and computes the same outputs', async () => {
+    const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => undefined);
+    try {
+      torch.manualSeed(3);
+      const src = mlp([8, 16, 16, 4]).eval();
+      const x = torch.randn([3, 8]);
+      const expected = run(src, x);
+      const ck = dir('gpu-budget-ckpt');
+      await saveModelFiles(hostState(src), ck);
+      const model = initEmptyWeights(backend, () => mlp([8, 16, 16, 4])).eval();
+      await loadCheckpointAndDispatch(cpuOnly, model, ck, { deviceMap: 'auto', maxMemory: { 0: '1GB', cpu: '1GB' } });
+      expect(getDeviceMap(model)).toEqual({ '': 'cpu' });
+      expect(run(model, x).equal(expected)).toBe(true);
+      expect(warn.mock.calls.map((c) => c[0])).toEqual([
+        'maxMemory: GPU 0 is not available; the libtorch backend has cpu. It is left out of the budgets, so nothing is placed there (remove it from maxMemory to silence this warning).',
+      ]);
+    } finally {
+      warn.mockRestore();
+    }
   });
 });
 

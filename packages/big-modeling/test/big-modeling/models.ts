@@ -87,3 +87,13 @@ export class TinyLM extends nn.Module {
 }
 
 export { torch, nn };
+
+/**
+ * `backend` as seen on a machine with `n` GPUs (`cuda:0`..): only `devices()`
+ * differs, so device maps can be planned for GPUs this machine lacks, as
+ * Accelerate's own tests plan them on cpu-only runners.
+ */
+export function withGpus<B extends torch.LibtorchBackend>(backend: B, n: number): B {
+  const gpus = Array.from({ length: n }, (_, i) => ({ name: `cuda:${i}`, kind: 'cuda' }));
+  return Object.create(backend, { devices: { value: () => [...gpus, { name: 'cpu', kind: 'cpu' }] } }) as B;
+}

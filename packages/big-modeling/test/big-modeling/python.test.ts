@@ -8,9 +8,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { HostTensor } from '@accelerate/core';
 import { computeModuleSizes, getBalancedMemory, inferAutoDeviceMap, OffloadedWeightsLoader, offloadStateDict } from '../../src/index.js';
-import { FourLinears, ThreeLayers, TinyLM, nn, torch } from './models.js';
+import { FourLinears, ThreeLayers, TinyLM, nn, torch, withGpus } from './models.js';
 
 const backend = new torch.LibtorchBackend();
+/** Python keeps budgets of absent GPUs (with a warning); plan as on a 3-GPU machine to compare. */
+const gpus = withGpus(backend, 3);
 const venv = fileURLToPath(new URL('../../../../.venv-py/bin/python', import.meta.url));
 const python = process.env.ACCELERATE_TS_PYTHON ?? (fs.existsSync(venv) ? venv : undefined);
 const probe = python ? spawnSync(python, ['-c', 'import accelerate, torch, numpy'], { encoding: 'utf8', timeout: 120_000 }) : undefined;
@@ -114,9 +116,9 @@ describe.skipIf(skipReason !== undefined)('against Python Accelerate', () => {
     const expected = py(PY_MODELS, cases);
     const got = cases.map((c) => {
       const m = buildTs(c.model);
-      if (c.op === 'infer') return inferAutoDeviceMap(backend, m, { maxMemory: c.maxMemory, noSplitModuleClasses: c.noSplit, dtype: c.dtype, fallbackAllocation: c.fallback });
+      if (c.op === 'infer') return inferAutoDeviceMap(gpus, m, { maxMemory: c.maxMemory, noSplitModuleClasses: c.noSplit, dtype: c.dtype, fallbackAllocation: c.fallback });
       if (c.op === 'sizes') return computeModuleSizes(backend, m, { dtype: c.dtype });
-      return getBalancedMemory(backend, m, c.maxMemory, { noSplitModuleClasses: c.noSplit, lowZero: c.lowZero });
+      return getBalancedMemory(gpus, m, c.maxMemory, { noSplitModuleClasses: c.noSplit, lowZero: c.lowZero });
     });
     expect(got.length).toBe(expected.length);
     // The fallback cases do change the map (a small module fills the device the next block does not fit).

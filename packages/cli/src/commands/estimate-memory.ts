@@ -3,8 +3,12 @@
  * how much memory a model needs to load and to train, without loading it.
  *
  * The model is read locally, never downloaded:
- * - a safetensors file, or a folder of them (sharded or not): only the
- *   headers are read (tensor names, dtypes, shapes);
+ * - a safetensors file, a `*.safetensors.index.json` (its shards), or a
+ *   folder of them (sharded or not): only the headers are read (tensor
+ *   names, dtypes, shapes). In a folder holding `model*.safetensors` files
+ *   or an index (a model save, or an `Accelerator.saveState` checkpoint),
+ *   only those and the index's shards are counted: optimizer and RNG state
+ *   files are not model weights;
  * - an HF `config.json` (or a folder holding one and no weights): parameter
  *   shapes are derived from the config for the architectures in
  *   {@link SUPPORTED_MODEL_TYPES}.
@@ -19,7 +23,7 @@
  * @module
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { basename, dirname, join, relative } from 'node:path';
 import { SafetensorsFile, safetensorsDTypeBits } from '@accelerate/core';
 import type { Command } from 'commander';
 import { CliError, type CliContext } from '../context.js';
@@ -44,6 +48,10 @@ export interface TensorShape {
 export interface ModelShape {
   /** Where it came from (file, folder, config). */
   source: string;
+  /** Files read (safetensors shards, or the config). */
+  files?: string[];
+  /** Safetensors files of the folder left out because they are not model weights (optimizer, RNG states, …). */
+  skipped?: string[];
   tensors: TensorShape[];
   /** Names of the blocks kept whole for "largest layer" (`model.layers.0`, …). */
   blocks: string[];
@@ -83,20 +91,64 @@ function blocksOf(names: readonly string[]): string[] {
   return [...out];
 }
 
-/** Tensor shapes from one safetensors file or every `*.safetensors` of a folder (headers only). */
-export async function shapesFromSafetensors(path: string): Promise<ModelShape> {
-  const files = statSync(path).isDirectory()
-    ? readdirSync(path)
-        .filter((f) => f.endsWith('.safetensors'))
-        .sort()
-        .map((f) => join(path, f))
-    : [path];
-  if (files.length === 0) throw new CliError(`${path} holds no .safetensors file; pass a safetensors file, a folder of them, or a config.json.`);
+const isIndex = (name: string) => name.endsWith('.safetensors.index.json');
+const isModelWeights = (name: string) => /^model.*\.safetensors$/.test(name);
+
+/** The shard files an index lists (its `weight_map` values), checked to exist. */
+function shardsOfIndex(indexFile: string, index?: unknown): string[] {
+  if (index === undefined) {
+    try {
+      index = JSON.parse(readFileSync(indexFile, 'utf8'));
+    } catch (cause) {
+      throw new CliError(`${indexFile} is not valid JSON (${(cause as Error).message}); an index holds {"metadata": ..., "weight_map": {tensor: shard file}}.`);
+    }
+  }
+  const map = (index as { weight_map?: unknown } | null)?.weight_map;
+  if (typeof map !== 'object' || map === null || Array.isArray(map)) {
+    throw new CliError(`${indexFile}: "weight_map" must be an object mapping tensor names to shard files.`);
+  }
+  const folder = dirname(indexFile);
+  const shards = [...new Set(Object.values(map as Record<string, unknown>))];
+  const out: string[] = [];
+  for (const shard of shards) {
+    if (typeof shard !== 'string' || !shard.endsWith('.safetensors')) {
+      throw new CliError(`${indexFile}: shard ${JSON.stringify(shard)} is not a .safetensors file; estimate-memory reads safetensors headers only.`);
+    }
+    const file = join(folder, shard);
+    if (!existsSync(file)) throw new CliError(`${indexFile} lists the shard ${shard}, which is not in ${folder}.`);
+    out.push(file);
+  }
+  return out.sort();
+}
+
+/**
+ * The safetensors files of a folder that hold the model: `model*.safetensors`
+ * and the shards of any `*.safetensors.index.json` when there are some (so
+ * the optimizer and RNG files of a saveState checkpoint are not counted),
+ * else every `*.safetensors`.
+ */
+export function modelFilesOfFolder(folder: string): { files: string[]; skipped: string[] } {
+  const names = readdirSync(folder).sort();
+  const all = names.filter((n) => n.endsWith('.safetensors')).map((n) => join(folder, n));
+  const chosen = new Set<string>();
+  for (const n of names) {
+    if (isIndex(n)) for (const f of shardsOfIndex(join(folder, n))) chosen.add(f);
+    else if (isModelWeights(n)) chosen.add(join(folder, n));
+  }
+  if (chosen.size === 0) return { files: all, skipped: [] };
+  return { files: [...chosen].sort(), skipped: all.filter((f) => !chosen.has(f)) };
+}
+
+/** Tensor shapes from safetensors files (headers only); a tensor in several files counts once. */
+async function shapesFromFiles(source: string, files: string[], skipped: string[] = []): Promise<ModelShape> {
   const tensors: TensorShape[] = [];
+  const seen = new Set<string>();
   for (const file of files) {
     const f = await SafetensorsFile.open(file);
     try {
       for (const name of f.offsetKeys()) {
+        if (seen.has(name)) continue;
+        seen.add(name);
         const info = f.info(name);
         tensors.push({ name, shape: [...info.shape], bits: safetensorsDTypeBits(info.dtype) });
       }
@@ -104,7 +156,21 @@ export async function shapesFromSafetensors(path: string): Promise<ModelShape> {
       await f.close();
     }
   }
-  return { source: path, tensors, blocks: blocksOf(tensors.map((t) => t.name)) };
+  return { source, files, skipped, tensors, blocks: blocksOf(tensors.map((t) => t.name)) };
+}
+
+/**
+ * Tensor shapes (headers only) from a safetensors file, a
+ * `*.safetensors.index.json` (its shards), or a folder (its model files, see
+ * {@link modelFilesOfFolder}).
+ */
+export async function shapesFromSafetensors(path: string): Promise<ModelShape> {
+  if (statSync(path).isDirectory()) {
+    const { files, skipped } = modelFilesOfFolder(path);
+    if (files.length === 0) throw new CliError(`${path} holds no .safetensors file; pass a safetensors file, a folder of them, or a config.json.`);
+    return shapesFromFiles(path, files, skipped);
+  }
+  return shapesFromFiles(path, isIndex(path) ? shardsOfIndex(path) : [path]);
 }
 
 // ---------------------------------------------------------------------------
@@ -246,16 +312,20 @@ export function shapesFromConfig(config: Config, source = 'config.json'): ModelS
           'For other models, pass the safetensors weights (file or folder): only their headers are read.',
       );
   }
-  return { ...shape, source };
+  return { ...shape, source, files: [source] };
 }
 
-/** Shapes of the model at `path`: safetensors file/folder, config.json, or a folder with only a config.json. */
+/**
+ * Shapes of the model at `path`: a safetensors file, a safetensors index, a
+ * folder of safetensors files, an HF config.json, or a folder with only a
+ * config.json. Any other JSON is refused.
+ */
 export async function loadModelShape(path: string): Promise<ModelShape> {
   if (!existsSync(path)) throw new CliError(`${path} does not exist; pass a safetensors file, a folder of them, or an HF config.json (models are not downloaded).`);
   const st = statSync(path);
   if (st.isDirectory()) {
     const names = readdirSync(path);
-    if (names.some((n) => n.endsWith('.safetensors'))) return shapesFromSafetensors(path);
+    if (names.some((n) => n.endsWith('.safetensors') || isIndex(n))) return shapesFromSafetensors(path);
     if (names.includes('config.json')) return loadModelShape(join(path, 'config.json'));
     throw new CliError(`${path} holds no .safetensors file and no config.json.`);
   }
@@ -266,7 +336,14 @@ export async function loadModelShape(path: string): Promise<ModelShape> {
     } catch (cause) {
       throw new CliError(`${path} is not valid JSON (${(cause as Error).message}).`);
     }
-    if (typeof config !== 'object' || config === null || Array.isArray(config)) throw new CliError(`${path} must hold a JSON object (an HF config).`);
+    if (typeof config !== 'object' || config === null || Array.isArray(config)) throw new CliError(`${path} must hold a JSON object (an HF config.json or a safetensors index).`);
+    if ('weight_map' in config) return shapesFromFiles(path, shardsOfIndex(path, config));
+    if (!('model_type' in config)) {
+      throw new CliError(
+        `${path} is neither an HF config.json (it has no "model_type") nor a safetensors index (it has no "weight_map"). ` +
+          'Pass a config.json, a *.safetensors.index.json, a .safetensors file, or a folder holding them.',
+      );
+    }
     return shapesFromConfig(config as Config, path);
   }
   return shapesFromSafetensors(path);
@@ -391,6 +468,15 @@ export async function runEstimateMemory(ctx: CliContext, path: string, options: 
     `${basename(path)}: ${e.parameters.toLocaleString('en-US')} parameters in ${shape.tensors.length} tensors; ` +
       `largest layer ${e.largestLayerName} (${e.largestLayerParameters.toLocaleString('en-US')} parameters).\n`,
   );
+  if (shape.files?.length) {
+    const base = statSync(path).isDirectory() ? path : dirname(path);
+    const rel = (f: string) => relative(base, f) || basename(f);
+    ctx.stdout(
+      `Read ${shape.files.map(rel).join(', ')}` +
+        (shape.skipped?.length ? `; not counted (not model weights): ${shape.skipped.map(rel).join(', ')}` : '') +
+        '.\n',
+    );
+  }
   ctx.stdout(formatEstimate(e, path) + '\n');
   ctx.stdout('Training using Adam, batch size 1, activations excluded: float32 = 4 x the float32 size (weights, gradients, 2 Adam moments); float16/bfloat16 mixed precision = 2 x the float32 size.\n');
   return e;
@@ -401,7 +487,10 @@ export function registerEstimateMemoryCommand(program: Command, ctx: CliContext)
   program
     .command('estimate-memory')
     .description('Estimate the memory a model needs to load and train, from local safetensors headers or an HF config.json (nothing is downloaded).')
-    .argument('<model>', `A safetensors file, a folder of them, or an HF config.json (model types: ${SUPPORTED_MODEL_TYPES.join(', ')}).`)
+    .argument(
+      '<model>',
+      `A safetensors file, a *.safetensors.index.json, a folder of them (a saveState folder counts its model*.safetensors only), or an HF config.json (model types: ${SUPPORTED_MODEL_TYPES.join(', ')}).`,
+    )
     .option('--dtypes <dtypes...>', `dtypes to show, among ${ESTIMATE_DTYPES.join(', ')} (default: float32 float16 int8 int4).`)
     .action(async (model: string, opts: { dtypes?: string[] }) => {
       await runEstimateMemory(ctx, model, { dtypes: opts.dtypes });

@@ -1,11 +1,11 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { HostTensor, loadModelFiles, saveModelFiles } from '@accelerate/core';
-import { convertBytes, estimateMemory, formatEstimate, loadModelShape, runEstimateMemory, shapesFromConfig } from '../../src/commands/estimate-memory.js';
+import { HostTensor, loadModelFiles, saveModelFiles, writeSafetensors } from '@accelerate/core';
+import { convertBytes, estimateMemory, formatEstimate, loadModelShape, modelFilesOfFolder, runEstimateMemory, shapesFromConfig } from '../../src/commands/estimate-memory.js';
 import { runCli } from '../../src/program.js';
 import type { CliContext } from '../../src/context.js';
 
@@ -167,5 +167,113 @@ print(create_ascii_table(['dtype', 'Largest Layer', 'Total Size', 'Training usin
     expect(r.stderr).toBe('');
     expect(ours).toBe(r.stdout.trimEnd());
     expect(formatEstimate(estimateMemory(shape), d)).toBe(ours);
+  });
+});
+
+describe('estimate-memory on an index file, other JSON, and saveState folders', () => {
+  const f32 = (...shape: number[]) => new HostTensor(new Float32Array(shape.reduce((a, b) => a * b, 1)), shape, 'float32');
+  // 3 blocks of (96x32 + 96 + 2 x 128x32 + 32) + embed 300x32 + head 300x32 + norm 32.
+  const MODEL_PARAMS = 2 * 300 * 32 + 3 * (96 * 32 + 96 + 2 * 128 * 32 + 32) + 32;
+  function modelState(): Record<string, HostTensor> {
+    const sd: Record<string, HostTensor> = { 'model.embed.weight': f32(300, 32) };
+    for (let i = 0; i < 3; i++) {
+      sd[`model.layers.${i}.attn.qkv.weight`] = f32(96, 32);
+      sd[`model.layers.${i}.attn.qkv.bias`] = f32(96);
+      sd[`model.layers.${i}.mlp.fc1.weight`] = f32(128, 32);
+      sd[`model.layers.${i}.mlp.fc2.weight`] = f32(32, 128);
+      sd[`model.layers.${i}.norm.weight`] = f32(32);
+    }
+    sd['model.norm.weight'] = f32(32);
+    sd['lm_head.weight'] = f32(300, 32);
+    return sd;
+  }
+  /** What Accelerator.saveState writes next to the model: optimizer moments and RNG states. */
+  async function addTrainingState(folder: string): Promise<void> {
+    const sd = modelState();
+    const opt: Record<string, HostTensor> = {};
+    Object.entries(sd).forEach(([, t], i) => {
+      opt[`state.${i}.exp_avg`] = f32(...t.shape);
+      opt[`state.${i}.exp_avg_sq`] = f32(...t.shape);
+    });
+    await writeSafetensors(join(folder, 'optimizer.safetensors'), opt);
+    await writeSafetensors(join(folder, 'random_states_0.safetensors'), { torch_cpu: new HostTensor(new Uint8Array(5056), [5056], 'uint8') });
+    writeFileSync(join(folder, 'manifest.json'), JSON.stringify({ format: 'accelerate-ts-checkpoint', formatVersion: 1, files: {} }));
+  }
+
+  it('a *.safetensors.index.json: reads the shards it lists (headers only) and says which', async () => {
+    const d = join(dir, 'indexed');
+    const r = await saveModelFiles(modelState(), d, { maxShardSize: 40_000 });
+    const shards = readdirSync(d).filter((f) => f.endsWith('.safetensors')).sort();
+    expect(shards.length).toBeGreaterThan(1);
+    expect(r.files.length).toBe(shards.length);
+    const index = join(d, 'model.safetensors.index.json');
+    const shape = await loadModelShape(index);
+    expect(shape.files).toEqual(shards.map((f) => join(d, f)));
+    const e = estimateMemory(shape);
+    expect(e.parameters).toBe(MODEL_PARAMS);
+    expect(e.largestLayerName).toBe('model.layers.0');
+    const out: string[] = [];
+    expect(await runCli(['estimate-memory', index], ctxWith(out))).toBe(0);
+    const text = out.join('');
+    expect(text).toContain(`model.safetensors.index.json: ${MODEL_PARAMS.toLocaleString('en-US')} parameters in 18 tensors`);
+    expect(text).toContain(`Read ${shards.join(', ')}.\n`);
+  });
+
+  it('an index naming a missing or non-safetensors shard, and JSON that is neither a config nor an index, are refused clearly', async () => {
+    const d = join(dir, 'bad-index');
+    mkdirSync(d, { recursive: true });
+    const missing = join(d, 'model.safetensors.index.json');
+    writeFileSync(missing, JSON.stringify({ metadata: {}, weight_map: { 'a.weight': 'model-00001-of-00002.safetensors' } }));
+    await expect(loadModelShape(missing)).rejects.toThrow(`${missing} lists the shard model-00001-of-00002.safetensors, which is not in ${d}.`);
+    const bin = join(d, 'pytorch_model.bin.index.json');
+    writeFileSync(bin, JSON.stringify({ weight_map: { 'a.weight': 'pytorch_model-00001-of-00001.bin' } }));
+    await expect(loadModelShape(bin)).rejects.toThrow(
+      `${bin}: shard "pytorch_model-00001-of-00001.bin" is not a .safetensors file; estimate-memory reads safetensors headers only.`,
+    );
+    const manifest = join(d, 'manifest.json');
+    writeFileSync(manifest, JSON.stringify({ format: 'accelerate-ts-checkpoint', formatVersion: 1 }));
+    const err: string[] = [];
+    expect(await runCli(['estimate-memory', manifest], ctxWith([], err))).toBe(1);
+    expect(err.join('')).toContain(
+      `${manifest} is neither an HF config.json (it has no "model_type") nor a safetensors index (it has no "weight_map"). ` +
+        'Pass a config.json, a *.safetensors.index.json, a .safetensors file, or a folder holding them.',
+    );
+  });
+
+  it('a saveState folder counts model.safetensors only, not the optimizer and RNG tensors, and says so', async () => {
+    const d = join(dir, 'checkpoint_0');
+    await saveModelFiles(modelState(), d);
+    await addTrainingState(d);
+    expect(modelFilesOfFolder(d)).toEqual({
+      files: [join(d, 'model.safetensors')],
+      skipped: [join(d, 'optimizer.safetensors'), join(d, 'random_states_0.safetensors')],
+    });
+    const out: string[] = [];
+    const e = await runEstimateMemory(ctxWith(out), d);
+    expect(e.parameters).toBe(MODEL_PARAMS);
+    expect(out.join('')).toContain('Read model.safetensors; not counted (not model weights): optimizer.safetensors, random_states_0.safetensors.\n');
+    // Counting every file would have tripled the weights (two Adam moments) and added the RNG bytes.
+    const everything = estimateMemory(await loadModelShape(join(d, 'optimizer.safetensors'))).parameters;
+    expect(everything).toBe(2 * MODEL_PARAMS);
+  });
+
+  it('a sharded saveState folder counts the shards of its index; a folder without model files still counts every file', async () => {
+    const d = join(dir, 'checkpoint_sharded');
+    await saveModelFiles(modelState(), d, { maxShardSize: 40_000 });
+    await addTrainingState(d);
+    const shards = readdirSync(d).filter((f) => /^model-.*\.safetensors$/.test(f)).sort();
+    expect(shards.length).toBeGreaterThan(1);
+    const shape = await loadModelShape(d);
+    expect(shape.files).toEqual(shards.map((f) => join(d, f)));
+    expect(shape.skipped).toEqual([join(d, 'optimizer.safetensors'), join(d, 'random_states_0.safetensors')]);
+    expect(estimateMemory(shape).parameters).toBe(MODEL_PARAMS);
+
+    const adapters = join(dir, 'adapters');
+    mkdirSync(adapters, { recursive: true });
+    await writeSafetensors(join(adapters, 'adapter_a.safetensors'), { 'a.lora_A': f32(4, 32) });
+    await writeSafetensors(join(adapters, 'adapter_b.safetensors'), { 'b.lora_B': f32(32, 4) });
+    const both = await loadModelShape(adapters);
+    expect(both.skipped).toEqual([]);
+    expect(estimateMemory(both).parameters).toBe(256);
   });
 });
