@@ -1,6 +1,8 @@
 // Process-wide runtime: seeds and RNG state, threads, autocast, memory queries.
 #include "common.h"
 
+#include <ATen/detail/CUDAHooksInterface.h>
+
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <ATen/autocast_mode.h>
@@ -76,6 +78,12 @@ static Napi::Value CudaAvailable(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), at::globalContext().hasCUDA());
 }
 
+// Through the CUDA hooks: 0 in a CPU build, the visible GPUs in a CUDA one (no CUDA headers needed here).
+static Napi::Value CudaDeviceCount(const Napi::CallbackInfo& info) {
+  int n = at::globalContext().hasCUDA() ? at::detail::getCUDAHooks().getNumGPUs() : 0;
+  return Napi::Number::New(info.Env(), n);
+}
+
 static Napi::Value ParallelInfo(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), at::get_parallel_info());
 }
@@ -90,6 +98,7 @@ void InitRuntime(Napi::Env env, Napi::Object exports) {
   ACC_FN(exports, "autocastEnter", AutocastEnter);
   ACC_FN(exports, "autocastExit", AutocastExit);
   ACC_FN(exports, "cudaAvailable", CudaAvailable);
+  ACC_FN(exports, "cudaDeviceCount", CudaDeviceCount);
   ACC_FN(exports, "parallelInfo", ParallelInfo);
 }
 

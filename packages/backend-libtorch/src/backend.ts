@@ -49,7 +49,7 @@ export class LibtorchBackend implements Backend<Tensor, Module, Optimizer, LRSch
 
   devices(): DeviceInfo[] {
     const out: DeviceInfo[] = [];
-    if (native.cudaAvailable()) out.push({ name: 'cuda:0', kind: 'cuda' });
+    for (let i = 0; i < native.cudaDeviceCount(); i++) out.push({ name: `cuda:${i}`, kind: 'cuda' });
     out.push({ name: 'cpu', kind: 'cpu' });
     return out;
   }

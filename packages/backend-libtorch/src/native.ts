@@ -77,6 +77,7 @@ export interface NativeAddon {
   autocastEnter(): number;
   autocastExit(): number;
   cudaAvailable(): boolean;
+  cudaDeviceCount(): number;
   parallelInfo(): string;
 }
 

@@ -1,4 +1,5 @@
 import { describe, it, expect } from 'vitest';
+import { execFileSync } from 'node:child_process';
 import { runBackendConformance } from '@accelerate/core/testing';
 import * as torch from '../src/index.js';
 
@@ -21,6 +22,18 @@ describe('LibtorchBackend specifics', () => {
     expect(backend.name).toBe('libtorch');
     expect(backend.version).toBe(`libtorch ${torch.version}`);
     expect(backend.devices().at(-1)).toEqual({ name: 'cpu', kind: 'cpu' });
+  });
+
+  it('lists one cuda:<i> per GPU, as many as torch.cuda.device_count() where Python torch is present', () => {
+    const cuda = backend.devices().filter((d) => d.kind === 'cuda');
+    expect(cuda.map((d) => d.name)).toEqual(cuda.map((_d, i) => `cuda:${i}`));
+    const python = process.env.ACCELERATE_TS_PYTHON;
+    if (!python) {
+      console.log('skipping the comparison with torch.cuda.device_count(): ACCELERATE_TS_PYTHON is not set');
+      return;
+    }
+    const count = Number(execFileSync(python, ['-c', 'import torch; print(torch.cuda.device_count())'], { encoding: 'utf8' }).trim());
+    expect(cuda).toHaveLength(count);
   });
 
   it('bf16: wrapForwardForPrecision runs matmuls in bfloat16 under autocast and returns float32', () => {
