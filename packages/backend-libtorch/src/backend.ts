@@ -212,7 +212,8 @@ export class LibtorchBackend implements Backend<Tensor, Module, Optimizer, LRSch
     native.setRngState(state);
   }
   memoryInfo(): MemoryInfo {
-    return { allocated: native.handleStats().accountedBytes };
+    const allocated = native.handleStats().accountedBytes;
+    return { allocated, reserved: allocated + native.allocatorStats().cachedBytes };
   }
   isOutOfMemoryError(error: unknown): boolean {
     if (!(error instanceof Error)) return false;
@@ -223,8 +224,9 @@ export class LibtorchBackend implements Backend<Tensor, Module, Optimizer, LRSch
   initProcessGroup(options: ProcessGroupOptions): Promise<ProcessGroup<Tensor>> {
     return GlooProcessGroup.init(options);
   }
+  /** Return the CPU allocator's cached blocks to malloc. */
   emptyCache(): void {
-    // The CPU allocator returns memory to malloc at once; nothing is cached.
+    native.emptyCache();
   }
 }
 

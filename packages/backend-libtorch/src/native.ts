@@ -51,6 +51,8 @@ export interface NativeAddon {
   setData(dst: NativeHandle, src: NativeHandle): void;
   storageBytes(h: NativeHandle): number;
   handleStats(): { live: number; finalized: number; accountedBytes: number };
+  emptyCache(): void;
+  allocatorStats(): { cachedBytes: number; limitBytes: number; hits: number; misses: number };
   backward(t: NativeHandle, grad: NativeHandle | null, retainGraph?: boolean, createGraph?: boolean): void;
   grad(h: NativeHandle): NativeHandle | null;
   setGrad(h: NativeHandle, g: NativeHandle | null): void;
