@@ -20,7 +20,9 @@
  * Python's since 2.0; Python 1.13's default zeroed in place). Each child also reports
  * CPU time (user + system, all threads) and minor page faults per step: ratios of
  * median CPU time per step are printed next to the steps/s ratios, as they stay put
- * when other jobs take the cores and wall-clock rates swing by ±20%. RSS of the
+ * when other jobs take the cores and wall-clock rates swing by ±20%. The
+ * OPENBLAS_CORETYPE the addon picks for this CPU (see native.ts) is passed to every
+ * side, so Debian's python3-torch runs the same OpenBLAS kernels. RSS of the
  * Accelerator loop after 5,000 steps must be at most 5% above RSS after 500 (no leak).
  * ACCELERATE_TORCH_ADDON=<path> benchmarks another build of the addon (e.g. against
  * the venv's libtorch 2.x, which makes (c) and (d) the same libtorch).
@@ -297,6 +299,9 @@ async function main(): Promise<void> {
     `MLP ${SIZES.join('-')}, batch ${BATCH}, AdamW; ${THREADS} thread(s) (${Object.entries(THREAD_ENV).map(([k, v]) => `${k}=${v}`).join(' ')}); ` +
       `${STEPS} timed steps after ${WARMUP} warm-up, best of ${REPS}; ${cpus().length} cores: ${cpus()[0]?.model ?? '?'}`,
   );
+  // Loading the addon named the OpenBLAS kernels for this CPU (native.ts); every child,
+  // Python's included, inherits the same OPENBLAS_CORETYPE (MKL builds ignore it).
+  console.log(`OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? '(unset)'} for every side`);
   console.log(`addon: libtorch ${addonVersion}; same-libtorch Python: ${same ? `${same.python} (torch ${same.version})` : 'none'}; venv: ${venvTorch ? `${venv} (torch ${venvTorch.version})` : 'none'}`);
 
   const configs: Array<{ key: string; label: string; run: () => ChildResult | { error: string } }> = [
@@ -380,7 +385,7 @@ async function main(): Promise<void> {
   const result = {
     date: new Date().toISOString(),
     machine: { cores: cpus().length, cpu: cpus()[0]?.model, node: process.version, sharedWithOtherJobs: 'possibly: numbers are best-of-N' },
-    config: { sizes: SIZES, batch: BATCH, optimizer: 'AdamW lr=1e-3', threads: THREADS, threadEnv: THREAD_ENV, steps: STEPS, warmup: WARMUP, reps: REPS },
+    config: { sizes: SIZES, batch: BATCH, optimizer: 'AdamW lr=1e-3', threads: THREADS, threadEnv: THREAD_ENV, openblasCoreType: process.env.OPENBLAS_CORETYPE ?? null, steps: STEPS, warmup: WARMUP, reps: REPS },
     versions: { addon: `libtorch ${addonVersion}`, addonPath: process.env.ACCELERATE_TORCH_ADDON ?? 'packages/backend-libtorch/build/Release/torch_native.node', sameLibtorchPython: same ?? null, venv: venvTorch ?? null },
     stepsPerSec: Object.fromEntries(
       configs.map((c) => [
