@@ -33,8 +33,9 @@ export interface AllocatorStats {
   cachedBytes: number;
   /** Cap on {@link AllocatorStats.cachedBytes} (`ACCELERATE_TORCH_CPU_CACHE_MB`; 0 = caching off). */
   limitBytes: number;
-  /** Allocations served from the cache, and those that went to malloc (blocks of 32 KiB and more). */
+  /** Allocations of 32 KiB and more served from the cache. */
   hits: number;
+  /** Allocations of 32 KiB and more that went to malloc. */
   misses: number;
 }
 /**
