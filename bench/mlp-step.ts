@@ -15,7 +15,14 @@
  * plus, for context, (e) Python torch of the venv and (f) the Accelerator loop fed by a
  * prepared DataLoader (collation and host-to-tensor copies included).
  * Each measurement runs in its own process with the same thread settings, repeated
- * BENCH_REPS times interleaved, best run kept (the machine may be shared). RSS of the
+ * BENCH_REPS times interleaved (A/B/A/B), best and median kept (the machine may be
+ * shared). Every side zeroes gradients with set_to_none=True (our default, and
+ * Python's since 2.0; Python 1.13's default zeroed in place). Each child also reports
+ * CPU time (user + system, all threads) and minor page faults per step: ratios of
+ * median CPU time per step are printed next to the steps/s ratios, as they stay put
+ * when other jobs take the cores and wall-clock rates swing by ±20%. The
+ * OPENBLAS_CORETYPE the addon picks for this CPU (see native.ts) is passed to every
+ * side, so Debian's python3-torch runs the same OpenBLAS kernels. RSS of the
  * Accelerator loop after 5,000 steps must be at most 5% above RSS after 500 (no leak).
  * ACCELERATE_TORCH_ADDON=<path> benchmarks another build of the addon (e.g. against
  * the venv's libtorch 2.x, which makes (c) and (d) the same libtorch).
@@ -47,6 +54,10 @@ const THREAD_ENV = {
 
 interface ChildResult {
   stepsPerSec: number;
+  /** CPU time (user + system) per timed step: insensitive to other jobs taking the cores. */
+  cpuMsPerStep?: number;
+  /** Minor page faults per timed step (fresh memory from the kernel costs one per 4 KiB). */
+  faultsPerStep?: number;
   threads: number;
   version: string;
   rss?: Record<string, number>;
@@ -57,6 +68,20 @@ interface ChildResult {
 
 // ---------------------------------------------------------------------------------
 // Children: one measured loop each.
+
+/** Starts timing a block of steps: wall clock, CPU time and page faults. */
+function meter(): (steps: number) => Pick<ChildResult, 'stepsPerSec' | 'cpuMsPerStep' | 'faultsPerStep'> {
+  const t0 = performance.now();
+  const r0 = process.resourceUsage();
+  return (steps) => {
+    const r1 = process.resourceUsage();
+    return {
+      stepsPerSec: steps / ((performance.now() - t0) / 1000),
+      cpuMsPerStep: (r1.userCPUTime + r1.systemCPUTime - r0.userCPUTime - r0.systemCPUTime) / 1000 / steps,
+      faultsPerStep: (r1.minorPageFault - r0.minorPageFault) / steps,
+    };
+  };
+}
 
 async function child(mode: string, steps: number): Promise<ChildResult> {
   const torch = await import('@accelerate/backend-libtorch');
@@ -80,10 +105,9 @@ async function child(mode: string, steps: number): Promise<ChildResult> {
         if (i === steps + WARMUP - 1) lastLoss = loss.item();
       });
     for (let i = 0; i < WARMUP; i++) step(i);
-    const t0 = performance.now();
+    const done = meter();
     for (let i = WARMUP; i < WARMUP + steps; i++) step(i);
-    const sps = steps / ((performance.now() - t0) / 1000);
-    return { stepsPerSec: sps, threads: torch.getNumThreads(), version: `libtorch ${torch.version}`, finalLoss: lastLoss };
+    return { ...done(steps), threads: torch.getNumThreads(), version: `libtorch ${torch.version}`, finalLoss: lastLoss };
   }
 
   const { Accelerator, DataLoader, HostTensor } = await import('@accelerate/core');
@@ -103,13 +127,12 @@ async function child(mode: string, steps: number): Promise<ChildResult> {
       );
     };
     for (let i = 0; i < WARMUP; i++) await step(i);
-    const t0 = performance.now();
+    const done = meter();
     for (let i = WARMUP; i < WARMUP + steps; i++) {
       await step(i);
       if (RSS_STEPS.includes(i + 1 - WARMUP)) rss[String(i + 1 - WARMUP)] = process.memoryUsage().rss;
     }
-    const sps = steps / ((performance.now() - t0) / 1000);
-    return { stepsPerSec: sps, threads: torch.getNumThreads(), version: `libtorch ${torch.version}`, rss, finalLoss: lastLoss };
+    return { ...done(steps), threads: torch.getNumThreads(), version: `libtorch ${torch.version}`, rss, finalLoss: lastLoss };
   }
 
   if (mode === 'paired') {
@@ -167,10 +190,10 @@ async function child(mode: string, steps: number): Promise<ChildResult> {
     type B = { x: InstanceType<typeof torch.Tensor>; y: InstanceType<typeof torch.Tensor> };
     const [m, opt, loader] = await accelerator.prepare(model, optimizer, new DataLoader<(typeof host)[number], B>(host, { batchSize: BATCH }));
     let i = 0;
-    let t0 = 0;
+    let done = meter();
     while (i < WARMUP + steps) {
       for await (const b of loader) {
-        if (i === WARMUP) t0 = performance.now();
+        if (i === WARMUP) done = meter();
         await accelerator.accumulate(m, () =>
           torch.tidy(() => {
             const loss = nn.functional.crossEntropy(m.forward(b.x), b.y);
@@ -184,8 +207,7 @@ async function child(mode: string, steps: number): Promise<ChildResult> {
         if (++i === WARMUP + steps) break;
       }
     }
-    const sps = steps / ((performance.now() - t0) / 1000);
-    return { stepsPerSec: sps, threads: torch.getNumThreads(), version: `libtorch ${torch.version}`, finalLoss: lastLoss };
+    return { ...done(steps), threads: torch.getNumThreads(), version: `libtorch ${torch.version}`, finalLoss: lastLoss };
   }
   throw new Error(`unknown child mode ${mode}`);
 }
@@ -195,6 +217,12 @@ async function child(mode: string, steps: number): Promise<ChildResult> {
 
 const PY_COMMON = `
 import json, os, resource, sys, time, torch
+def meter():
+    t, c, f = time.perf_counter(), time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    def done(steps):
+        return {'stepsPerSec': steps / (time.perf_counter() - t), 'cpuMsPerStep': (time.process_time() - c) * 1000 / steps,
+                'faultsPerStep': (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f) / steps}
+    return done
 T = ${THREADS}; STEPS = ${STEPS}; WARMUP = ${WARMUP}
 torch.set_num_threads(T); torch.manual_seed(0)
 model = torch.nn.Sequential(torch.nn.Linear(784, 512), torch.nn.ReLU(), torch.nn.Linear(512, 512), torch.nn.ReLU(), torch.nn.Linear(512, 10))
@@ -208,13 +236,12 @@ def step(i):
     loss = torch.nn.functional.cross_entropy(model(x), y)
     loss.backward()
     opt.step()
-    opt.zero_grad()
+    opt.zero_grad(set_to_none=True)
     return loss
 for i in range(WARMUP): step(i)
-t = time.perf_counter()
+done = meter()
 for i in range(WARMUP, WARMUP + STEPS): loss = step(i)
-sps = STEPS / (time.perf_counter() - t)
-print(json.dumps({'stepsPerSec': sps, 'threads': torch.get_num_threads(), 'version': 'torch ' + torch.__version__, 'finalLoss': loss.item()}))
+print(json.dumps({**done(STEPS), 'threads': torch.get_num_threads(), 'version': 'torch ' + torch.__version__, 'finalLoss': loss.item()}))
 `;
 
 const PY_ACCELERATE = `${PY_COMMON}
@@ -228,13 +255,12 @@ def step(i):
         loss = torch.nn.functional.cross_entropy(model(x), y)
         acc.backward(loss)
         opt.step()
-        opt.zero_grad()
+        opt.zero_grad(set_to_none=True)
     return loss
 for i in range(WARMUP): step(i)
-t = time.perf_counter()
+done = meter()
 for i in range(WARMUP, WARMUP + STEPS): loss = step(i)
-sps = STEPS / (time.perf_counter() - t)
-print(json.dumps({'stepsPerSec': sps, 'threads': torch.get_num_threads(), 'version': 'torch ' + torch.__version__ + ', accelerate ' + accelerate.__version__, 'finalLoss': loss.item()}))
+print(json.dumps({**done(STEPS), 'threads': torch.get_num_threads(), 'version': 'torch ' + torch.__version__ + ', accelerate ' + accelerate.__version__, 'finalLoss': loss.item()}))
 `;
 
 function torchVersionOf(python: string): string | undefined {
@@ -273,6 +299,9 @@ async function main(): Promise<void> {
     `MLP ${SIZES.join('-')}, batch ${BATCH}, AdamW; ${THREADS} thread(s) (${Object.entries(THREAD_ENV).map(([k, v]) => `${k}=${v}`).join(' ')}); ` +
       `${STEPS} timed steps after ${WARMUP} warm-up, best of ${REPS}; ${cpus().length} cores: ${cpus()[0]?.model ?? '?'}`,
   );
+  // Loading the addon named the OpenBLAS kernels for this CPU (native.ts); every child,
+  // Python's included, inherits the same OPENBLAS_CORETYPE (MKL builds ignore it).
+  console.log(`OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? '(unset)'} for every side`);
   console.log(`addon: libtorch ${addonVersion}; same-libtorch Python: ${same ? `${same.python} (torch ${same.version})` : 'none'}; venv: ${venvTorch ? `${venv} (torch ${venvTorch.version})` : 'none'}`);
 
   const configs: Array<{ key: string; label: string; run: () => ChildResult | { error: string } }> = [
@@ -287,6 +316,8 @@ async function main(): Promise<void> {
 
   const best: Record<string, ChildResult> = {};
   const all: Record<string, number[]> = {};
+  const cpu: Record<string, number[]> = {};
+  const faults: Record<string, number[]> = {};
   const errors: Record<string, string> = {};
   for (let rep = 0; rep < REPS; rep++) {
     for (const c of configs) {
@@ -296,6 +327,8 @@ async function main(): Promise<void> {
         continue;
       }
       (all[c.key] ??= []).push(r.stepsPerSec);
+      if (r.cpuMsPerStep !== undefined) (cpu[c.key] ??= []).push(r.cpuMsPerStep);
+      if (r.faultsPerStep !== undefined) (faults[c.key] ??= []).push(r.faultsPerStep);
       if (r.rawStepsPerSec) (all.pa ??= []).push(r.rawStepsPerSec);
       if (r.rawStepsPerSec) (all.pairedRatio ??= []).push(r.stepsPerSec / r.rawStepsPerSec);
       if (!best[c.key] || r.stepsPerSec > best[c.key].stepsPerSec) best[c.key] = r;
@@ -309,8 +342,12 @@ async function main(): Promise<void> {
   for (const c of configs) {
     const b = best[c.key];
     const runs = (all[c.key] ?? []).map((v) => v.toFixed(1)).join(', ');
-    console.log(b ? `${c.label.padEnd(42)} ${b.stepsPerSec.toFixed(1).padStart(7)} steps/s best, ${median(all[c.key]).toFixed(1).padStart(6)} median  [${runs}]  ${b.version}, ${b.threads} thread(s)` : `${c.label}: failed: ${errors[c.key]}`);
+    const cpuNote = cpu[c.key]?.length ? `; CPU ${median(cpu[c.key]).toFixed(2)} ms/step, ${median(faults[c.key]).toFixed(0)} page faults/step (medians)` : '';
+    console.log(b ? `${c.label.padEnd(42)} ${b.stepsPerSec.toFixed(1).padStart(7)} steps/s best, ${median(all[c.key]).toFixed(1).padStart(6)} median  [${runs}]  ${b.version}, ${b.threads} thread(s)${cpuNote}` : `${c.label}: failed: ${errors[c.key]}`);
   }
+  // Ratio of CPU time per step (y's over x's: > 1 means x needs less CPU per step), from
+  // medians; unlike wall-clock rates it does not move when other jobs share the cores.
+  const cpuRatio = (x: string, y: string) => (cpu[x]?.length && cpu[y]?.length ? median(cpu[y]) / median(cpu[x]) : null);
   const medianRatio = (x: string, y: string) => (all[x]?.length && all[y]?.length ? median(all[x]) / median(all[y]) : null);
   const ratio = (x: string, y: string) => (best[x] && best[y] ? best[x].stepsPerSec / best[y].stepsPerSec : null);
   if (all.pairedRatio) {
@@ -330,8 +367,9 @@ async function main(): Promise<void> {
     const [x, y] = t.name.split('/');
     const med = t.name === 'b/a' && pairedBA !== null ? pairedBA : medianRatio(x, y);
     const how = t.name === 'b/a' && pairedBA !== null ? `paired in-process median (separate processes: ${ratio('b', 'a')?.toFixed(3) ?? 'n/a'} best-of)` : `best-of, ${med === null ? 'n/a' : med.toFixed(3)} median`;
+    const cr = cpuRatio(x, y);
     console.log(
-      `${t.name} = ${t.value === null ? 'n/a' : t.value.toFixed(3)} ${how} ` +
+      `${t.name} = ${t.value === null ? 'n/a' : t.value.toFixed(3)} ${how}${cr === null ? '' : `, ${cr.toFixed(3)} by CPU time per step`} ` +
         `(target >= ${t.target}${t.value === null ? '' : t.value >= t.target ? ', met' : ', NOT met'}) — ${t.note}`,
     );
   }
@@ -347,14 +385,39 @@ async function main(): Promise<void> {
   const result = {
     date: new Date().toISOString(),
     machine: { cores: cpus().length, cpu: cpus()[0]?.model, node: process.version, sharedWithOtherJobs: 'possibly: numbers are best-of-N' },
-    config: { sizes: SIZES, batch: BATCH, optimizer: 'AdamW lr=1e-3', threads: THREADS, threadEnv: THREAD_ENV, steps: STEPS, warmup: WARMUP, reps: REPS },
+    config: { sizes: SIZES, batch: BATCH, optimizer: 'AdamW lr=1e-3', threads: THREADS, threadEnv: THREAD_ENV, openblasCoreType: process.env.OPENBLAS_CORETYPE ?? null, steps: STEPS, warmup: WARMUP, reps: REPS },
     versions: { addon: `libtorch ${addonVersion}`, addonPath: process.env.ACCELERATE_TORCH_ADDON ?? 'packages/backend-libtorch/build/Release/torch_native.node', sameLibtorchPython: same ?? null, venv: venvTorch ?? null },
-    stepsPerSec: Object.fromEntries(configs.map((c) => [c.key, best[c.key] ? { label: c.label, best: best[c.key].stepsPerSec, runs: all[c.key], version: best[c.key].version } : null])),
+    stepsPerSec: Object.fromEntries(
+      configs.map((c) => [
+        c.key,
+        best[c.key]
+          ? {
+              label: c.label,
+              best: best[c.key].stepsPerSec,
+              median: median(all[c.key]),
+              runs: all[c.key],
+              cpuMsPerStepRuns: cpu[c.key] ?? null,
+              faultsPerStepRuns: faults[c.key] ?? null,
+              version: best[c.key].version,
+            }
+          : null,
+      ]),
+    ),
     paired: all.pairedRatio ? { rawRuns: all.pa, acceleratorRuns: all.p, ratios: all.pairedRatio } : null,
     ratios: Object.fromEntries(
       targets.map((t) => {
         const [x, y] = t.name.split('/');
-        return [t.name, { value: t.value, median: t.name === 'b/a' && pairedBA !== null ? pairedBA : medianRatio(x, y), target: t.target, met: t.value === null ? null : t.value >= t.target, note: t.note }];
+        return [
+          t.name,
+          {
+            value: t.value,
+            median: t.name === 'b/a' && pairedBA !== null ? pairedBA : medianRatio(x, y),
+            byCpuTime: cpuRatio(x, y),
+            target: t.target,
+            met: t.value === null ? null : t.value >= t.target,
+            note: t.note,
+          },
+        ];
       }),
     ),
     rss: rss ? { steps: RSS_STEPS, bytes: rss, growth: rssGrowth, target: 'growth <= 0.05', met: rssGrowth! <= 0.05 } : null,

@@ -14,6 +14,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitNN(env, exports);
   InitOptim(env, exports);
   InitRuntime(env, exports);
+  InitAllocator(env, exports);
   InitC10d(env, exports);
   InitJit(env, exports);
   exports.Set("torchVersion", Napi::String::New(env, TORCH_VERSION));

@@ -1,6 +1,8 @@
 // Optimizers whose step over every parameter is one native call (per-op crossings
 // from JS cost ~25% of an MLP step), plus gradient utilities (clip, unscale, checks).
-// The update rules follow torch.optim's single-tensor ("foreach=False") algorithms.
+// The update rules follow torch.optim's single-tensor ("foreach=False") algorithms of
+// the libtorch version built against (what Python uses on CPU, where torch.optim has
+// no foreach/fused default), so losses match Python step for step.
 #include "common.h"
 
 #include <ATen/TensorOperators.h>
@@ -111,13 +113,23 @@ class OptimWrap : public Napi::ObjectWrap<OptimWrap> {
       if (h[kAmsgrad] != 0) st.buf[2] = at::zeros_like(p, at::MemoryFormat::Preserve);
     }
     st.step += 1;
-    if (decoupled)
+    if (decoupled) {
+#if ACC_TORCH2
+      if (wd != 0) p.mul_(1 - lr * wd);
+#else
       p.mul_(1 - lr * wd);
-    else if (wd != 0)
+#endif
+    } else if (wd != 0) {
       grad = grad.add(p, wd);
+    }
     at::Tensor& exp_avg = st.buf[0];
     at::Tensor& exp_avg_sq = st.buf[1];
+#if ACC_TORCH2
+    // torch.optim 2.x: one lerp kernel instead of mul_ + add_ (and its rounding).
+    exp_avg.lerp_(grad, 1 - beta1);
+#else
     exp_avg.mul_(beta1).add_(grad, 1 - beta1);
+#endif
     exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2);
     const double step = static_cast<double>(st.step);
     const double bias_correction1 = 1 - std::pow(beta1, step);

@@ -273,7 +273,8 @@ export class LibtorchBackend implements Backend<Tensor, Module, Optimizer, LRSch
     native.setRngState(state);
   }
   memoryInfo(): MemoryInfo {
-    return { allocated: native.handleStats().accountedBytes };
+    const allocated = native.handleStats().accountedBytes;
+    return { allocated, reserved: allocated + native.allocatorStats().cachedBytes };
   }
   isOutOfMemoryError(error: unknown): boolean {
     if (!(error instanceof Error)) return false;
@@ -284,8 +285,9 @@ export class LibtorchBackend implements Backend<Tensor, Module, Optimizer, LRSch
   initProcessGroup(options: ProcessGroupOptions): Promise<ProcessGroup<Tensor>> {
     return GlooProcessGroup.init(options);
   }
+  /** Return the CPU allocator's cached blocks to malloc. */
   emptyCache(): void {
-    // The CPU allocator returns memory to malloc at once; nothing is cached.
+    native.emptyCache();
   }
 
   // ---- big modeling (module tree, tensor replacement, hooks, meta init) ----

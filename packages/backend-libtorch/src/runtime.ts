@@ -27,5 +27,28 @@ export function getNumThreads(): number {
 export function cudaAvailable(): boolean {
   return native.cudaAvailable();
 }
+/** What {@link allocatorStats} reports about the CPU allocator's block cache. */
+export interface AllocatorStats {
+  /** Bytes of freed tensor blocks kept for reuse. */
+  cachedBytes: number;
+  /** Cap on {@link AllocatorStats.cachedBytes} (`ACCELERATE_TORCH_CPU_CACHE_MB`; 0 = caching off). */
+  limitBytes: number;
+  /** Allocations of 32 KiB and more served from the cache. */
+  hits: number;
+  /** Allocations of 32 KiB and more that went to malloc. */
+  misses: number;
+}
+/**
+ * The CPU allocator keeps freed blocks of 32 KiB and more for reuse by the next
+ * request of the same size (a training step frees and allocates the same sizes every
+ * step; fresh memory from the kernel costs a page fault per 4 KiB). Its counters.
+ */
+export function allocatorStats(): AllocatorStats {
+  return native.allocatorStats();
+}
+/** Return the CPU allocator's cached blocks to malloc (as `torch.cuda.empty_cache()` does for CUDA). */
+export function emptyCache(): void {
+  native.emptyCache();
+}
 /** libtorch's version string, e.g. `1.13.0`. */
 export const version: string = native.torchVersion;

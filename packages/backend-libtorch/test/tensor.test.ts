@@ -1,5 +1,9 @@
 import { describe, it, expect } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import * as torch from '../src/index.js';
+
+const ALLOC_FIXTURE = fileURLToPath(new URL('./fixtures/alloc-cache.ts', import.meta.url));
 
 const flat = (t: torch.Tensor) => Array.from(t.dataSync() as ArrayLike<number>, Number);
 
@@ -249,5 +253,32 @@ describe('memory', () => {
     run();
     const after3 = mb();
     expect(after3 - after1).toBeLessThan(150);
+  });
+
+  it('freed blocks of 32 KiB and more are reused for the next request of the same size; emptyCache returns them', () => {
+    const run = (env: Record<string, string> = {}) => {
+      const r = spawnSync(process.execPath, ['--import', 'tsx', ALLOC_FIXTURE], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 120_000 });
+      expect(r.status, r.stderr).toBe(0);
+      return JSON.parse(r.stdout.trim().split('\n').pop()!);
+    };
+    const page = 1_200_128; // 1,200,000 bytes rounded up to 4 KiB pages
+    expect(run()).toEqual({
+      start: { cachedBytes: 0, limitBytes: 256 * 2 ** 20, hits: 0, misses: 0 },
+      firstAlloc: { hits: 0, misses: 1 },
+      afterDispose: page,
+      reuse: { hits: 1, misses: 0, cachedBytes: 0 },
+      sum: 300_000,
+      afterSmall: 0,
+      reservedMinusAllocated: page,
+      afterEmpty: 0,
+    });
+    // A 1 MiB cap keeps the 1.2 MB block out of the cache; 0 turns caching off.
+    for (const mb of ['1', '0']) {
+      const r = run({ ACCELERATE_TORCH_CPU_CACHE_MB: mb });
+      expect(r.start.limitBytes).toBe(Number(mb) * 2 ** 20);
+      expect(r.afterDispose).toBe(0);
+      expect(r.reuse).toEqual({ hits: 0, misses: mb === '1' ? 1 : 0, cachedBytes: 0 });
+      expect(r.sum).toBe(300_000);
+    }
   });
 });
