@@ -49,7 +49,11 @@ describe('hooks', () => {
   it('[B53] a pre-forward hook changes the input; a second replaces it unless appended; SequentialHook chains; removal restores', () => {
     torch.manualSeed(0);
     const m = new ModelForTest().eval();
-    const x = torch.randn([2, 3]);
+    // Exactly representable inputs: (x + 1) + 1 must equal x + 2 bit for bit for the comparisons below.
+    const x = torch.tensor([
+      [0.5, -1.25, 2],
+      [3, -0.75, 1.5],
+    ]);
     const expected1 = run(m, x.add(1));
     const expected2 = run(m, x.add(2));
     const expected3 = run(m, x.add(3));
