@@ -186,8 +186,10 @@ export class DataLoader<T = unknown, B = Collated<T>> implements AsyncIterable<B
   /**
    * One pass of collated batches, starting at `start` (samples of the
    * underlying order, or batches of the batch sampler) for exact resume.
+   * `onIndices` (map-style datasets with a batch sampler) sees every index of
+   * the epoch's order in turn: the skipped ones, then each batch's.
    */
-  async *rawBatches(start: ResumePoint = {}): AsyncGenerator<B, void, undefined> {
+  async *rawBatches(start: ResumePoint = {}, onIndices?: (indices: number[]) => void): AsyncGenerator<B, void, undefined> {
     const ds = this.dataset;
     if (isIterableDataset(ds)) {
       if (start.batches) {
@@ -213,7 +215,8 @@ export class DataLoader<T = unknown, B = Collated<T>> implements AsyncIterable<B
     }
     const map = ds as Dataset<T>;
     if (this.batchSampler) {
-      for (const indices of iterateBatchSampler(this.batchSampler, start)) {
+      for (const indices of iterateBatchSampler(this.batchSampler, start, onIndices)) {
+        onIndices?.(indices);
         const samples = await Promise.all(indices.map((i) => map.get(i)));
         yield await this.collateFn(samples);
       }

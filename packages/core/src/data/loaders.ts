@@ -12,7 +12,7 @@
 import { GradientState, type ActiveLoader } from '../state/gradient-state.js';
 import { batchSizeOf, concatBatches, sliceBatch, type Collated } from './collate.js';
 import { DataLoader, type DataLoaderOptions } from './dataloader.js';
-import { datasetLength, isIterableDataset, type AnyDataset } from './dataset.js';
+import { datasetLength, isIterableDataset, iterateDataset, type AnyDataset, type Dataset } from './dataset.js';
 import type { Generator, GeneratorState } from './random.js';
 import {
   BatchSampler,
@@ -25,6 +25,16 @@ import {
 } from './sampler.js';
 import { broadcastBatch, broadcastBytes, type BroadcastGroup } from './serialize.js';
 import { BatchSamplerShard, IterableDatasetShard } from './shard.js';
+import { getLogger } from '../utils/logging.js';
+
+/** Warn once on the main process (or on the console before the accelerate state exists). */
+function warnData(message: string): void {
+  try {
+    getLogger('accelerate.data').warning(message);
+  } catch {
+    console.warn(`[accelerate.data] ${message}`);
+  }
+}
 
 /** A hook that moves a batch onto a device (set by the Accelerator from its backend). */
 export type DeviceTransform<B> = (batch: B) => B | Promise<B>;
@@ -112,6 +122,10 @@ export abstract class PreparedDataLoader<T = unknown, B = Collated<T>> extends D
   protected readonly gradientState = new GradientState();
   protected progress: PassProgress | null = null;
   private pendingResume: { epoch: number; start: ResumePoint } | null = null;
+  /** The loader {@link skipFirstBatches} made from this one last: while its pass runs, it holds this loader's position. */
+  private skipView: PreparedDataLoader<T, B> | undefined;
+  /** Set on a loader made by {@link skipFirstBatches} that took over a restored position: the parent moves to the next epoch when this pass completes. */
+  private resumeParent: { loader: PreparedDataLoader<T, B>; epoch: number } | undefined;
 
   constructor(dataset: AnyDataset<T>, options: DataLoaderOptions<T, B> & PreparedLoaderOptions<B>) {
     const { skipBatches, iteration, deviceTransform, onIterationStart, ...base } = options;
@@ -187,6 +201,35 @@ export abstract class PreparedDataLoader<T = unknown, B = Collated<T>> extends D
   protected endPass(completed: boolean): void {
     if (this.progress) this.progress.completed = completed;
     this.gradientState.removeDataloader(this);
+    const parent = this.resumeParent;
+    if (completed && parent) {
+      this.resumeParent = undefined;
+      // This pass was the parent's restored epoch: the parent continues with the next one.
+      if (parent.loader.iteration === parent.epoch) parent.loader.iteration = this.iteration;
+    }
+  }
+
+  /**
+   * Used by {@link skipFirstBatches}: `child` (made from this loader) becomes
+   * the view of this loader's current epoch, and takes over a position
+   * restored by {@link loadStateDict} (which then no longer applies to this
+   * loader's next pass). Returns the position taken over, or null.
+   * @internal
+   */
+  attachSkipView(child: PreparedDataLoader<T, B>): { epoch: number; start: ResumePoint } | null {
+    this.skipView = child;
+    const pending = this.pendingResume;
+    if (!pending || pending.epoch !== this.iteration) return null;
+    this.pendingResume = null;
+    child.pendingResume = pending;
+    child.iteration = pending.epoch;
+    child.resumeParent = { loader: this, epoch: pending.epoch };
+    return pending;
+  }
+
+  /** The restored position waiting for the next pass, if any. @internal */
+  get pendingPosition(): { epoch: number; start: ResumePoint } | null {
+    return this.pendingResume;
   }
 
   /**
@@ -195,6 +238,11 @@ export abstract class PreparedDataLoader<T = unknown, B = Collated<T>> extends D
    * last batch of an epoch the position is the start of the next epoch.
    */
   stateDict(): DataLoaderStateDict {
+    // While a skipFirstBatches view of this epoch is part-way, it holds the position.
+    const view = this.skipView;
+    if (view && view.progress && !view.progress.completed && view.iteration === this.iteration && this.pendingResume === null) {
+      return view.stateDict();
+    }
     const seedable = findInChain(this.batchSampler ?? this.sampler, isSeedable);
     const random = findInChain(this.batchSampler ?? this.sampler, isPlainRandom);
     const n = this.totalDatasetLength ?? null;
@@ -313,6 +361,7 @@ export abstract class PreparedDataLoader<T = unknown, B = Collated<T>> extends D
     }
     this.iteration = state.epoch;
     this.progress = null;
+    this.skipView = undefined;
     this.pendingResume = { epoch: state.epoch, start };
   }
 }
@@ -440,6 +489,8 @@ export interface DataLoaderDispatcherOptions<T, B> extends DataLoaderOptions<T, 
 interface DispatchMessage<B> {
   batch: B;
   last: boolean;
+  /** Resumed pass, last batch: rows of the epoch's first global batch to complete it with. */
+  pad?: B;
 }
 
 /**
@@ -528,8 +579,8 @@ export class DataLoaderDispatcher<T = unknown, B = Collated<T>> extends Prepared
   }
 
   /** Rank 0: global batches of the underlying loader. */
-  private async *globalBatches(start: ResumePoint): AsyncGenerator<B, void, undefined> {
-    const it = this.rawBatches(start);
+  private async *globalBatches(start: ResumePoint, onIndices?: (indices: number[]) => void): AsyncGenerator<B, void, undefined> {
+    const it = this.rawBatches(start, onIndices);
     try {
       if (this.splitBatches) {
         yield* it;
@@ -565,11 +616,46 @@ export class DataLoaderDispatcher<T = unknown, B = Collated<T>> extends Prepared
     }
   }
 
+  /**
+   * Rank 0 of a resumed pass: the first P rows of the epoch's first global
+   * batch (what an uninterrupted pass completes its last batch with), built
+   * from the epoch's first indices (map-style) or by reading the stream's
+   * start again.
+   */
+  private async epochHeadRows(head: number[]): Promise<B | undefined> {
+    const total = this.totalBatchSize;
+    const bs = this.batchSampler ? this.batchSampler.batchSize : this.batchSize;
+    if (total === undefined || typeof bs !== 'number') return undefined;
+    const ds = this.dataset;
+    let samples: T[] = [];
+    if (isIterableDataset(ds)) {
+      for await (const x of iterateDataset(ds, 0)) {
+        samples.push(x);
+        if (samples.length === total) break;
+      }
+    } else if (this.batchSampler) {
+      const map = ds as Dataset<T>;
+      samples = await Promise.all(head.slice(0, total).map((i) => map.get(i)));
+    } else {
+      return undefined;
+    }
+    if (samples.length === 0) return undefined;
+    // Collate in the loader's batches, as the uninterrupted pass did, then join them.
+    const parts: B[] = [];
+    for (let i = 0; i < samples.length; i += bs) parts.push(await this.collateFn(samples.slice(i, i + bs)));
+    const P = this.worldSize;
+    return this.sliceFn(this.concat(parts), 0, P, this.processIndex, P);
+  }
+
   private async *iterate(): AsyncGenerator<B, void, undefined> {
     const start = await this.beginPass();
     const P = this.worldSize;
     const p = this.processIndex;
-    const source = p === 0 ? this.globalBatches(start) : undefined;
+    const resumed = (start.samples ?? 0) > 0 || (start.batches ?? 0) > 0;
+    const head: number[] = [];
+    const total = this.totalBatchSize ?? 0;
+    const onIndices = resumed && p === 0 ? (ix: number[]) => void (head.length < total && head.push(...ix)) : undefined;
+    const source = p === 0 ? this.globalBatches(start, onIndices) : undefined;
     let ahead: IteratorResult<B, void> | undefined;
     let completed = false;
     const fetch = async (): Promise<DispatchMessage<B> | null> => {
@@ -580,12 +666,19 @@ export class DataLoaderDispatcher<T = unknown, B = Collated<T>> extends Prepared
           const next = await source.next();
           local = { batch: ahead.value, last: next.done === true };
           ahead = next;
+          if (local.last && resumed && !this.dropLastEffective && P > 1 && (batchSizeOf(local.batch) ?? 0) % P !== 0) {
+            local.pad = await this.epochHeadRows(head);
+          }
         }
       }
       if (!this.group || P === 1) return local;
-      const msg = await broadcastBatch(this.group, p === 0 ? (local === null ? { end: true } : { end: false, last: local.last, batch: local.batch }) : undefined, 0);
-      const m = msg as { end: boolean; last?: boolean; batch?: B };
-      return m.end ? null : { batch: m.batch as B, last: m.last === true };
+      const msg = await broadcastBatch(
+        this.group,
+        p === 0 ? (local === null ? { end: true } : { end: false, last: local.last, batch: local.batch, ...(local.pad !== undefined ? { pad: local.pad } : {}) }) : undefined,
+        0,
+      );
+      const m = msg as { end: boolean; last?: boolean; batch?: B; pad?: B };
+      return m.end ? null : { batch: m.batch as B, last: m.last === true, pad: m.pad };
     };
     try {
       let msg = await fetch();
@@ -605,7 +698,7 @@ export class DataLoaderDispatcher<T = unknown, B = Collated<T>> extends Prepared
         let per = Math.floor(observed / P);
         if (msg.last && !this.dropLastEffective && observed % P !== 0) {
           // Complete the last global batch with rows from the first one.
-          batch = concatBatches([batch, first as B]);
+          batch = concatBatches([batch, (msg.pad ?? first) as B]);
           per += 1;
         }
         let mine = this.sliceFn(batch, p * per, (p + 1) * per, p, P);
@@ -691,11 +784,63 @@ export class SkipDataLoader<T = unknown, B = Collated<T>> extends DataLoader<T, 
  * splitBatches); Accelerate skips only `numBatches` there, which we treat as
  * a bug. Use it for the resumed epoch only, or prefer
  * `loadStateDict` which also restores the epoch and shuffling.
+ *
+ * On a prepared loader with a position restored by `loadStateDict` /
+ * `loadState` (for its current epoch), the returned loader takes that
+ * position over instead of skipping `numBatches` on top of it (one warning
+ * says what would have been skipped twice): the position then no longer
+ * applies to the original loader, whose next pass, once the returned loader
+ * has finished the epoch, is the next epoch. While the returned loader is
+ * part-way through its pass, the original loader's `stateDict()` reports
+ * the returned loader's position (so `saveState` keeps it).
  */
 export function skipFirstBatches<T, B>(loader: DataLoader<T, B>, numBatches = 0): DataLoader<T, B> {
   if (!Number.isSafeInteger(numBatches) || numBatches < 0) {
     throw new RangeError(`skipFirstBatches: numBatches must be a non-negative integer, got ${String(numBatches)}.`);
   }
+  if (!(loader instanceof PreparedDataLoader)) return buildSkipped(loader, numBatches);
+  const pending = loader.pendingPosition;
+  if (pending === null || pending.epoch !== loader.iteration) {
+    const out = buildSkipped(loader, numBatches) as PreparedDataLoader<T, B>;
+    loader.attachSkipView(out);
+    return out;
+  }
+  // A restored position already resumes the epoch: the view takes it over (so it does not also
+  // apply to the loader's next pass) instead of skipping again on top of it.
+  const out = buildSkipped(loader, 0) as PreparedDataLoader<T, B>;
+  loader.attachSkipView(out);
+  if (numBatches > 0) warnData(doubleSkipMessage(loader, pending, numBatches));
+  return out;
+}
+
+function doubleSkipMessage<T, B>(loader: PreparedDataLoader<T, B>, pending: { epoch: number; start: ResumePoint }, numBatches: number): string {
+  const total = loader.totalBatchSize;
+  let where: string;
+  let dropped: string;
+  if (pending.start.samples !== undefined || pending.start.batches === undefined) {
+    const s = pending.start.samples ?? 0;
+    const steps = total !== undefined && s % total === 0 ? ` = ${s / total} batches of ${total} across ${loader.numProcesses} process(es)` : '';
+    where = `${s} samples of epoch ${pending.epoch} already consumed${steps}`;
+    dropped =
+      total !== undefined
+        ? `samples ${s}..${s + numBatches * total - 1} of the epoch's order (${numBatches} more step(s))`
+        : `${numBatches} more batch(es) after sample ${s}`;
+  } else {
+    const b = pending.start.batches;
+    where = `${b} batches of epoch ${pending.epoch} already consumed`;
+    dropped = `${numBatches} more step(s) after batch ${b}`;
+  }
+  return (
+    `skipFirstBatches(loader, ${numBatches}): this loader has a position restored by loadState/loadStateDict (${where}), ` +
+    'so its next pass already resumes mid-epoch and skipFirstBatches is not needed. ' +
+    `Skipping on top of it would double-skip ${dropped}. The returned loader resumes at the restored position and ignores numBatches; ` +
+    'the restored position no longer applies to later passes of the original loader (its next pass is the next epoch). ' +
+    'After loadState, iterate the prepared loader directly instead.'
+  );
+}
+
+/** Build the skipping loader of the same kind as `loader`. */
+function buildSkipped<T, B>(loader: DataLoader<T, B>, numBatches: number): DataLoader<T, B> {
   const ds = loader.dataset;
   const byLoader = isIterableDataset(ds) || !loader.batchSampler;
   const batching: DataLoaderOptions<T, B> = byLoader

@@ -41,9 +41,16 @@ export interface ResumePoint {
   batches?: number;
 }
 
+/**
+ * Receives the indices a resumed pass leaves out, in order (in chunks), so a
+ * sharder can still see the start of the epoch's order (e.g. to pad the last
+ * round from it, as an uninterrupted pass would).
+ */
+export type SkippedIndices = (indices: number[]) => void;
+
 /** Batch samplers that can start a pass part-way (exact resume). */
 export interface ResumableBatchSampler extends BatchSamplerLike {
-  iterateFrom(start: ResumePoint): Iterable<number[]>;
+  iterateFrom(start: ResumePoint, onSkipped?: SkippedIndices): Iterable<number[]>;
 }
 
 function checkCount(where: string, name: string, n: number): void {
@@ -250,18 +257,33 @@ export class BatchSampler implements ResumableBatchSampler {
   }
 
   /** Batches of the order with its first `start.samples` indices (or `start.batches` batches) left out. */
-  *iterateFrom(start: ResumePoint): Iterable<number[]> {
+  *iterateFrom(start: ResumePoint, onSkipped?: SkippedIndices): Iterable<number[]> {
     const skip = (start.samples ?? 0) + (start.batches ?? 0) * this.batchSize;
     let seen = 0;
     let batch: number[] = [];
+    let skipped: number[] = [];
     for (const i of this.sampler) {
-      if (seen++ < skip) continue;
+      if (seen++ < skip) {
+        if (onSkipped) {
+          skipped.push(i);
+          if (skipped.length === this.batchSize) {
+            onSkipped(skipped);
+            skipped = [];
+          }
+        }
+        continue;
+      }
+      if (skipped.length > 0) {
+        onSkipped!(skipped);
+        skipped = [];
+      }
       batch.push(i);
       if (batch.length === this.batchSize) {
         yield batch;
         batch = [];
       }
     }
+    if (skipped.length > 0) onSkipped!(skipped);
     if (batch.length > 0 && !this.dropLast) yield batch;
   }
 
@@ -271,13 +293,17 @@ export class BatchSampler implements ResumableBatchSampler {
   }
 }
 
-/** Iterate any batch sampler from a resume point, skipping batches generically when it cannot start part-way itself. */
-export function iterateBatchSampler(bs: BatchSamplerLike, start: ResumePoint = {}): Iterable<number[]> {
+/**
+ * Iterate any batch sampler from a resume point, skipping batches generically
+ * when it cannot start part-way itself. `onSkipped` sees the left-out
+ * indices in order.
+ */
+export function iterateBatchSampler(bs: BatchSamplerLike, start: ResumePoint = {}, onSkipped?: SkippedIndices): Iterable<number[]> {
   const samples = start.samples ?? 0;
   const batches = start.batches ?? 0;
   if (samples === 0 && batches === 0) return bs;
   if (typeof (bs as ResumableBatchSampler).iterateFrom === 'function') {
-    return (bs as ResumableBatchSampler).iterateFrom(start);
+    return (bs as ResumableBatchSampler).iterateFrom(start, onSkipped);
   }
   let skipBatches = batches;
   if (samples > 0) {
@@ -293,7 +319,10 @@ export function iterateBatchSampler(bs: BatchSamplerLike, start: ResumePoint = {
   }
   return (function* () {
     let k = 0;
-    for (const b of bs) if (k++ >= skipBatches) yield b;
+    for (const b of bs) {
+      if (k++ >= skipBatches) yield b;
+      else onSkipped?.(b);
+    }
   })();
 }
 
@@ -338,9 +367,9 @@ export class SkipBatchSampler implements ResumableBatchSampler {
   }
 
   /** The batches after `start` in the wrapped sampler, then without the first `skipBatches`. */
-  *iterateFrom(start: ResumePoint): Iterable<number[]> {
+  *iterateFrom(start: ResumePoint, onSkipped?: SkippedIndices): Iterable<number[]> {
     let k = 0;
-    for (const b of iterateBatchSampler(this.batchSampler, start)) if (k++ >= this.skipBatches) yield b;
+    for (const b of iterateBatchSampler(this.batchSampler, start, onSkipped)) if (k++ >= this.skipBatches) yield b;
   }
 
   setEpoch(epoch: number): void {

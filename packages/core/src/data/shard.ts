@@ -126,22 +126,27 @@ export class BatchSamplerShard implements ResumableBatchSampler {
 
   /** This rank's batches of the pass that starts at `start` in the unsharded order. */
   iterateFrom(start: ResumePoint): Iterable<number[]> {
-    const inner = iterateBatchSampler(this.batchSampler, start);
-    return this.splitBatches ? this.iterSplit(inner) : this.iterNoSplit(inner);
+    // The indices a resumed pass leaves out are still the start of the epoch's
+    // order: the last round is padded from them, as in an uninterrupted pass.
+    const skipped: number[][] = [];
+    const inner = iterateBatchSampler(this.batchSampler, start, (b) => skipped.push(b));
+    return this.splitBatches ? this.iterSplit(inner, skipped) : this.iterNoSplit(inner, skipped);
   }
 
   setEpoch(epoch: number): void {
     this.batchSampler.setEpoch?.(epoch);
   }
 
-  private *iterSplit(inner: Iterable<number[]>): Generator<number[], void, undefined> {
+  private *iterSplit(inner: Iterable<number[]>, skipped: number[][]): Generator<number[], void, undefined> {
     const bs = this.batchSize!;
     const per = bs / this.numProcesses;
     const from = per * this.processIndex;
+    // The epoch's first batch (its first bs indices), also when this pass resumes after it.
     let first: number[] | undefined;
     let last: number[] | undefined;
     for (const batch of inner) {
-      if (first === undefined) first = batch;
+      if (first === undefined) first = skipped.flat().slice(0, bs);
+      if (first.length < bs) first = first.concat(batch).slice(0, bs);
       last = batch;
       if (batch.length === bs) yield batch.slice(from, from + per);
     }
@@ -156,7 +161,7 @@ export class BatchSamplerShard implements ResumableBatchSampler {
     yield last.concat(pool).slice(from, from + per);
   }
 
-  private *iterNoSplit(inner: Iterable<number[]>): Generator<number[], void, undefined> {
+  private *iterNoSplit(inner: Iterable<number[]>, skipped: number[][]): Generator<number[], void, undefined> {
     const P = this.numProcesses;
     const p = this.processIndex;
     const bs = this.batchSize;
@@ -171,9 +176,17 @@ export class BatchSamplerShard implements ResumableBatchSampler {
     for (const b of inner) {
       idx++;
       batch = b;
-      if (!this.dropLast && idx < P) {
-        if (variable) batchStart.push(b);
-        else flatStart = flatStart.concat(b);
+      if (!this.dropLast) {
+        // Skipped indices (a resumed pass) are reported before the first batch.
+        if (idx === 0) {
+          if (variable) batchStart = skipped.slice(0, P);
+          else flatStart = skipped.flat().slice(0, P * bs);
+        }
+        if (variable) {
+          if (batchStart.length < P) batchStart.push(b);
+        } else if (flatStart.length < P * bs) {
+          flatStart = flatStart.concat(b).slice(0, P * bs);
+        }
       }
       if (idx % P === p) mine = b;
       // A round is released only when its last batch is full.
@@ -182,7 +195,7 @@ export class BatchSamplerShard implements ResumableBatchSampler {
         mine = null;
       }
     }
-    const seenAny = variable ? batchStart.length > 0 : flatStart.length > 0;
+    const seenAny = idx >= 0 && (variable ? batchStart.length > 0 : flatStart.length > 0);
     if (this.dropLast || !seenAny) return;
     if (!this.evenBatches) {
       if (mine !== null && mine.length > 0) yield mine;
@@ -311,7 +324,24 @@ export class IterableDatasetShard<T> implements IterableDataset<T> {
     const from = this.processIndex * per;
     let first: T[] | undefined;
     let current: T[] = [];
-    for await (const x of iterateDataset(this.dataset, skip)) {
+    // A resumed pass still pads from the epoch's first global batch, like an uninterrupted one.
+    let head: T[] | undefined;
+    let source: AsyncIterable<T>;
+    if (skip > 0 && typeof this.dataset.iterateFrom !== 'function') {
+      head = [];
+      const h = head;
+      const all = iterateDataset(this.dataset, 0);
+      source = (async function* () {
+        let i = 0;
+        for await (const x of all) {
+          if (h.length < real) h.push(x);
+          if (i++ >= skip) yield x;
+        }
+      })();
+    } else {
+      source = iterateDataset(this.dataset, skip);
+    }
+    for await (const x of source) {
       current.push(x);
       if (current.length === real) {
         for (let i = from; i < from + per; i++) yield current[i];
@@ -320,7 +350,15 @@ export class IterableDatasetShard<T> implements IterableDataset<T> {
       }
     }
     if (this.dropLast || current.length === 0) return;
-    const pool = first ?? [...current];
+    if (skip > 0 && head === undefined) {
+      // The source skipped natively: read the epoch's first global batch again (the stream must be re-iterable for the epoch).
+      head = [];
+      for await (const x of iterateDataset(this.dataset, 0)) {
+        head.push(x);
+        if (head.length === real) break;
+      }
+    }
+    const pool = head !== undefined && head.length > 0 ? head : (first ?? [...current]);
     while (current.length < real) current = current.concat(pool);
     for (let i = from; i < from + per; i++) yield current[i];
   }

@@ -73,8 +73,25 @@ describe('IterableDatasetShard', () => {
     expect(() => new IterableDatasetShard(stream(4), { batchSize: 3, numProcesses: 2, splitBatches: true })).toThrow(/round multiple/);
   });
 
-  it('iterateFrom(skip) starts the source after skip samples (resume)', async () => {
+  it('iterateFrom(skip) starts the source after skip samples (resume), and pads the last global batch from the stream start like an uninterrupted pass', async () => {
     const s = new IterableDatasetShard(stream(10), { batchSize: 2, numProcesses: 2, processIndex: 1 });
-    expect(await collect({ [Symbol.asyncIterator]: () => s.iterateFrom(4) })).toEqual([6, 7, 4, 5]);
+    // Uninterrupted: [0..3] [4..7] [8, 9, 0, 1] -> rank 1 gets 2,3 6,7 0,1.
+    expect(await collect(s)).toEqual([2, 3, 6, 7, 0, 1]);
+    expect(await collect({ [Symbol.asyncIterator]: () => s.iterateFrom(4) })).toEqual([6, 7, 0, 1]);
+    // A source that skips natively (iterateFrom) is read again from its start for the padding.
+    let reads = 0;
+    const native = {
+      length: 10,
+      *[Symbol.iterator]() {
+        reads++;
+        for (let i = 0; i < 10; i++) yield i;
+      },
+      *iterateFrom(skip: number) {
+        for (let i = skip; i < 10; i++) yield i;
+      },
+    };
+    const n = new IterableDatasetShard(native, { batchSize: 2, numProcesses: 2, processIndex: 1 });
+    expect(await collect({ [Symbol.asyncIterator]: () => n.iterateFrom(8) })).toEqual([0, 1]);
+    expect(reads).toBe(1);
   });
 });
