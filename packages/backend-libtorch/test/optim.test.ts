@@ -144,3 +144,13 @@ describe('lr schedulers', () => {
     expect(s2.getLastLr()).toEqual([0.25]);
   });
 });
+
+describe('stateDict param_groups', () => {
+  it("carry each optimizer's own options only, under torch.optim's names (SGD has no betas, AdamW no momentum)", () => {
+    const lin = new torch.nn.Linear(2, 2);
+    const keys = (o: torch.optim.Optimizer) => Object.keys(o.stateDict().param_groups[0]).sort();
+    expect(keys(new torch.optim.SGD(lin.parameters(), { lr: 0.1, momentum: 0.9 }))).toEqual(['dampening', 'lr', 'maximize', 'momentum', 'nesterov', 'params', 'weight_decay']);
+    expect(keys(new torch.optim.AdamW(lin.parameters()))).toEqual(['amsgrad', 'betas', 'eps', 'lr', 'maximize', 'params', 'weight_decay']);
+    expect(keys(new torch.optim.Adam(lin.parameters()))).toEqual(['amsgrad', 'betas', 'eps', 'lr', 'maximize', 'params', 'weight_decay']);
+  });
+});

@@ -58,6 +58,12 @@ const BUFFER_NAMES: Record<string, string[]> = {
   adamw: ['exp_avg', 'exp_avg_sq', 'max_exp_avg_sq'],
 };
 // camelCase option <-> PyTorch state_dict key
+/** Group keys each optimizer saves, as torch.optim does (SGD has no betas, Adam no momentum). */
+const OWN_KEYS: Record<string, Set<string>> = {
+  sgd: new Set(['lr', 'weight_decay', 'maximize', 'momentum', 'dampening', 'nesterov', 'initial_lr']),
+  adam: new Set(['lr', 'weight_decay', 'maximize', 'betas', 'eps', 'amsgrad', 'initial_lr']),
+  adamw: new Set(['lr', 'weight_decay', 'maximize', 'betas', 'eps', 'amsgrad', 'initial_lr']),
+};
 const KEYS: Array<[keyof ParamGroup, string]> = [
   ['lr', 'lr'],
   ['weightDecay', 'weight_decay'],
@@ -149,7 +155,7 @@ export abstract class Optimizer {
         ids.push(index++);
       });
       const out: Record<string, unknown> & { params: number[] } = { params: ids };
-      for (const [camel, snake] of KEYS) if (g[camel] !== undefined) out[snake] = g[camel];
+      for (const [camel, snake] of KEYS) if (g[camel] !== undefined && OWN_KEYS[this.kind].has(snake)) out[snake] = g[camel];
       groups.push(out);
     });
     return { state, param_groups: groups };
