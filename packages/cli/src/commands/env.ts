@@ -28,7 +28,7 @@ export const KNOWN_BACKENDS: readonly string[] = ['@accelerate/backend-libtorch'
 
 /** Whether an optional package can be used. */
 export type PackageStatus =
-  | { state: 'installed'; version: string }
+  | { state: 'installed'; version: string; /** What the package runs on, when it says (e.g. `libtorch 1.13.0, CUDA no`). */ runtime?: string }
   | { state: 'not installed' }
   | { state: 'failed'; reason: string };
 
@@ -139,8 +139,9 @@ export async function probePackage(
   name: string,
   importModule: (name: string) => Promise<unknown> = (n) => import(n),
 ): Promise<PackageStatus> {
+  let mod: unknown;
   try {
-    await importModule(name);
+    mod = await importModule(name);
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     const message = String(err?.message ?? err);
@@ -149,7 +150,21 @@ export async function probePackage(
     if (notFound && (message.includes(`'${name}'`) || message.includes(`"${name}"`))) return { state: 'not installed' };
     return { state: 'failed', reason: message.split('\n')[0] };
   }
-  return { state: 'installed', version: packageVersion(name) ?? 'unknown version' };
+  const runtime = name === '@accelerate/backend-libtorch' ? libtorchRuntime(mod) : undefined;
+  return { state: 'installed', version: packageVersion(name) ?? 'unknown version', ...(runtime ? { runtime } : {}) };
+}
+
+/** The libtorch backend-libtorch was built against, from its `version` and `cudaAvailable()` exports. */
+function libtorchRuntime(mod: unknown): string | undefined {
+  const m = mod as { version?: unknown; cudaAvailable?: unknown } | null;
+  if (!m || typeof m.version !== 'string') return undefined;
+  let cuda = '';
+  try {
+    if (typeof m.cudaAvailable === 'function') cuda = `, CUDA ${(m.cudaAvailable as () => boolean)() ? 'yes' : 'no'}`;
+  } catch {
+    // a broken CUDA probe is not worth failing the report for
+  }
+  return `libtorch ${m.version}${cuda}`;
 }
 
 function npmVersion(env: CliContext['env']): string {
@@ -215,7 +230,7 @@ export async function collectEnvInfo(ctx: CliContext, options: EnvOptions = {}):
 }
 
 function showStatus(s: PackageStatus): string {
-  if (s.state === 'installed') return s.version;
+  if (s.state === 'installed') return s.runtime ? `${s.version} (${s.runtime})` : s.version;
   if (s.state === 'not installed') return 'not installed';
   return `installed but failed: ${s.reason}`;
 }

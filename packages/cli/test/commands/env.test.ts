@@ -54,6 +54,15 @@ describe('backend probing', () => {
     expect(await probePackage('yaml')).toMatchObject({ state: 'installed', version: expect.stringMatching(/^2\./) });
     expect(await probePackage('@accelerate/definitely-absent')).toEqual({ state: 'not installed' });
   });
+
+  it('reports the libtorch backend-libtorch runs on (the real package: its version and CUDA flag)', async () => {
+    const torch = await import('@accelerate/backend-libtorch');
+    const status = await probePackage('@accelerate/backend-libtorch');
+    expect(status).toMatchObject({ state: 'installed', runtime: `libtorch ${torch.version}, CUDA ${torch.cudaAvailable() ? 'yes' : 'no'}` });
+    expect(torch.version).toMatch(/^\d+\.\d+/);
+    // Other packages exporting a `version` are not taken for libtorch.
+    expect(await probePackage('yaml', async () => ({ version: '9.9' }))).not.toHaveProperty('runtime');
+  });
 });
 
 describe('accelerate env', () => {
