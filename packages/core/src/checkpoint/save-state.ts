@@ -201,6 +201,22 @@ function delayMs(): number {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * `gatherObject` with a hint when it fails: the usual cause of a save/load
+ * collective timing out is calling it on the main process only.
+ */
+async function gatherAll<E>(host: CheckpointHost, what: string, obj: E[]): Promise<E[]> {
+  try {
+    return await host.gatherObject(obj);
+  } catch (err) {
+    const msg = err instanceof Error ? err.message : String(err);
+    throw new Error(
+      `${what}: the processes could not meet (${msg}). saveState and loadState are collective: call them on every process, not inside \`if (accelerator.isMainProcess)\`.`,
+      { cause: err },
+    );
+  }
+}
+
 /** Run `fn` on this rank, then exchange success with every rank; throws on all of them when one failed (it doubles as a barrier). */
 async function collectively(host: CheckpointHost, what: string, fn: () => Promise<void>): Promise<void> {
   let failure: unknown;
@@ -210,7 +226,7 @@ async function collectively(host: CheckpointHost, what: string, fn: () => Promis
     failure = err;
   }
   const message = failure === undefined ? null : failure instanceof Error ? failure.message : String(failure);
-  const all = await host.gatherObject([{ rank: host.processIndex, error: message }]);
+  const all = await gatherAll(host, what, [{ rank: host.processIndex, error: message }]);
   if (failure !== undefined) throw failure;
   const bad = all.find((r) => r.error !== null);
   if (bad) throw new Error(`${what} failed on rank ${bad.rank}: ${bad.error}`);
@@ -363,7 +379,7 @@ export async function saveAcceleratorState(host: CheckpointHost, outputDir: stri
     );
   }
 
-  const pids = await host.gatherObject([process.pid]);
+  const pids = await gatherAll(host, 'saveState', [process.pid]);
   const mainPid = pids[0];
   const temp = tempCheckpointDir(target, mainPid);
 

@@ -611,3 +611,17 @@ describe('loadState explains checkpoints it cannot (fully) use', () => {
     await expect(other.loadState(dir)).rejects.toThrow(/saved by the "reference" backend and cannot be loaded by "other" \(expected the other layout\)/);
   });
 });
+
+describe('saveState is collective', () => {
+  it('when the processes cannot meet, the error says to call it on every process', async () => {
+    const { saveAcceleratorState } = await import('../../src/checkpoint/save-state.js');
+    const acc = make();
+    await acc.prepare(new RegressionModel({ a: 1, b: 2 }));
+    // The host the Accelerator hands to saveState, with a collective that times out as a lone rank 0's would.
+    const host = (acc as unknown as { checkpointHost(): Parameters<typeof saveAcceleratorState>[0] }).checkpointHost();
+    const lonely = { ...host, gatherObject: async () => Promise.reject(new Error('allGather #3 timed out; rank 1 is at barrier #3')) };
+    await expect(saveAcceleratorState(lonely, join(tmp(), 'ckpt'))).rejects.toThrow(
+      'saveState: the processes could not meet (allGather #3 timed out; rank 1 is at barrier #3). saveState and loadState are collective: call them on every process, not inside `if (accelerator.isMainProcess)`.',
+    );
+  });
+});
