@@ -42,6 +42,7 @@ export {
   type ResumePoint,
   type Sampler,
   type SeedableRandomSamplerOptions,
+  type SkippedIndices,
 } from './sampler.js';
 export {
   batchSizeOf,
