@@ -3,7 +3,7 @@
  * scopes (`tidy`, `keep`, `dispose`) and grad-mode helpers (`noGrad`).
  * @module
  */
-import type { DType as CoreDType, HostArray } from '@accelerate/core';
+import { dtypeOfHostArray, hostArrayConstructor, type DType as CoreDType, type HostArray } from '@accelerate/core';
 import { native, opId, type NativeArg, type NativeHandle } from './native.js';
 
 /** Element types, named as in PyTorch (`torch.float32` -> `'float32'`); core's {@link CoreDType}. */
@@ -733,36 +733,7 @@ function parseSlice(s: string): { start?: number; stop?: number; step?: number }
 }
 
 function typedView(buf: ArrayBuffer, dtype: DType): TypedArray {
-  switch (dtype) {
-    case 'float32':
-      return new Float32Array(buf);
-    case 'float64':
-      return new Float64Array(buf);
-    case 'float16':
-    case 'bfloat16':
-      return new Uint16Array(buf);
-    case 'int8':
-      return new Int8Array(buf);
-    case 'int16':
-      return new Int16Array(buf);
-    case 'int32':
-      return new Int32Array(buf);
-    case 'int64':
-      return new BigInt64Array(buf);
-    default:
-      return new Uint8Array(buf);
-  }
-}
-
-function dtypeOfTyped(a: TypedArray): DType {
-  if (a instanceof Float32Array) return 'float32';
-  if (a instanceof Float64Array) return 'float64';
-  if (a instanceof Int8Array) return 'int8';
-  if (a instanceof Int16Array) return 'int16';
-  if (a instanceof Int32Array) return 'int32';
-  if (a instanceof BigInt64Array) return 'int64';
-  if (a instanceof Uint16Array) return 'float16';
-  return 'uint8';
+  return new (hostArrayConstructor(dtype))(buf) as TypedArray;
 }
 
 function finish(t: Tensor, o: TensorOptions | undefined): Tensor {
@@ -785,7 +756,7 @@ export function tensor(data: NestedArray | TypedArray, options: TensorOptions & 
   if (ArrayBuffer.isView(data)) {
     flat = data as TypedArray;
     shape = options.shape ?? [flat.length];
-    dtype = dtypeOfTyped(flat);
+    dtype = dtypeOfHostArray(flat);
   } else {
     shape = [];
     let probe: NestedArray = data;
@@ -830,7 +801,7 @@ export function tensor(data: NestedArray | TypedArray, options: TensorOptions & 
 
 /** Wrap a typed array with a shape (copying). */
 export function fromTypedArray(data: TypedArray, shape: number[], dtype?: DType): Tensor {
-  return new Tensor(native.fromBuffer(data, shape, dtype ?? dtypeOfTyped(data)));
+  return new Tensor(native.fromBuffer(data, shape, dtype ?? dtypeOfHostArray(data)));
 }
 
 /** A shape: a list of sizes, or one size for 1-D. */
