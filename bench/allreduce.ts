@@ -17,9 +17,9 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync, readFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { findFreePort } from '@accelerate/core';
 
 const SELF = fileURLToPath(import.meta.url);
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -93,19 +93,9 @@ dist.barrier()
 if rank == 0: print(json.dumps(out))
 `;
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
 
 async function runPair(cmd: string, args: string[], env: Record<string, string>): Promise<Timings> {
-  const port = await freePort();
+  const port = await findFreePort('127.0.0.1');
   const outs = await Promise.all(
     [0, 1].map(
       (rank) =>

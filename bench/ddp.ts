@@ -15,9 +15,9 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { findFreePort } from '@accelerate/core';
 
 const SELF = fileURLToPath(import.meta.url);
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -98,19 +98,9 @@ if world > 1: dist.barrier()
 if rank == 0: print(json.dumps({"stepsPerSec": steps / secs}))
 `;
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
 
 async function run(cmd: string, args: string[], world: number, batch: number, extra: Record<string, string> = {}): Promise<Result> {
-  const port = await freePort();
+  const port = await findFreePort('127.0.0.1');
   const outs = await Promise.all(
     Array.from(
       { length: world },

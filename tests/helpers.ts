@@ -6,8 +6,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { findFreePort } from '@accelerate/core';
 
 export const ROOT = join(import.meta.dirname, '..');
 export const BIN = join(ROOT, 'packages/cli/dist/bin.js');
@@ -107,13 +107,4 @@ export { isAlive, waitGone } from '../packages/core/test/launch/helpers.js';
 export const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
 /** A TCP port free right now (for a fixed --main_process_port shared by several launches). */
-export function findFreePortForTests(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, () => {
-      const port = (server.address() as { port: number }).port;
-      server.close(() => resolve(port));
-    });
-  });
-}
+export const findFreePortForTests = (): Promise<number> => findFreePort();

@@ -1,21 +1,11 @@
 // Three real processes joined through a TCPStore and ProcessGroupGloo.
 import { describe, it, expect } from 'vitest';
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { freePort } from './fixtures/spawn-ranks.js';
 
 const worker = fileURLToPath(new URL('./fixtures/dist-worker.ts', import.meta.url));
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
 
 function runRank(rank: number, world: number, port: number): Promise<Record<string, any>> {
   return new Promise((resolve, reject) => {

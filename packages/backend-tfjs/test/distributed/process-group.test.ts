@@ -2,7 +2,7 @@
 // (host buffers), and a clear error when that package is missing.
 import { describe, it, expect } from 'vitest';
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
+import { findFreePort } from '@accelerate/core';
 import { resolve } from 'node:path';
 import { GLOO_PACKAGE, Linear, TfjsBackend, gradOf, initTfjsProcessGroup, sgd, tf, tfjsMultiProcessSupport } from '../../src/index.js';
 import { rankData } from '../fixtures/ddp-data.js';
@@ -32,12 +32,7 @@ describe('tfjs process groups', () => {
   });
 
   it.skipIf(!!glooMissing)(`2 processes: rank 0's weights are broadcast and gradients averaged; both ranks equal a 1-process reference${glooMissing ? ` (skipped: ${glooMissing})` : ''}`, async () => {
-    const port = await new Promise<number>((res) => {
-      const srv = createServer().listen(0, '127.0.0.1', () => {
-        const p = (srv.address() as { port: number }).port;
-        srv.close(() => res(p));
-      });
-    });
+    const port = await findFreePort('127.0.0.1');
     const worker = resolve(__dirname, '../fixtures/ddp-worker.ts');
     const run = (rank: number) =>
       new Promise<any>((res, rej) => {
