@@ -76,3 +76,42 @@ export async function requestJson(url: string, o: RequestOptions = {}): Promise<
     throw new TrackerHttpError(`${o.method ?? (o.body === undefined ? 'GET' : 'POST')} ${url} failed: HTTP ${res.status} ${detail}`, res.status, body);
   }
 }
+
+/**
+ * A flush that runs in the background `delayMs` after the first request
+ * since the last flush, so metrics go out in batches. An error of that
+ * background run is kept and rethrown by {@link DeferredFlush.throwPending}
+ * on the tracker's next event, so the hub can warn and disable the tracker.
+ */
+export class DeferredFlush {
+  private timer: NodeJS.Timeout | undefined;
+  private error: Error | undefined;
+
+  constructor(
+    private readonly flush: () => Promise<void>,
+    private readonly delayMs: number,
+  ) {}
+
+  /** Flush in `delayMs` unless a flush is already scheduled. The timer does not keep the process alive. */
+  schedule(): void {
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.flush().catch((e: Error) => (this.error = e));
+    }, this.delayMs);
+    this.timer.unref();
+  }
+
+  /** Drop the scheduled flush (the caller is flushing now). */
+  cancel(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Throw, once, the error of the last background flush. */
+  throwPending(): void {
+    const e = this.error;
+    this.error = undefined;
+    if (e) throw e;
+  }
+}

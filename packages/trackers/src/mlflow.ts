@@ -15,7 +15,7 @@ import { readdir, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { sanitizeLogValues, type TrackerEvent, type TrackerImage, type TrackerInit } from '@accelerate/core';
 import { EventTracker, flattenConfig, flattenGroups } from './base.js';
-import { requestJson, TrackerHttpError } from './http.js';
+import { DeferredFlush, requestJson, TrackerHttpError } from './http.js';
 import { imageToPng } from './tensorboard/tracker.js';
 
 /** `initKwargs.mlflow` options. Environment variables fill what is not given. */
@@ -110,14 +110,14 @@ export class MlflowTracker extends EventTracker {
   readonly uploaded: string[] = [];
   private readonly o: MlflowTrackerOptions;
   private buffer: Metric[] = [];
-  private timer: NodeJS.Timeout | undefined;
+  private readonly deferred: DeferredFlush;
   private inflight: Promise<void> = Promise.resolve();
-  private backgroundError: Error | undefined;
   private readonly warned = new Set<string>();
 
   constructor(init: TrackerInit) {
     super(init);
     this.o = init.options as MlflowTrackerOptions;
+    this.deferred = new DeferredFlush(() => this.flush(), this.o.flushIntervalMs ?? 2000);
     const uri = this.o.trackingUri ?? process.env.MLFLOW_TRACKING_URI;
     if (!uri || !/^https?:\/\//.test(uri)) {
       throw new Error(
@@ -313,11 +313,7 @@ export class MlflowTracker extends EventTracker {
   }
 
   async onEvent(event: TrackerEvent): Promise<void> {
-    if (this.backgroundError) {
-      const e = this.backgroundError;
-      this.backgroundError = undefined;
-      throw e;
-    }
+    this.deferred.throwPending();
     switch (event.type) {
       case 'config':
         return this.storeParams(event.values);
@@ -331,7 +327,7 @@ export class MlflowTracker extends EventTracker {
           this.buffer.push({ key, value: typeof v === 'boolean' ? Number(v) : v, timestamp: Math.round(event.time * 1000), step: event.step ?? 0 });
         }
         if (this.buffer.length >= this.batchSize()) await this.flush();
-        else this.scheduleFlush();
+        else if (this.buffer.length > 0) this.deferred.schedule();
         return;
       }
       case 'text':
@@ -375,19 +371,10 @@ export class MlflowTracker extends EventTracker {
     }
   }
 
-  private scheduleFlush(): void {
-    if (this.timer || this.buffer.length === 0) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      // Errors of a background flush surface on the next call, so the hub can disable the tracker.
-      this.flush().catch((e: Error) => (this.backgroundError = e));
-    }, this.o.flushIntervalMs ?? 2000);
-    this.timer.unref();
-  }
 
   /** Send buffered metrics now, in `log-batch` calls of at most 1000. */
   flush(): Promise<void> {
-    if (this.timer) clearTimeout(this.timer), (this.timer = undefined);
+    this.deferred.cancel();
     const run = async () => {
       while (this.buffer.length > 0) {
         const batch = this.buffer.splice(0, this.batchSize());

@@ -9,7 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import { sanitizeLogValues, type TrackerEvent, type TrackerInit } from '@accelerate/core';
 import { EventTracker, flattenGroups } from './base.js';
-import { requestJson } from './http.js';
+import { DeferredFlush, requestJson } from './http.js';
 
 /** `initKwargs.wandb` options. Environment variables fill what is not given. */
 export interface WandbTrackerOptions {
@@ -66,14 +66,14 @@ export class WandbTracker extends EventTracker {
   private sent = 0;
   private summary: Record<string, unknown> = {};
   private startTime = Date.now() / 1000;
-  private timer: NodeJS.Timeout | undefined;
+  private readonly deferred: DeferredFlush;
   private inflight: Promise<void> = Promise.resolve();
-  private backgroundError: Error | undefined;
   private started = false;
 
   constructor(init: TrackerInit) {
     super(init);
     this.o = init.options as WandbTrackerOptions;
+    this.deferred = new DeferredFlush(() => this.flush(), this.o.flushIntervalMs ?? 2000);
     const key = this.o.apiKey ?? process.env.WANDB_API_KEY;
     if (!key) throw new Error('The wandb tracker needs an API key: set WANDB_API_KEY (or initKwargs.wandb.apiKey). Offline, log with \'jsonl\' and replay later with `accelerate replay <events.jsonl> --to wandb`.');
     this.apiKey = key;
@@ -128,11 +128,7 @@ export class WandbTracker extends EventTracker {
   }
 
   async onEvent(event: TrackerEvent): Promise<void> {
-    if (this.backgroundError) {
-      const e = this.backgroundError;
-      this.backgroundError = undefined;
-      throw e;
-    }
+    this.deferred.throwPending();
     if (event.type === 'start') this.startTime = event.time;
     if (event.type === 'config') return this.upsert(event.values);
     if (event.type === 'metrics' || event.type === 'text') {
@@ -142,7 +138,7 @@ export class WandbTracker extends EventTracker {
       Object.assign(this.summary, values);
       this.rows.push(JSON.stringify(row));
       if (this.rows.length >= 500) await this.flush();
-      else this.scheduleFlush();
+      else this.deferred.schedule();
     }
     if (event.type === 'finish') {
       await this.flush();
@@ -157,18 +153,10 @@ export class WandbTracker extends EventTracker {
     return requestJson(this.fileStreamUrl(), { body, headers: this.auth(), timeoutMs: this.o.timeoutMs, retries: this.o.retries, fetch: this.o.fetch });
   }
 
-  private scheduleFlush(): void {
-    if (this.timer) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.flush().catch((e: Error) => (this.backgroundError = e));
-    }, this.o.flushIntervalMs ?? 2000);
-    this.timer.unref();
-  }
 
   /** Send buffered history rows and the summary now. */
   flush(): Promise<void> {
-    if (this.timer) clearTimeout(this.timer), (this.timer = undefined);
+    this.deferred.cancel();
     const run = async () => {
       if (this.rows.length === 0) return;
       const content = this.rows.splice(0);
