@@ -4,6 +4,7 @@
  * (names `0.weight`, `0.bias`, …, as PyTorch's Sequential), written with
  * core's safetensors writer in Accelerate's layout (shards + index.json).
  */
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { HostTensor, pythonJsonDumps, writeSafetensors } from '../packages/core/src/index.js';
@@ -63,3 +64,30 @@ from accelerate import init_empty_weights
 with init_empty_weights():
     model = nn.Sequential(*[nn.Linear(${width}, ${width}) for _ in range(${layers})])
 `;
+
+/**
+ * Run one measurement in its own process (so its peak RSS is its own) and
+ * parse the last line it prints as JSON.
+ */
+export function runChild<M>(cmd: string, args: string[]): M {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 1 << 24, env: { ...process.env, OMP_NUM_THREADS: '2' } });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.slice(0, 2).join(' ')} failed (${r.status}):\n${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as M;
+}
+
+/** Best of N: the smallest value of each of `keys`, the `keep` fields of the first run, and every run. */
+export function bestOf<M, K extends keyof M, F extends keyof M>(runs: M[], keys: K[], keep: F[]): (Record<K, number> & Pick<M, F> & { runs: M[] }) | undefined {
+  if (runs.length === 0) return undefined;
+  const out: Record<string, unknown> = {};
+  for (const k of keys) out[k as string] = Math.min(...runs.map((r) => r[k] as number));
+  for (const f of keep) out[f as string] = runs[0][f];
+  return { ...out, runs } as Record<K, number> & Pick<M, F> & { runs: M[] };
+}
+
+/** The Python with accelerate, torch and psutil to compare against: ACCELERATE_TS_PYTHON, else the repo's .venv-py; undefined when absent. */
+export function findPython(root: string): string | undefined {
+  const venv = join(root, '.venv-py/bin/python');
+  const py = process.env.ACCELERATE_TS_PYTHON ?? (existsSync(venv) ? venv : undefined);
+  if (!py) return undefined;
+  return spawnSync(py, ['-c', 'import accelerate, torch, psutil'], { encoding: 'utf8' }).status === 0 ? py : undefined;
+}

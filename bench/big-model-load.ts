@@ -15,11 +15,10 @@
  * Goals: load peak <= 1.25 x the model's size, time <= Python's.
  * Writes bench/results/big-model-load.json.
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { makeCheckpoint, PY_MODEL } from './big-model-fixture.js';
+import { bestOf, findPython, makeCheckpoint, PY_MODEL, runChild } from './big-model-fixture.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const LAYERS = 22;
@@ -85,19 +84,7 @@ fpeak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss_before
 print(json.dumps({"seconds": seconds, "peakRss": peak, "rssBefore": rss_before, "loadPeak": peak - rss_before, "forwardPeak": fpeak, "forwardSeconds": fs, "outputSum": s, "version": f"accelerate {accelerate.__version__}, torch {torch.__version__}"}))
 `;
 
-function findPython(): string | undefined {
-  const venv = join(ROOT, '.venv-py/bin/python');
-  const py = process.env.ACCELERATE_TS_PYTHON ?? (existsSync(venv) ? venv : undefined);
-  if (!py) return undefined;
-  return spawnSync(py, ['-c', 'import accelerate, torch, psutil'], { encoding: 'utf8' }).status === 0 ? py : undefined;
-}
 
-function runChild(cmd: string, args: string[]): Measure {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 1 << 24, env: { ...process.env, OMP_NUM_THREADS: '2' } });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.slice(0, 2).join(' ')} failed (${r.status}):\n${r.stderr}`);
-  const line = r.stdout.trim().split('\n').pop()!;
-  return JSON.parse(line) as Measure;
-}
 
 function warmCache(dir: string): void {
   for (const f of readdirSync(dir)) readFileSync(join(dir, f));
@@ -108,30 +95,18 @@ async function main(): Promise<void> {
   const fx = await makeCheckpoint(DIR, LAYERS, WIDTH, 6);
   console.log(`checkpoint: ${fx.dir}, ${(fx.bytes / 2 ** 30).toFixed(3)} GiB (${fx.bytes} bytes), ${LAYERS} x Linear(${WIDTH}, ${WIDTH}) in 4 shards`);
   warmCache(fx.dir);
-  const python = findPython();
+  const python = findPython(ROOT);
   if (!python) console.log('Python baseline skipped: no venv Python with accelerate, torch and psutil ($ACCELERATE_TS_PYTHON or .venv-py).');
   const self = fileURLToPath(import.meta.url);
   const ts: Measure[] = [];
   const tsCopy: Measure[] = [];
   const py: Measure[] = [];
   for (let i = 0; i < REPS; i++) {
-    ts.push(runChild(process.execPath, ['--import', 'tsx', self, 'child-ts', fx.dir, 'mmap']));
-    tsCopy.push(runChild(process.execPath, ['--import', 'tsx', self, 'child-ts', fx.dir, 'copy']));
-    if (python) py.push(runChild(python, ['-c', PY_CHILD(fx.dir)]));
+    ts.push(runChild<Measure>(process.execPath, ['--import', 'tsx', self, 'child-ts', fx.dir, 'mmap']));
+    tsCopy.push(runChild<Measure>(process.execPath, ['--import', 'tsx', self, 'child-ts', fx.dir, 'copy']));
+    if (python) py.push(runChild<Measure>(python, ['-c', PY_CHILD(fx.dir)]));
   }
-  const best = (xs: Measure[]) =>
-    xs.length === 0
-      ? undefined
-      : {
-          seconds: Math.min(...xs.map((x) => x.seconds)),
-          peakRss: Math.min(...xs.map((x) => x.peakRss)),
-          loadPeak: Math.min(...xs.map((x) => x.loadPeak)),
-          forwardPeak: Math.min(...xs.map((x) => x.forwardPeak)),
-          forwardSeconds: Math.min(...xs.map((x) => x.forwardSeconds)),
-          outputSum: xs[0].outputSum,
-          version: xs[0].version,
-          runs: xs,
-        };
+  const best = (xs: Measure[]) => bestOf(xs, ['seconds', 'peakRss', 'loadPeak', 'forwardPeak', 'forwardSeconds'], ['outputSum', 'version']);
   const a = best(ts)!;
   const c = best(tsCopy)!;
   const b = best(py);

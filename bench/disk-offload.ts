@@ -15,11 +15,10 @@
  * are freshly written, so reads come from the page cache on both sides.
  * Writes bench/results/disk-offload.json.
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { makeCheckpoint, PY_MODEL } from './big-model-fixture.js';
+import { bestOf, findPython, makeCheckpoint, PY_MODEL, runChild } from './big-model-fixture.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const LAYERS = 22;
@@ -101,52 +100,28 @@ print(json.dumps({"forwardSeconds": times, "medianForward": sorted(times)[len(ti
   "onCpu": sum(v == "cpu" for v in vals), "onDisk": sum(v == "disk" for v in vals), "outputSum": s, "loadSeconds": load, "version": f"accelerate {accelerate.__version__}, torch {torch.__version__}"}))
 `;
 
-function findPython(): string | undefined {
-  const venv = join(ROOT, '.venv-py/bin/python');
-  const py = process.env.ACCELERATE_TS_PYTHON ?? (existsSync(venv) ? venv : undefined);
-  if (!py) return undefined;
-  return spawnSync(py, ['-c', 'import accelerate, torch, psutil'], { encoding: 'utf8' }).status === 0 ? py : undefined;
-}
 
-function runChild(cmd: string, args: string[]): Measure {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 1 << 24, env: { ...process.env, OMP_NUM_THREADS: '2' } });
-  if (r.status !== 0) throw new Error(`${cmd} failed (${r.status}):\n${r.stderr}`);
-  return JSON.parse(r.stdout.trim().split('\n').pop()!) as Measure;
-}
 
 async function main(): Promise<void> {
   if (process.argv[2] === 'child-ts') return childTs(process.argv[3], process.argv[4]);
   const fx = await makeCheckpoint(DIR, LAYERS, WIDTH, 6);
   console.log(`checkpoint: ${fx.dir}, ${(fx.bytes / 2 ** 30).toFixed(3)} GiB; cpu capped at ${CPU_CAP}`);
-  const python = findPython();
+  const python = findPython(ROOT);
   if (!python) console.log('Python baseline skipped: no venv Python with accelerate, torch and psutil.');
   const self = fileURLToPath(import.meta.url);
   const ts: Measure[] = [];
   const py: Measure[] = [];
   for (let i = 0; i < REPS; i++) {
     const o1 = mkdtempSync('/tmp/accelerate-ts-bench/offload-ts-');
-    ts.push(runChild(process.execPath, ['--import', 'tsx', self, 'child-ts', fx.dir, o1]));
+    ts.push(runChild<Measure>(process.execPath, ['--import', 'tsx', self, 'child-ts', fx.dir, o1]));
     rmSync(o1, { recursive: true, force: true });
     if (python) {
       const o2 = mkdtempSync('/tmp/accelerate-ts-bench/offload-py-');
-      py.push(runChild(python, ['-c', PY_CHILD(fx.dir, o2)]));
+      py.push(runChild<Measure>(python, ['-c', PY_CHILD(fx.dir, o2)]));
       rmSync(o2, { recursive: true, force: true });
     }
   }
-  const best = (xs: Measure[]) =>
-    xs.length === 0
-      ? undefined
-      : {
-          medianForward: Math.min(...xs.map((x) => x.medianForward)),
-          peakAboveStart: Math.min(...xs.map((x) => x.peakAboveStart)),
-          peakRss: Math.min(...xs.map((x) => x.peakRss)),
-          loadSeconds: Math.min(...xs.map((x) => x.loadSeconds)),
-          onCpu: xs[0].onCpu,
-          onDisk: xs[0].onDisk,
-          outputSum: xs[0].outputSum,
-          version: xs[0].version,
-          runs: xs,
-        };
+  const best = (xs: Measure[]) => bestOf(xs, ['medianForward', 'peakAboveStart', 'peakRss', 'loadSeconds'], ['onCpu', 'onDisk', 'outputSum', 'version']);
   const a = best(ts)!;
   const b = best(py);
   const result = {
