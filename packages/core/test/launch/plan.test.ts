@@ -9,6 +9,8 @@ import { detectWorld } from '../../src/state/environment.js';
 import { resolveConfig } from '../../src/config/resolve.js';
 import { createServer } from 'node:net';
 
+// The repository root (tsx is installed in its node_modules), wherever the clone lives.
+const repoRoot = join(import.meta.dirname, '../../../..');
 const fixture = (name: string) => join(import.meta.dirname, '../config/fixtures', name);
 const plan = (args: LaunchArgs, opts: Parameters<typeof buildLaunchPlan>[1] = {}) =>
   buildLaunchPlan(resolveLaunchArgs(args, { configFile: args.configFile ? undefined : null, env: {} }), { env: {}, cpuCount: 8, ...opts });
@@ -163,7 +165,7 @@ describe('resolveScriptCommand', () => {
   it('.js/.mjs run with node, .ts/.mts with node --import tsx, other files need --no_python', () => {
     const js = resolveScriptCommand('b.mjs', ['--x', '1'], {}, { cwd: dir, guard: false });
     expect(js).toEqual({ command: process.execPath, args: [join(dir, 'b.mjs'), '--x', '1'], runner: 'node' });
-    const ts = resolveScriptCommand(join(dir, 'a.ts'), [], {}, { cwd: '/work/main', guard: false });
+    const ts = resolveScriptCommand(join(dir, 'a.ts'), [], {}, { cwd: repoRoot, guard: false });
     expect(ts.runner).toBe('node + tsx');
     expect(ts.args[0]).toBe('--import');
     expect(ts.args[1]).toMatch(/^file:\/\/.*\/tsx\/dist\/loader\.mjs$/);
@@ -175,8 +177,8 @@ describe('resolveScriptCommand', () => {
 
   it('a missing script is named with where it was looked for; --module resolves from the working directory', () => {
     expect(() => resolveScriptCommand('nope.ts', [], {}, { cwd: dir })).toThrow(new RegExp(`"nope.ts" does not exist \\(looked for ${join(dir, 'nope.ts').replace(/[/.]/g, '\\$&')}\\)`));
-    const mod = resolveScriptCommand('tsx', ['a'], { module: true }, { cwd: '/work/main', guard: false });
-    expect(mod.args.slice(-2)).toEqual(['/work/main/node_modules/tsx/dist/loader.mjs', 'a']);
+    const mod = resolveScriptCommand('tsx', ['a'], { module: true }, { cwd: repoRoot, guard: false });
+    expect(mod.args.slice(-2)).toEqual([join(repoRoot, 'node_modules/tsx/dist/loader.mjs'), 'a']);
     expect(() => resolveScriptCommand('no-such-pkg-xyz', [], { module: true }, { cwd: dir })).toThrow(/--module: cannot resolve "no-such-pkg-xyz"/);
   });
 
