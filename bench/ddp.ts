@@ -1,21 +1,27 @@
 /**
  * Data-parallel scaling benchmark: MLP 784-512-512-10, AdamW, 1 intra-op thread per process.
  *
- *   node --import tsx bench/ddp.ts                (BENCH_STEPS=300 BENCH_REPS=3)
+ *   npm run bench:ddp                     (BENCH_STEPS=300 BENCH_REPS=3)
  *
  * Steps/s and samples/s of
- *   - 1 process, batch 64 and batch 128 (no process group),
- *   - 2 processes with DDP (backend-libtorch's wrapDistributed over gloo), batch 64 per rank,
- * and the same three runs in Python torch (/usr/bin/python3, DistributedDataParallel over
- * gloo) on the same machine. Scaling = samples/s of the 2-process run / samples/s of one
- * process at the same per-process batch. On a 2-core machine the two ranks share the
- * cores with gloo's threads, so scaling below 2 is expected. Runs are interleaved and
- * the best of BENCH_REPS kept. Writes bench/results/ddp.json.
+ *   - 1 process, batch 64 and batch 128 (no process group), raw addon,
+ *   - 2 processes with DDP over gloo, batch 64 per rank: the raw addon
+ *     (backend-libtorch's wrapDistributed) and the same loop through `Accelerator`
+ *     (prepare, accumulate, backward), ranks given torchrun's variables,
+ * and, on the same machine, Python torch of the addon's libtorch version
+ * (DistributedDataParallel over gloo) for the same three raw runs, plus Python
+ * Accelerate's 2-process CPU run (the venv: torch 2.x + accelerate). Scaling =
+ * samples/s of the 2-process run / samples/s of one process at the same per-process
+ * batch; on a 2-core machine the ranks share the cores with gloo's threads, so scaling
+ * below 2 is expected. The OPENBLAS_CORETYPE the addon picks for this CPU is passed to
+ * every side, so Debian's python3-torch runs the same kernels. Runs are interleaved
+ * and the best of BENCH_REPS kept. ACCELERATE_TORCH_ADDON=<path> measures another
+ * build of the addon. Writes bench/results/ddp.json (or $BENCH_OUT there) with ratios.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { findFreePort } from '@accelerate/core';
 
@@ -24,10 +30,9 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const STEPS = Number(process.env.BENCH_STEPS ?? 300);
 const WARMUP = 30;
 const REPS = Number(process.env.BENCH_REPS ?? 3);
-const PYTHON = process.env.BENCH_PYTHON ?? '/usr/bin/python3';
 const ENV = { OMP_NUM_THREADS: '1', OPENBLAS_NUM_THREADS: '1', MKL_NUM_THREADS: '1' };
 
-type Result = { stepsPerSec: number; commWaitMsPerStep?: number; buckets?: number };
+type Result = { stepsPerSec: number; commWaitMsPerStep?: number; buckets?: number; version?: string };
 
 // ---- one rank of the Node measurement ------------------------------------------------
 async function worker(): Promise<void> {
@@ -39,34 +44,57 @@ async function worker(): Promise<void> {
   torch.setNumThreads(1);
   torch.manualSeed(0);
   let model: import('../packages/backend-libtorch/src/index.js').nn.Module = new nn.Sequential(new nn.Linear(784, 512), new nn.ReLU(), new nn.Linear(512, 512), new nn.ReLU(), new nn.Linear(512, 10));
-  const backend = new torch.LibtorchBackend();
-  let pg: Awaited<ReturnType<typeof torch.GlooProcessGroup.init>> | null = null;
-  if (world > 1) {
-    pg = await torch.GlooProcessGroup.init({ rank, worldSize: world, masterAddr: '127.0.0.1', masterPort: Number(process.env.MASTER_PORT), timeoutMs: 120_000 });
-    model = backend.wrapDistributed(model, pg, {});
+  let opt = new optim.AdamW(model.parameters(), { lr: 1e-3 });
+  const xs = Array.from({ length: 8 }, () => torch.keep(torch.randn([batch, 784])));
+  const ys = Array.from({ length: 8 }, () => torch.keep(torch.randint(0, 10, [batch])));
+  let step: (i: number) => void | Promise<void>;
+  let barrier = async (): Promise<void> => {};
+  if (process.env.MODE === 'accelerator') {
+    // What a user writes: torchrun's variables in the environment, prepare() wraps in DDP.
+    const { Accelerator } = await import('@accelerate/core');
+    const accelerator = new Accelerator({ backend: torch.libtorch(), configFile: false });
+    const [m, o] = await accelerator.prepare(model, opt);
+    model = m;
+    opt = o;
+    barrier = () => accelerator.waitForEveryone();
+    step = (i) =>
+      accelerator.accumulate(model, () =>
+        torch.tidy(() => {
+          const loss = nn.functional.crossEntropy(model.forward(xs[i % 8]!), ys[i % 8]!);
+          accelerator.backward(loss);
+          opt.step();
+          opt.zeroGrad();
+        }),
+      );
+  } else {
+    const backend = new torch.LibtorchBackend();
+    if (world > 1) {
+      const pg = await torch.GlooProcessGroup.init({ rank, worldSize: world, masterAddr: '127.0.0.1', masterPort: Number(process.env.MASTER_PORT), timeoutMs: 120_000 });
+      model = backend.wrapDistributed(model, pg, {});
+      opt = new optim.AdamW(model.parameters(), { lr: 1e-3 });
+      barrier = () => pg.barrier().wait();
+    }
+    step = (i) =>
+      torch.tidy(() => {
+        const loss = nn.functional.crossEntropy(model.forward(xs[i % 8]!), ys[i % 8]!);
+        backend.backward(loss, { scale: 1 });
+        opt.step();
+        opt.zeroGrad();
+      });
   }
-  const opt = new optim.AdamW(model.parameters(), { lr: 1e-3 });
-  const xs = Array.from({ length: 8 }, () => torch.randn([batch, 784]));
-  const ys = Array.from({ length: 8 }, () => torch.randint(0, 10, [batch]));
-  const step = (i: number) =>
-    torch.tidy(() => {
-      const loss = nn.functional.crossEntropy(model.forward(xs[i % 8]!), ys[i % 8]!);
-      backend.backward(loss, { scale: 1 });
-      opt.step();
-      opt.zeroGrad();
-    });
-  for (let i = 0; i < WARMUP; i++) step(i);
-  if (pg) await pg.barrier().wait();
-  const wait0 = pg ? torch.ddpInfo(model).commWaitMs : 0;
+  const distributed = world > 1;
+  for (let i = 0; i < WARMUP; i++) await step(i);
+  await barrier();
+  const wait0 = distributed ? torch.ddpInfo(model).commWaitMs : 0;
   const t0 = process.hrtime.bigint();
-  for (let i = 0; i < STEPS; i++) step(i);
+  for (let i = 0; i < STEPS; i++) await step(i);
   const secs = Number(process.hrtime.bigint() - t0) / 1e9;
   const out: Result = { stepsPerSec: STEPS / secs };
-  if (pg) {
+  if (distributed) {
     const info = torch.ddpInfo(model);
     out.commWaitMsPerStep = (info.commWaitMs - wait0) / STEPS;
     out.buckets = info.buckets.length;
-    await pg.barrier().wait();
+    await barrier();
   }
   if (rank === 0) console.log(JSON.stringify(out));
   process.exit(0);
@@ -99,6 +127,38 @@ if rank == 0: print(json.dumps({"stepsPerSec": steps / secs}))
 `;
 
 
+// Python Accelerate's loop on 2 ranks (torchrun's variables set by run()).
+const PY_ACCELERATE = `
+import os, time, json, torch, torch.nn as nn, torch.nn.functional as F
+import accelerate
+from accelerate import Accelerator
+batch = int(os.environ["BATCH"]); steps = int(os.environ["STEPS"]); warmup = int(os.environ["WARMUP"])
+torch.set_num_threads(1)
+torch.manual_seed(0)
+acc = Accelerator(cpu=True)
+model = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10))
+opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+model, opt = acc.prepare(model, opt)
+assert acc.num_processes == int(os.environ["WORLD_SIZE"]), acc.state
+xs = [torch.randn(batch, 784) for _ in range(8)]; ys = [torch.randint(0, 10, (batch,)) for _ in range(8)]
+def step(i):
+    with acc.accumulate(model):
+        loss = F.cross_entropy(model(xs[i % 8]), ys[i % 8])
+        acc.backward(loss); opt.step(); opt.zero_grad(set_to_none=True)
+for i in range(warmup): step(i)
+acc.wait_for_everyone()
+t0 = time.perf_counter()
+for i in range(steps): step(i)
+secs = time.perf_counter() - t0
+acc.wait_for_everyone()
+if acc.is_main_process: print(json.dumps({"stepsPerSec": steps / secs, "version": "torch " + torch.__version__ + ", accelerate " + accelerate.__version__}))
+`;
+
+function torchVersionOf(python: string): string | undefined {
+  const r = spawnSync(python, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8', timeout: 120_000 });
+  return r.status === 0 ? r.stdout.trim() : undefined;
+}
+
 async function run(cmd: string, args: string[], world: number, batch: number, extra: Record<string, string> = {}): Promise<Result> {
   const port = await findFreePort('127.0.0.1');
   const outs = await Promise.all(
@@ -106,7 +166,8 @@ async function run(cmd: string, args: string[], world: number, batch: number, ex
       { length: world },
       (_, rank) =>
         new Promise<string>((resolve, reject) => {
-          const env = { ...process.env, ...ENV, ...extra, WORLD: String(world), BATCH: String(batch), RANK: String(rank), MASTER_PORT: String(port), STEPS: String(STEPS), WARMUP: String(WARMUP) };
+          // torchrun's variables too, so Accelerator (ours and Python's) joins the group as under a launcher.
+          const env = { ...process.env, ...ENV, ...extra, WORLD: String(world), BATCH: String(batch), RANK: String(rank), LOCAL_RANK: String(rank), WORLD_SIZE: String(world), LOCAL_WORLD_SIZE: String(world), MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), STEPS: String(STEPS), WARMUP: String(WARMUP) };
           const p = spawn(cmd, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
           let so = '';
           let se = '';
@@ -126,23 +187,39 @@ const CONFIGS = [
 ] as const;
 
 async function main(): Promise<void> {
+  // Loading the addon sets OPENBLAS_CORETYPE for this CPU (native.ts); every child inherits it.
+  const torch = await import('@accelerate/backend-libtorch');
+  const mm = (v: string) => v.split('.').slice(0, 2).join('.');
+  const venv = process.env.ACCELERATE_TS_PYTHON ?? (existsSync(join(ROOT, '.venv-py/bin/python')) ? join(ROOT, '.venv-py/bin/python') : undefined);
+  const pythons = [...new Set([process.env.BENCH_PYTHON, venv, '/usr/bin/python3', 'python3'].filter((p): p is string => !!p))].map((p) => ({ python: p, version: torchVersionOf(p) }));
+  const same = pythons.find((p) => p.version && mm(p.version) === mm(torch.version));
+  const withAccelerate = venv && spawnSync(venv, ['-c', 'import accelerate'], { timeout: 120_000 }).status === 0 ? venv : undefined;
+  console.log(`addon: libtorch ${torch.version}; OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? '(unset)'} for every side`);
+  console.log(`Python torch ${same ? `${same.python} (torch ${same.version})` : 'none with the same libtorch: skipped'}; Python Accelerate ${withAccelerate ?? 'not installed: skipped'}`);
+
   const pyFile = join(tmpdir(), `ddp-bench-${process.pid}.py`);
+  const pyAccFile = join(tmpdir(), `ddp-bench-acc-${process.pid}.py`);
   writeFileSync(pyFile, PY);
-  const pyVersion = spawnSync(PYTHON, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8' });
-  const havePython = pyVersion.status === 0;
+  writeFileSync(pyAccFile, PY_ACCELERATE);
   const node: Record<string, Result[]> = {};
   const python: Record<string, Result[]> = {};
+  const nodeAccelerator: Result[] = [];
+  const pythonAccelerate: Result[] = [];
+  const nodeArgs = ['--import', 'tsx', SELF, '--worker'];
   for (let rep = 0; rep < REPS; rep++) {
     for (const c of CONFIGS) {
-      (node[c.name] ??= []).push(await run(process.execPath, ['--import', 'tsx', SELF, '--worker'], c.world, c.batch));
-      if (havePython) (python[c.name] ??= []).push(await run(PYTHON, [pyFile], c.world, c.batch, { GLOO_SOCKET_IFNAME: 'lo' }));
+      (node[c.name] ??= []).push(await run(process.execPath, nodeArgs, c.world, c.batch));
+      if (same) (python[c.name] ??= []).push(await run(same.python, [pyFile], c.world, c.batch, { GLOO_SOCKET_IFNAME: 'lo' }));
     }
+    nodeAccelerator.push(await run(process.execPath, nodeArgs, 2, 64, { MODE: 'accelerator' }));
+    if (withAccelerate) pythonAccelerate.push(await run(withAccelerate, [pyAccFile], 2, 64, { GLOO_SOCKET_IFNAME: 'lo' }));
     process.stderr.write(`rep ${rep + 1}/${REPS} done\n`);
   }
+  const best = (runs: Result[]) => runs.reduce((a, b) => (b.stepsPerSec > a.stepsPerSec ? b : a));
   const summarise = (runs: Record<string, Result[]>) => {
     const out: Record<string, unknown> = {};
     for (const c of CONFIGS) {
-      const bestRun = runs[c.name]!.reduce((a, b) => (b.stepsPerSec > a.stepsPerSec ? b : a));
+      const bestRun = best(runs[c.name]!);
       out[c.name] = { ...roundAll(bestRun), samplesPerSec: round(bestRun.stepsPerSec * c.batch * c.world) };
     }
     const s = (k: string) => (out[k] as { samplesPerSec: number }).samplesPerSec;
@@ -150,17 +227,26 @@ async function main(): Promise<void> {
     out.scalingVs1procSameGlobalBatch = round(s('2proc-ddp-b64') / s('1proc-b128'));
     return out;
   };
+  const nodeAcc = best(nodeAccelerator);
+  const pyAcc = pythonAccelerate.length ? best(pythonAccelerate) : undefined;
+  const ratios: Record<string, number> = { acceleratorVsRawAddon2proc: round(nodeAcc.stepsPerSec / best(node['2proc-ddp-b64']!).stepsPerSec) };
+  if (same) for (const c of CONFIGS) ratios[`addonVsPythonTorch_${c.name}`] = round(best(node[c.name]!).stepsPerSec / best(python[c.name]!).stepsPerSec);
+  if (pyAcc) ratios.acceleratorVsPythonAccelerate2proc = round(nodeAcc.stepsPerSec / pyAcc.stepsPerSec);
   const result = {
-    what: 'MLP 784-512-512-10, AdamW, 1 intra-op thread per process; DDP over gloo on loopback; best of reps',
+    what: 'MLP 784-512-512-10, AdamW, 1 intra-op thread per process; DDP over gloo on loopback; best of reps; ratios > 1 mean Node is faster',
     date: new Date().toISOString(),
     machine: { cpus: cpus().length, model: cpus()[0]?.model, loadavg: loadavg().map(round) },
     steps: STEPS,
     reps: REPS,
-    node: summarise(node),
-    python: havePython ? { torch: pyVersion.stdout.trim(), ...summarise(python) } : null,
+    openblasCoreType: process.env.OPENBLAS_CORETYPE ?? null,
+    ratios,
+    node: { libtorch: torch.version, ...summarise(node), accelerator2procDdpB64: { ...roundAll(nodeAcc), samplesPerSec: round(nodeAcc.stepsPerSec * 128) } },
+    python: same ? { torch: same.version, python: same.python, ...summarise(python) } : null,
+    pythonAccelerate2procDdpB64: pyAcc ? { ...roundAll(pyAcc), samplesPerSec: round(pyAcc.stepsPerSec * 128) } : null,
   };
-  mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
-  writeFileSync(join(ROOT, 'bench/results/ddp.json'), JSON.stringify(result, null, 2) + '\n');
+  const outFile = process.env.BENCH_OUT ?? join(ROOT, 'bench/results/ddp.json');
+  mkdirSync(dirname(outFile), { recursive: true });
+  writeFileSync(outFile, JSON.stringify(result, null, 2) + '\n');
   console.log(JSON.stringify(result, null, 2));
 }
 
