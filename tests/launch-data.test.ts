@@ -44,7 +44,7 @@ describe('prepared loaders across 2 launched processes', () => {
     }
   });
 
-  it('[B15] 22 items, bs 4 (shuffle off/on, batch sampler, sampler with batchSize null): gatherForMetrics yields exactly the 22 ids', () => {
+  it('[B15] 22 items, bs 4 (shuffle off/on, batch sampler, sampler with batchSize null): gatherForMetrics yields exactly the 22 ids, also for a tuple or dict of tensors', () => {
     for (const r of ranks) {
       for (const name of ['plain', 'shuffle', 'batchSampler', 'samplerNoBatchSize']) {
         const ids = r.B15[name] as number[];
@@ -52,6 +52,11 @@ describe('prepared loaders across 2 launched processes', () => {
         expect(new Set(ids).size).toBe(22);
       }
       expect(r.B15.plain).toEqual(range(22));
+      // A tuple or dict of tensors: every tensor trimmed, not the tuple.
+      expect([...(r.B15.tupleFirst as number[])].sort((a, b) => a - b)).toEqual(range(22));
+      expect([...(r.B15.tupleSecond as number[])].sort((a, b) => a - b)).toEqual(range(22).map((i) => 100 + i));
+      expect(r.B15.dictP).toEqual(r.B15.tupleFirst);
+      expect(r.B15.dictR).toEqual(r.B15.tupleSecond);
     }
   });
 

@@ -810,7 +810,9 @@ export class Accelerator {
     if (!this.gradientState.endOfDataloader) return gathered;
     const remainder = this.gradientState.remainder;
     if (remainder <= 0) return gathered;
-    if (Array.isArray(gathered)) return gathered.slice(0, remainder) as D;
+    // Objects were gathered into one flat list; tensors (also a tuple or dict of them,
+    // e.g. `[predictions, references]`) are each cut on dim 0.
+    if (useObject) return (gathered as unknown[]).slice(0, remainder) as D;
     return sliceTensors(gathered, 0, remainder, ops);
   }
 
