@@ -338,6 +338,9 @@ export async function listCheckpoints(projectDir: string): Promise<Array<{ dir: 
 // save
 
 /** `Accelerator.saveState`. @internal */
+/** The mid-window warning is shown once per process. */
+let warnedMidWindow = false;
+
 export async function saveAcceleratorState(host: CheckpointHost, outputDir: string | undefined, options: SaveStateOptions = {}): Promise<string> {
   if (options.safeSerialization === false) {
     throw new Error(
@@ -371,10 +374,11 @@ export async function saveAcceleratorState(host: CheckpointHost, outputDir: stri
         `Save into a folder of its own, e.g. ${join(target, 'checkpoint')}, or use projectConfig { projectDir, automaticCheckpointNaming: true }.`,
     );
   }
-  if (host.isMainProcess && host.accumulationStep % host.accumulationSteps !== 0) {
+  if (host.isMainProcess && host.accumulationStep % host.accumulationSteps !== 0 && !warnedMidWindow) {
+    warnedMidWindow = true; // once per process: a loop that saves every N batches would repeat it each time
     process.emitWarning(
       `saveState is called in the middle of a gradient accumulation window (micro-step ${host.accumulationStep % host.accumulationSteps} of ${host.accumulationSteps}): ` +
-        'the gradients accumulated so far are not saved, so a run resumed from this checkpoint cannot match exactly. Save right after an optimizer step.',
+        'the gradients accumulated so far are not saved, so a run resumed from this checkpoint cannot match exactly. Save when `accelerator.syncGradients` is true (right after an optimizer step). Shown once.',
       'AccelerateWarning',
     );
   }
