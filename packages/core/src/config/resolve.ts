@@ -414,17 +414,21 @@ export function resolveConfig(options: ResolveConfigOptions = {}): ResolvedConfi
   const issues: { source: string; issue: ConfigIssue }[] = [];
 
   let file: LoadedConfigFile | null = null;
+  // `accelerate launch` names its file and provenance to the ranks: it showed the file's warnings already.
+  let fileWarningsShown = false;
   if (typeof options.configFile === 'string') file = loadConfigFile(options.configFile);
   else if (options.configFile) file = options.configFile;
   else if (options.configFile === undefined) {
     const named = env[CONFIG_FILE_ENV_VAR];
-    if (named) file = loadConfigFile(named);
-    else {
+    if (named) {
+      file = loadConfigFile(named);
+      fileWarningsShown = env[PROVENANCE_ENV_VAR] !== undefined;
+    } else {
       const found = findDefaultConfigFile(env);
       if (found) file = loadConfigFile(found);
     }
   }
-  if (file) warnings.push(...file.warnings.map((w) => `${file!.path}: ${w}`));
+  if (file && !fileWarningsShown) warnings.push(...file.warnings.map((w) => `${file!.path}: ${w}`));
   const cluster =
     file && file.config.compute_environment === 'LOCAL_MACHINE' ? (file.config as ClusterConfigFile) : null;
 

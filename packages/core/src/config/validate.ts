@@ -250,6 +250,11 @@ export function validateConfigDict(raw: unknown, source: string, options: Valida
       `legacy key "dynamo_backend: ${showValue(backend)}" moved to "dynamo_config" (run \`accelerate config update\` to rewrite the file)`,
     );
   }
+  if (Object.hasOwn(dict, 'ipex_config')) {
+    // Written by `accelerate config` before 1.0; Python 1.x rejects the whole file for it.
+    delete dict.ipex_config;
+    warnings.push('legacy key "ipex_config" ignored: Accelerate 1.x dropped its Intel Extension for PyTorch settings (run `accelerate config update` to remove it)');
+  }
   for (const [key, spec] of Object.entries(fields)) {
     if (Object.hasOwn(dict, key)) dict[key] = unquotedNo(dict[key], spec);
   }

@@ -165,6 +165,14 @@ describe('defaults and legacy conversions', () => {
     expect(again.config).toEqual(loaded.config);
   });
 
+  it('ignores the ipex_config of pre-1.0 files with a warning (Python 1.x rejects the file)', () => {
+    const p = writeTmp('ipex.yaml', 'distributed_type: MULTI_CPU\nnum_processes: 2\nipex_config:\n  ipex: false\nuse_cpu: true\n');
+    const loaded = loadConfigFile(p);
+    expect(loaded.config).toMatchObject({ distributed_type: 'MULTI_CPU', num_processes: 2, use_cpu: true });
+    expect(loaded.config).not.toHaveProperty('ipex_config');
+    expect(loaded.warnings).toEqual([expect.stringMatching(/^legacy key "ipex_config" ignored: .*accelerate config update/)]);
+  });
+
   it('dynamo_backend: NO becomes an empty dynamo_config; fp16: false means no precision set', () => {
     const { config } = validateConfigDict({ distributed_type: 'NO', dynamo_backend: 'NO', fp16: false }, 'x');
     expect(config.dynamo_config).toEqual({});

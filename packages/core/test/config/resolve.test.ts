@@ -150,6 +150,15 @@ describe('resolveConfig precedence: constructor > launch flag > env > config fil
       'ACCELERATE_MIXED_PRECISON is not an Accelerate variable and is ignored; did you mean ACCELERATE_MIXED_PRECISION?',
     ]);
   });
+
+  it('a launched rank does not repeat the warnings of the file the launcher already read', () => {
+    const p = configFile('distributed_type: NO\nfp16: true\n');
+    const launched = resolveConfig({ env: { ACCELERATE_CONFIG_FILE: p, ACCELERATE_CONFIG_PROVENANCE: encodeProvenanceEnv({}) } });
+    expect(launched.mixedPrecision.value).toBe('fp16');
+    expect(launched.warnings).toEqual([]);
+    // Named by the user (no launcher provenance): warned.
+    expect(resolveConfig({ env: { ACCELERATE_CONFIG_FILE: p } }).warnings).toHaveLength(1);
+  });
 });
 
 describe('which config file takes part', () => {
