@@ -676,7 +676,9 @@ std::shared_ptr<GroupState> GroupStateOf(Napi::Env env, const Napi::Value& v) {
   return st;
 }
 
-// initGroup(host, port, rank, world, timeoutMs, threads) -> Promise<group>
+// initGroup(host, port, rank, world, timeoutMs, threads, agentStorePrefix) -> Promise<group>
+// agentStorePrefix (a string): torchrun's agent already hosts the TCPStore at host:port
+// (TORCHELASTIC_USE_AGENT_STORE), so every rank is a client and works under that prefix.
 static Napi::Value InitGroup(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string host = info[0].ToString().Utf8Value();
@@ -688,15 +690,22 @@ static Napi::Value InitGroup(const Napi::CallbackInfo& info) {
   st->threads = info[5].IsNumber() ? info[5].As<Napi::Number>().Int32Value() : 2;
   const char* diagEnv = std::getenv("ACCELERATE_C10D_DIAG");
   bool diag = !(diagEnv && std::string(diagEnv) == "0");
+  bool agentStore = info.Length() > 6 && info[6].IsString();
+  std::string agentPrefix = agentStore ? info[6].ToString().Utf8Value() : std::string();
   return Run(
       env,
-      [st, host, port, diag]() {
+      [st, host, port, diag, agentStore, agentPrefix]() {
         c10d::TCPStoreOptions o;
         o.port = port;
-        o.isServer = st->rank == 0;
+        o.isServer = !agentStore && st->rank == 0;
         o.numWorkers = static_cast<std::size_t>(st->size);
+        o.waitWorkers = !agentStore;
         o.timeout = st->timeout;
-        st->root = c10::make_intrusive<c10d::TCPStore>(host, o);
+        auto tcp = c10::make_intrusive<c10d::TCPStore>(host, o);
+        if (agentStore)
+          st->root = c10::make_intrusive<c10d::PrefixStore>(agentPrefix, tcp);
+        else
+          st->root = tcp;
         st->store = c10::make_intrusive<c10d::PrefixStore>("accelerate_default/", st->root);
         if (diag) {
           // A second client connection for the reporter thread; diagnosis is best effort.

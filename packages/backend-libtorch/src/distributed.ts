@@ -127,8 +127,13 @@ export class GlooProcessGroup implements ProcessGroup<Tensor> {
    * Rendezvous at `masterAddr:masterPort` (rank 0 hosts the TCPStore) and connect the ranks.
    * `timeoutMs` bounds every collective's wait and the rendezvous (default 30 minutes);
    * `threads` is gloo's worker threads (default {@link DEFAULT_GLOO_THREADS}).
+   *
+   * Under torchrun (torch ≥ 2), the agent process already hosts the TCPStore on the
+   * master port and says so with `TORCHELASTIC_USE_AGENT_STORE=True`: then every rank
+   * joins it as a client, under the key prefix `/worker/attempt_<TORCHELASTIC_RESTART_COUNT>`
+   * as torch.distributed does. `agentStore` overrides what the environment says.
    */
-  static async init(options: ProcessGroupOptions & { threads?: number }): Promise<GlooProcessGroup> {
+  static async init(options: ProcessGroupOptions & { threads?: number; agentStore?: boolean; env?: NodeJS.ProcessEnv }): Promise<GlooProcessGroup> {
     if (options.backend && options.backend !== 'gloo') {
       throw new Error(`backend-libtorch: process group backend '${options.backend}' is not available in this build; use 'gloo'`);
     }
@@ -139,7 +144,10 @@ export class GlooProcessGroup implements ProcessGroup<Tensor> {
     const host = options.masterAddr === 'localhost' ? '127.0.0.1' : options.masterAddr;
     const threads = options.threads ?? DEFAULT_GLOO_THREADS;
     if (!(Number.isInteger(threads) && threads > 0)) throw new RangeError(`GlooProcessGroup.init: threads must be a positive integer, got ${String(options.threads)}`);
-    const g = await c10d.initGroup(host, options.masterPort, options.rank, options.worldSize, Math.round(timeoutMs), threads);
+    const env = options.env ?? process.env;
+    const agentStore = options.agentStore ?? env.TORCHELASTIC_USE_AGENT_STORE === 'True';
+    const agentPrefix = agentStore ? `/worker/attempt_${env.TORCHELASTIC_RESTART_COUNT ?? '0'}` : undefined;
+    const g = await c10d.initGroup(host, options.masterPort, options.rank, options.worldSize, Math.round(timeoutMs), threads, agentPrefix);
     return new GlooProcessGroup(g as DiagGroup, options.rank, options.worldSize, host, 'w', threads);
   }
 

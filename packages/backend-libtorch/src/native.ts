@@ -180,5 +180,5 @@ export interface NativeGroup {
 
 /** c10d entry point (kept apart from NativeAddon so the core addon type stays small). */
 export const c10d = native as unknown as {
-  initGroup(host: string, port: number, rank: number, world: number, timeoutMs: number, threads?: number): Promise<NativeGroup>;
+  initGroup(host: string, port: number, rank: number, world: number, timeoutMs: number, threads?: number, agentStorePrefix?: string): Promise<NativeGroup>;
 };

@@ -447,3 +447,36 @@ describe('numerics through the Accelerator vs Python torch', () => {
     }
   });
 });
+
+describe('setSeed seeds libtorch at once', () => {
+  it('[B24] setSeed(0) before any Accelerator: nn.Linear draws the weights torch.manual_seed(0) gives in Python, and the stream is not restarted by prepare', async () => {
+    await AcceleratorState.resetState();
+    const { setSeed } = await import('@accelerate/core');
+    const draw = () => {
+      const l = new torch.nn.Linear(4, 3);
+      return { w: Array.from(l.weight.dataSync() as Float32Array), b: Array.from(l.bias!.dataSync() as Float32Array) };
+    };
+    setSeed(0);
+    const first = draw();
+    const acc = new Accelerator({ backend: torch.libtorch(), configFile: false, env: {} });
+    await acc.prepare(new torch.nn.Linear(2, 2));
+    const afterPrepare = Array.from(torch.randn([3]).dataSync() as Float32Array);
+    setSeed(0);
+    expect(draw()).toEqual(first);
+    new torch.nn.Linear(2, 2);
+    expect(Array.from(torch.randn([3]).dataSync() as Float32Array)).toEqual(afterPrepare);
+
+    const found = sameTorchPython();
+    if ('reason' in found || !found.sameLibtorch) {
+      console.log(`[accelerator-e2e] Python comparison of setSeed skipped: ${'reason' in found ? found.reason : `no Python torch ${torch.version}`}`);
+      return;
+    }
+    const py = runPython<{ w: number[]; b: number[] }>(
+      found.python,
+      'import json, torch\ntorch.manual_seed(0)\nl = torch.nn.Linear(4, 3)\nprint(json.dumps({"w": l.weight.flatten().tolist(), "b": l.bias.tolist()}))',
+      {},
+    );
+    expect(first.w).toEqual(py.w.map(Math.fround));
+    expect(first.b).toEqual(py.b.map(Math.fround));
+  });
+});

@@ -58,7 +58,11 @@ export {
 } from './checkpoint.js';
 export { TfjsHostProcessGroup, initTfjsProcessGroup, tfjsMultiProcessSupport, GLOO_PACKAGE, type GlooImporter } from './distributed.js';
 
+import { registerSeedHook } from '@accelerate/core';
 import { tfjs as tfjsFactory } from './backend.js';
+import { manualSeed as seedTfjs } from './rng.js';
+// core's setSeed seeds this package's generator at once (Linear's initial weights, dropout).
+registerSeedHook('tfjs', seedTfjs);
 /**
  * Discovery entry: `@accelerate/core` imports installed backend packages on
  * demand and registers this (priority 5: libtorch, at 10, is preferred).

@@ -5,7 +5,7 @@ import { GradientState } from '../../src/state/gradient-state.js';
 import { PartialState, StaleStateError } from '../../src/state/partial-state.js';
 import { DataLoader } from '../../src/data/dataloader.js';
 import { DataLoaderShard } from '../../src/data/loaders.js';
-import { setSeed } from '../../src/accelerator/seed.js';
+import { registerSeedHook, setSeed } from '../../src/accelerator/seed.js';
 import { GradScalerKwargs, DistributedDataParallelKwargs, AutocastKwargs } from '../../src/accelerator/kwargs-handlers.js';
 import type { Plugin } from '../../src/interfaces/plugin.js';
 import {
@@ -361,6 +361,44 @@ describe('single-process collectives and process control', () => {
     const acc = make();
     await acc.ready();
     expect(acc.splitBetweenProcesses(['A', 'B', 'C'])).toEqual(['A', 'B', 'C']);
+  });
+
+  it('[B24] setSeed calls registered backend seed hooks at once (with the launcher rank when deviceSpecific), a late hook gets the last seed, and ready() does not reseed a hooked backend', async () => {
+    await AcceleratorState.resetState();
+    const seen: number[] = [];
+    const removeHooks = [registerSeedHook('reference', (s) => seen.push(s))];
+    try {
+      setSeed(7);
+      expect(seen).toEqual([7]);
+      const prevRank = process.env.RANK;
+      process.env.RANK = '3';
+      process.env.WORLD_SIZE = '4';
+      try {
+        setSeed(7, { deviceSpecific: true });
+      } finally {
+        if (prevRank === undefined) delete process.env.RANK;
+        else process.env.RANK = prevRank;
+        delete process.env.WORLD_SIZE;
+      }
+      expect(seen).toEqual([7, 10]);
+      setSeed(5);
+      const late: number[] = [];
+      removeHooks.push(registerSeedHook('late-backend', (s) => late.push(s)));
+      expect(late).toEqual([5]);
+      const backend = new ReferenceBackend();
+      expect(backend.name).toBe('reference');
+      const reseeded: number[] = [];
+      const original = backend.manualSeed.bind(backend);
+      backend.manualSeed = (s: number) => {
+        reseeded.push(s);
+        original(s);
+      };
+      await make({ backend }).ready();
+      expect(reseeded).toEqual([]); // seeded through its hook already
+      expect(seen).toEqual([7, 10, 5]);
+    } finally {
+      for (const remove of removeHooks) remove();
+    }
   });
 
   it('[B24] setSeed before the Accelerator makes shuffling and model init repeat', async () => {
