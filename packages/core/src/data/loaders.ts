@@ -177,10 +177,21 @@ export abstract class PreparedDataLoader<T = unknown, B = Collated<T>> extends D
     return this.batchSampler instanceof SkipBatchSampler ? this.batchSampler.skipBatches : 0;
   }
 
+  /**
+   * True while a pass runs over an epoch the restored position says is finished:
+   * a position saved after an epoch's last batch reads "epoch e + 1, nothing
+   * consumed", and a loop that keeps its own epoch counter resumes at epoch e
+   * (`setEpoch(e)`, or `skipFirstBatches` over the whole epoch). That pass yields
+   * nothing and leaves the shuffling generators alone, so epoch e + 1 draws the
+   * order the uninterrupted run drew.
+   */
+  protected finishedEpochPass = false;
+
   /** Prepare a pass: resume point, flags, remainder, GradientState registration. */
   protected async beginPass(): Promise<ResumePoint> {
     const pending = this.pendingResume;
     this.pendingResume = null;
+    this.finishedEpochPass = pending !== null && isFinishedEpoch(pending, this.iteration);
     const start = pending && pending.epoch === this.iteration ? pending.start : {};
     await this.onIterationStart?.();
     this.endOfDataloader = false;
@@ -193,8 +204,15 @@ export abstract class PreparedDataLoader<T = unknown, B = Collated<T>> extends D
     }
     this.progress = { steps: this.samplerSkippedSteps, start, completed: false };
     this.gradientState.addDataloader(this);
-    this.setEpoch(this.iteration);
+    if (!this.finishedEpochPass) this.setEpoch(this.iteration);
     return start;
+  }
+
+  /** End a pass over a finished epoch (see {@link finishedEpochPass}): no batches, on to the next epoch. */
+  protected skipFinishedEpoch(): void {
+    this.finishedEpochPass = false;
+    this.iteration++;
+    this.endPass(true);
   }
 
   /** Unregister from GradientState (also on `break`). */
@@ -219,11 +237,11 @@ export abstract class PreparedDataLoader<T = unknown, B = Collated<T>> extends D
   attachSkipView(child: PreparedDataLoader<T, B>): { epoch: number; start: ResumePoint } | null {
     this.skipView = child;
     const pending = this.pendingResume;
-    if (!pending || pending.epoch !== this.iteration) return null;
+    if (!pending || (pending.epoch !== this.iteration && !isFinishedEpoch(pending, this.iteration))) return null;
     this.pendingResume = null;
     child.pendingResume = pending;
-    child.iteration = pending.epoch;
-    child.resumeParent = { loader: this, epoch: pending.epoch };
+    child.iteration = this.iteration;
+    child.resumeParent = { loader: this, epoch: this.iteration };
     return pending;
   }
 
@@ -295,7 +313,10 @@ export abstract class PreparedDataLoader<T = unknown, B = Collated<T>> extends D
    * Restore a position from {@link stateDict}: the next pass (if it is for
    * the saved epoch) continues the same global order at the saved sample,
    * whatever the number of processes now. Call before iterating; a
-   * `setEpoch` to another epoch discards the position.
+   * `setEpoch` to another epoch discards the position, except that a position
+   * saved after the last batch of epoch e (it reads "epoch e + 1, nothing
+   * consumed") makes a pass over epoch e empty, so loops that count epochs
+   * themselves and resume at e continue exactly.
    */
   loadStateDict(state: DataLoaderStateDict): void {
     if (state === null || typeof state !== 'object' || state.version !== 1) {
@@ -442,6 +463,7 @@ export class DataLoaderShard<T = unknown, B = Collated<T>> extends PreparedDataL
   private async *iterate(): AsyncGenerator<B, void, undefined> {
     await this.syncGenerator();
     const start = await this.beginPass();
+    if (this.finishedEpochPass) return this.skipFinishedEpoch();
     let completed = false;
     const inner = this.rawBatches(start);
     try {
@@ -649,6 +671,7 @@ export class DataLoaderDispatcher<T = unknown, B = Collated<T>> extends Prepared
 
   private async *iterate(): AsyncGenerator<B, void, undefined> {
     const start = await this.beginPass();
+    if (this.finishedEpochPass) return this.skipFinishedEpoch();
     const P = this.worldSize;
     const p = this.processIndex;
     const resumed = (start.samples ?? 0) > 0 || (start.batches ?? 0) > 0;
@@ -800,6 +823,12 @@ export function skipFirstBatches<T, B>(loader: DataLoader<T, B>, numBatches = 0)
   }
   if (!(loader instanceof PreparedDataLoader)) return buildSkipped(loader, numBatches);
   const pending = loader.pendingPosition;
+  if (pending !== null && isFinishedEpoch(pending, loader.iteration)) {
+    // The restored position says this epoch is finished: the view is an empty pass, whatever it skips.
+    const out = buildSkipped(loader, 0) as PreparedDataLoader<T, B>;
+    loader.attachSkipView(out);
+    return out;
+  }
   if (pending === null || pending.epoch !== loader.iteration) {
     const out = buildSkipped(loader, numBatches) as PreparedDataLoader<T, B>;
     loader.attachSkipView(out);
@@ -881,4 +910,9 @@ function buildSkipped<T, B>(loader: DataLoader<T, B>, numBatches: number): DataL
   }
   if (byLoader) return new SkipDataLoader<T, B>(ds, { ...batching, ...common, skipBatches: numBatches });
   return new DataLoader<T, B>(ds, { ...common, batchSampler: new SkipBatchSampler(loader.batchSampler!, numBatches) });
+}
+
+/** A restored position at the start of epoch `iteration + 1`: epoch `iteration` is finished. */
+function isFinishedEpoch(pending: { epoch: number; start: ResumePoint }, iteration: number): boolean {
+  return pending.epoch === iteration + 1 && (pending.start.samples ?? 0) === 0 && (pending.start.batches ?? 0) === 0;
 }

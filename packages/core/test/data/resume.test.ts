@@ -3,9 +3,9 @@ import { GradientState } from '../../src/state/gradient-state.js';
 import { HostTensor } from '../../src/tensor/host-tensor.js';
 import { DataLoader } from '../../src/data/dataloader.js';
 import { fromIterable } from '../../src/data/dataset.js';
-import { DataLoaderDispatcher, type DataLoaderStateDict, type PreparedDataLoader } from '../../src/data/loaders.js';
+import { DataLoaderDispatcher, skipFirstBatches, type DataLoaderStateDict, type PreparedDataLoader } from '../../src/data/loaders.js';
 import { prepareDataLoader, type PrepareDataLoaderOptions } from '../../src/data/prepare.js';
-import { Generator, manualSeed, resetDefaultGenerator } from '../../src/data/random.js';
+import { defaultGenerator, Generator, manualSeed, resetDefaultGenerator } from '../../src/data/random.js';
 import { SeedableRandomSampler } from '../../src/data/sampler.js';
 import { createInMemoryTestGroups } from './in-memory-group.js';
 import { gatherForMetrics, range } from './helpers.js';
@@ -236,4 +236,34 @@ describe('exact resume (stateDict / loadStateDict)', () => {
     expect(() => unshuffled.loadStateDict(state!)).toThrow(/SeedableRandomSampler \(seed 7\)/);
     expect(() => unshuffled.loadStateDict({ version: 2 } as never)).toThrow(/version 1/);
   });
+});
+
+describe('a position saved after the last batch of an epoch', () => {
+  /** A plain shuffled loader (RandomSampler over the global data generator), prepared for 1 process. */
+  const plain = () => prepareDataLoader(new DataLoader(range(12), { batchSize: 4, shuffle: true }), {}) as PreparedDataLoader<unknown, unknown>;
+
+  for (const how of ['setEpoch(0) and iterate', 'setEpoch(0) and skipFirstBatches(3)'] as const) {
+    it(`a loop that counts epochs itself resumes at the finished epoch (${how}): that pass is empty and the next epoch draws the uninterrupted order`, async () => {
+      manualSeed(3);
+      const ref = plain();
+      await runUntil(ref);
+      const refEpoch1 = (await runUntil(ref)).batches;
+
+      manualSeed(3);
+      const a = plain();
+      const { state } = await runUntil(a, 2); // the last batch of epoch 0, as a save inside the loop sees it
+      expect(state).toMatchObject({ epoch: 1, samplesConsumed: 0 });
+      const generatorAtSave = defaultGenerator().getState(); // what random_states restores
+
+      resetDefaultGenerator();
+      defaultGenerator().setState(generatorAtSave);
+      const b = plain();
+      b.loadStateDict(state!);
+      b.setEpoch(0);
+      const view = how === 'setEpoch(0) and iterate' ? b : (skipFirstBatches(b, 3) as PreparedDataLoader<unknown, unknown>);
+      expect((await runUntil(view)).batches).toEqual([]);
+      b.setEpoch(1);
+      expect((await runUntil(b)).batches).toEqual(refEpoch1);
+    });
+  }
 });
