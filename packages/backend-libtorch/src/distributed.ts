@@ -147,6 +147,15 @@ export class GlooProcessGroup implements ProcessGroup<Tensor> {
     const env = options.env ?? process.env;
     const agentStore = options.agentStore ?? env.TORCHELASTIC_USE_AGENT_STORE === 'True';
     const agentPrefix = agentStore ? `/worker/attempt_${env.TORCHELASTIC_RESTART_COUNT ?? '0'}` : undefined;
+    if (agentStore && Number(native.torchVersion.split('.')[0]) < 2) {
+      // torch 2's store server expects a handshake 1.x clients do not send: it would hang or drop the connection.
+      throw new Error(
+        `GlooProcessGroup.init: torchrun hosts the rendezvous store in its agent (TORCHELASTIC_USE_AGENT_STORE=True, a torch 2.x torchrun), ` +
+          `and this addon's libtorch ${native.torchVersion} cannot talk to a torch 2 store. Build the addon against the torch torchrun comes from ` +
+          `(LIBTORCH="$(python -c 'import torch, os; print(os.path.dirname(torch.__file__))')" npm rebuild @accelerate/backend-libtorch), ` +
+          `or start the ranks with \`accelerate launch\`.`,
+      );
+    }
     const g = await c10d.initGroup(host, options.masterPort, options.rank, options.worldSize, Math.round(timeoutMs), threads, agentPrefix);
     return new GlooProcessGroup(g as DiagGroup, options.rank, options.worldSize, host, 'w', threads);
   }
