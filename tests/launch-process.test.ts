@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { findFreePortForTests, cleanEnv, fixture, isAlive, rankResults, range, ROOT, runAccelerate, startAccelerate, waitGone } from './helpers.js';
+import { BIN, findFreePortForTests, cleanEnv, fixture, isAlive, rankResults, range, ROOT, runAccelerate, startAccelerate, waitGone } from './helpers.js';
 import { describe, expect, it } from 'vitest';
 
 const common = ['--num_machines', '1', '--mixed_precision', 'no'];
@@ -56,6 +56,30 @@ describe('failures and signals', () => {
     await run.done;
     expect(await waitGone(pids, 10_000)).toEqual([]);
   }, 40_000);
+});
+
+describe('a parent between the user and launch (npx)', () => {
+  it('when the parent goes away without passing SIGTERM on (as npm exec does), launch stops its ranks and exits; no process survives', async () => {
+    // The middle process stands in for npx: it starts launch and dies on SIGTERM without forwarding it.
+    const args = ['launch', '--num_processes', '2', ...common, fixture('spawn-and-wait.ts')];
+    const middle = spawn(
+      process.execPath,
+      ['-e', `const c = require('node:child_process').spawn(process.execPath, ${JSON.stringify([BIN, ...args])}, { stdio: 'inherit' }); console.log('LAUNCH_PID ' + c.pid); setInterval(() => {}, 1000);`],
+      { cwd: ROOT, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stdout = '';
+    let stderr = '';
+    middle.stdout!.on('data', (d) => (stdout += d));
+    middle.stderr!.on('data', (d) => (stderr += d));
+    const deadline = Date.now() + 40_000;
+    while (rankResults(stdout).filter(Boolean).length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    const launchPid = Number(/LAUNCH_PID (\d+)/.exec(stdout)?.[1]);
+    const pids = rankResults(stdout).flatMap((r: { pid: number; grandchild: number }) => [r.pid, r.grandchild]);
+    expect(pids, stdout + stderr).toHaveLength(4);
+    middle.kill('SIGTERM');
+    expect(await waitGone([launchPid, ...pids], 10_000)).toEqual([]);
+    expect(stderr).toMatch(/accelerate launch: the parent process \(pid \d+, e\.g\. npx\) is gone, stopping 2 rank\(s\)/);
+  }, 60_000);
 });
 
 describe('joining from several machines and from other launchers', () => {

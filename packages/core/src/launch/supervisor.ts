@@ -208,6 +208,19 @@ export function superviseRanks(specs: readonly RankProcessSpec[], options: Super
     };
     const forward = options.forwardSignals ?? true;
     if (forward) for (const s of FORWARDED) process.on(s, onSignal);
+    // `npx accelerate launch` puts npm between the user and this process, and npm does not pass
+    // SIGTERM on: when the parent goes away, stop the ranks as if the signal had arrived.
+    const parent = process.ppid;
+    const parentWatch =
+      forward && parent > 1
+        ? setInterval(() => {
+            if (process.ppid === parent || interrupted || stopping) return;
+            interrupted = 'SIGTERM';
+            writeErr(`${label}: the parent process (pid ${parent}, e.g. npx) is gone, stopping ${running.filter((r) => !r.exited).length} rank(s)\n`);
+            stopAll('SIGTERM');
+          }, 500)
+        : undefined;
+    parentWatch?.unref();
 
     for (const spec of specs) {
       const stdio: ('ignore' | 'pipe' | 'ipc')[] = ['ignore', 'pipe', 'pipe'];
@@ -323,6 +336,7 @@ export function superviseRanks(specs: readonly RankProcessSpec[], options: Super
       // Log files are complete (flushed and closed) when the launch returns, so callers can read them at once.
       await Promise.all(running.flatMap((r) => r.logs.map((l) => new Promise<void>((done) => (l.closed ? done() : l.end(() => done()))))));
       if (forward) for (const s of FORWARDED) process.off(s, onSignal);
+      clearInterval(parentWatch);
       const ranks = running.map((r) => r.outcome!).sort((a, b) => a.rank - b.rank);
       const ok = !failed && !interrupted && ranks.every((o) => o.exitCode === 0);
       let exitCode = 0;
