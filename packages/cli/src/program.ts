@@ -15,6 +15,7 @@ import { Command, CommanderError, type Option } from 'commander';
 import { registerConfigCommand } from './commands/config.js';
 import { registerEnvCommand } from './commands/env.js';
 import { registerEstimateMemoryCommand } from './commands/estimate-memory.js';
+import { registerCheckpointCommand } from './commands/checkpoint.js';
 import { registerLaunchCommand } from './commands/launch.js';
 import { registerTestCommand } from './commands/test.js';
 import { registerTrackingCommands } from './commands/tracking.js';
@@ -24,7 +25,7 @@ import { CliError, processContext, type CliContext } from './context.js';
 export type RegisterCommand = (program: Command, ctx: CliContext) => void;
 
 /** The commands of `accelerate`, in help order. */
-export const COMMANDS: RegisterCommand[] = [registerConfigCommand, registerEnvCommand, registerLaunchCommand, registerTestCommand, registerTrackingCommands, registerEstimateMemoryCommand];
+export const COMMANDS: RegisterCommand[] = [registerConfigCommand, registerEnvCommand, registerLaunchCommand, registerTestCommand, registerTrackingCommands, registerEstimateMemoryCommand, registerCheckpointCommand];
 
 const passThrough = new WeakSet<Command>();
 
