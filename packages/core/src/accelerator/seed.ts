@@ -5,9 +5,8 @@
  */
 import type { Backend } from '../interfaces/backend.js';
 import { manualSeed as seedDataGenerator } from '../data/random.js';
-import { PartialState } from '../state/partial-state.js';
-
 import { detectWorld } from '../state/environment.js';
+import { PartialState } from '../state/partial-state.js';
 
 let pending: { seed: number; deviceSpecific: boolean; hooked: ReadonlySet<string> } | undefined;
 let last: { seed: number; deviceSpecific: boolean } | undefined;

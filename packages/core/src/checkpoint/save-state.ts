@@ -337,10 +337,10 @@ export async function listCheckpoints(projectDir: string): Promise<Array<{ dir: 
 // ---------------------------------------------------------------------------
 // save
 
-/** `Accelerator.saveState`. @internal */
 /** The mid-window warning is shown once per process. */
 let warnedMidWindow = false;
 
+/** `Accelerator.saveState`. @internal */
 export async function saveAcceleratorState(host: CheckpointHost, outputDir: string | undefined, options: SaveStateOptions = {}): Promise<string> {
   if (options.safeSerialization === false) {
     throw new Error(
