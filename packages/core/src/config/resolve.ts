@@ -423,10 +423,12 @@ export function resolveConfig(options: ResolveConfigOptions = {}): ResolvedConfi
     if (named) {
       file = loadConfigFile(named);
       fileWarningsShown = env[PROVENANCE_ENV_VAR] !== undefined;
-    } else {
+    } else if (env[PROVENANCE_ENV_VAR] === undefined) {
       const found = findDefaultConfigFile(env);
       if (found) file = loadConfigFile(found);
     }
+    // Else `accelerate launch` started this rank and chose to use no file (e.g. `--cpu`,
+    // which skips the default file as Python's does): the rank follows that choice.
   }
   if (file && !fileWarningsShown) warnings.push(...file.warnings.map((w) => `${file!.path}: ${w}`));
   const cluster =

@@ -179,6 +179,11 @@ describe('which config file takes part', () => {
     expect(resolveConfig({ env: { HF_HOME: join(dir, 'empty') } }).configFile).toBeNull();
     const loaded = loadConfigFile(other);
     expect(resolveConfig({ env: {}, configFile: loaded }).configFile).toBe(loaded);
+    // A rank `accelerate launch` started without a file (e.g. --cpu skips the default one, as Python's does)
+    // does not read the default file behind the launcher's back.
+    const launchedWithout = resolveConfig({ env: { HF_HOME: hf, ACCELERATE_CONFIG_PROVENANCE: encodeProvenanceEnv({}) } });
+    expect(launchedWithout.configFile).toBeNull();
+    expect(launchedWithout.mixedPrecision.source).toBe('default');
   });
 });
 
