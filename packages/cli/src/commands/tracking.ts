@@ -52,7 +52,11 @@ export function registerTrackingCommands(program: Command, ctx: CliContext): voi
     .command('dashboard')
     .description('Serve a live local dashboard (127.0.0.1 only) of the runs under a logging directory.')
     .argument('[logdir]', 'Folder with JSONL event streams', '.')
-    .option('--port <port>', 'Port (default: a free one)', (v) => Number(v))
+    .option('--port <port>', 'Port (default: a free one)', (v) => {
+      const port = Number(v);
+      if (!Number.isInteger(port) || port < 0 || port > 65535) throw new CliError(`--port must be a whole number from 0 to 65535, got ${JSON.stringify(v)}.`);
+      return port;
+    })
     .action(async (logdir: string, opts: { port?: number }) => {
       const close = await runDashboard(ctx, logdir, opts);
       await new Promise<void>((resolve) => {

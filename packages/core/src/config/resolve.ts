@@ -398,9 +398,11 @@ const USE_FLAG_TYPES = [
  * `ACCELERATE_USE_CPU=maybe`) throw a {@link ConfigError} naming the variable,
  * even when a higher source wins, because they are mistakes either way.
  *
- * A config file only takes part when `configFile` is given; `accelerate
- * launch` normally turns the file into environment variables for the child
- * (and {@link PROVENANCE_ENV_VAR} keeps the original source visible).
+ * The config file is `configFile` when given (`false`: none), else the file
+ * `ACCELERATE_CONFIG_FILE` names, else the default file under `HF_HOME` —
+ * except in a rank `accelerate launch` started without a file, which reads
+ * none. The launcher also turns the file into environment variables for its
+ * ranks ({@link PROVENANCE_ENV_VAR} keeps the original source visible).
  *
  * `distributedType` is derived too: an explicit `distributedType`, else a
  * `use*` flag set by a constructor/launch flag/env (DeepSpeed before FSDP

@@ -31,7 +31,7 @@ export interface Tracker {
   readonly requiresLoggingDirectory: boolean;
   /** When true (the default for most trackers) only the main process calls it. */
   readonly mainProcessOnly: boolean;
-  /** The underlying client object (`getTracker(name, { unwrap: true })`), when there is one. */
+  /** The underlying client object (`accelerator.trackerHub.getTracker(name, { unwrap: true })`), when there is one. */
   readonly tracker?: unknown;
   /** Lazy initialisation, called by `initTrackers`. */
   start?(): void | Promise<void>;
