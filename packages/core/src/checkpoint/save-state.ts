@@ -357,6 +357,17 @@ export async function saveAcceleratorState(host: CheckpointHost, outputDir: stri
           'Set accelerator.projectConfiguration.iteration to the next free number (loadState() of the latest checkpoint does it for you), or remove the folder.',
       );
     }
+    // Checkpoints numbered from this iteration up belong to an earlier run: saving below them would
+    // make totalLimit prune the new checkpoint first (they sort after it). Refuse before writing.
+    const later = (await listCheckpoints(pc.projectDir!)).filter((c) => c.iteration >= pc.iteration);
+    if (later.length > 0) {
+      const next = later[later.length - 1]!.iteration + 1;
+      throw new Error(
+        `saveState: ${resolve(pc.projectDir!, 'checkpoints')} already holds ${later.map((c) => `checkpoint_${c.iteration}`).join(', ')} from an earlier run, ` +
+          `and this run would save checkpoint_${pc.iteration}. Resume with loadState() (it continues the numbering), ` +
+          `or set accelerator.projectConfiguration.iteration = ${next} to keep counting after them, or use another projectDir.`,
+      );
+    }
   } else {
     if (outputDir === undefined || outputDir === '') {
       throw new Error('saveState: pass an outputDir, or construct the Accelerator with projectConfig { projectDir, automaticCheckpointNaming: true }.');
@@ -501,8 +512,9 @@ export async function saveAcceleratorState(host: CheckpointHost, outputDir: stri
       await writeFileDurable(join(temp, MANIFEST_NAME), JSON.stringify(manifest, null, 2) + '\n');
       await commitCheckpointDir(temp, target, mainPid);
       if (pc.automaticCheckpointNaming && pc.totalLimit !== undefined) {
-        const all = await listCheckpoints(pc.projectDir!);
-        for (const old of all.slice(0, Math.max(0, all.length - pc.totalLimit))) await fsp.rm(old.dir, { recursive: true, force: true });
+        // Oldest first; never the folder just written.
+        const all = (await listCheckpoints(pc.projectDir!)).filter((c) => resolve(c.dir) !== target);
+        for (const old of all.slice(0, Math.max(0, all.length + 1 - pc.totalLimit))) await fsp.rm(old.dir, { recursive: true, force: true });
       }
     });
   } catch (err) {

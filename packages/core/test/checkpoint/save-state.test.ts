@@ -216,6 +216,19 @@ describe('ProjectConfiguration: automatic naming, totalLimit, iteration', () => 
     expect(readdirSync(join(p1, 'checkpoints'))).toEqual(['checkpoint_1']);
     one.projectConfiguration.iteration = 1;
     await expect(one.saveState()).rejects.toThrow(/checkpoint_1 \(iteration 1\) already exists.*iteration/);
+
+    // A new run in the same projectDir (not resumed) would save checkpoint_0 below the old ones, and
+    // totalLimit would prune it at once: refused before anything is written, with the ways out.
+    await AcceleratorState.resetState();
+    const rerun = make({ projectConfig: { projectDir: project, automaticCheckpointNaming: true, totalLimit: 2 } });
+    await rerun.prepare(new RegressionModel());
+    await expect(rerun.saveState()).rejects.toThrow(
+      /already holds checkpoint_9, checkpoint_10 from an earlier run, and this run would save checkpoint_0\. Resume with loadState\(\).*iteration = 11/,
+    );
+    expect(readdirSync(join(project, 'checkpoints')).sort()).toEqual(['checkpoint_10', 'checkpoint_9']);
+    rerun.projectConfiguration.iteration = 11;
+    expect(await rerun.saveState()).toBe(join(project, 'checkpoints', 'checkpoint_11'));
+    expect(readdirSync(join(project, 'checkpoints')).sort()).toEqual(['checkpoint_10', 'checkpoint_11']);
   });
 
   it('[B42] save, train, save, train, loadState() loads the newest checkpoint and moves iteration past it', async () => {
