@@ -235,7 +235,8 @@ const PARALLELISM_CONFIG: Record<string, ConfigFieldSpec> = {
 
 const MPIRUN_CONFIG: Record<string, ConfigFieldSpec> = {
   mpirun_hostfile: { type: 'string', description: 'Hostfile passed to mpirun for multi-CPU training.' },
-  mpirun_ccl: { type: 'integer', legacy: true, description: 'oneCCL worker count (older Accelerate versions).' },
+  // Python's questionnaire wrote the count as a string ('1'); both forms appear in real files.
+  mpirun_ccl: { type: ['integer', 'string'], legacy: true, description: 'oneCCL worker count (older Accelerate versions).' },
 };
 
 const DYNAMO_CONFIG: Record<string, ConfigFieldSpec> = {

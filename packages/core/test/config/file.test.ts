@@ -173,6 +173,13 @@ describe('defaults and legacy conversions', () => {
     expect(loaded.warnings).toEqual([expect.stringMatching(/^legacy key "ipex_config" ignored: .*accelerate config update/)]);
   });
 
+  it("reads mpirun_config as Python's questionnaire wrote it (mpirun_ccl as a quoted string) and as an integer", () => {
+    for (const ccl of ["'1'", '1']) {
+      const p = writeTmp(`mpirun-${ccl.length}.yaml`, `distributed_type: MULTI_CPU\nnum_processes: 2\nmpirun_config:\n  mpirun_ccl: ${ccl}\n  mpirun_hostfile: null\n`);
+      expect(loadConfigFile(p).config).toMatchObject({ distributed_type: 'MULTI_CPU', mpirun_config: { mpirun_ccl: ccl === '1' ? 1 : '1' } });
+    }
+  });
+
   it('dynamo_backend: NO becomes an empty dynamo_config; fp16: false means no precision set', () => {
     const { config } = validateConfigDict({ distributed_type: 'NO', dynamo_backend: 'NO', fp16: false }, 'x');
     expect(config.dynamo_config).toEqual({});
