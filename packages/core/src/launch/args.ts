@@ -361,7 +361,7 @@ export function resolveLaunchArgs(args: LaunchArgs, options: ResolveLaunchOption
   const numProcesses = values.num_processes as number;
   const numMachines = values.num_machines as number;
   const machineRank = values.machine_rank as number;
-  if (numProcesses === -1) {
+  if (numProcesses === -1 && origins.num_processes?.source === 'config file') {
     throw new LaunchError(
       `${file ? file.path : 'The config file'} has num_processes -1 (decide at launch time): pass --num_processes with the total number of processes.`,
     );

@@ -26,6 +26,8 @@ describe('launch flag validation (before anything is spawned)', () => {
   });
 
   it('machine rank, machine count, divisibility, address and port are checked, naming flag and value', () => {
+    // -1 typed on the command line is the flag's fault, not a config file's.
+    expect(() => resolve({ numProcesses: -1 })).toThrow(/^--num_processes is -1; it must be at least 1/);
     expect(() => resolve({ numProcesses: 4, numMachines: 2, machineRank: 2, mainProcessIp: '10.0.0.1' })).toThrow(
       /--machine_rank is 2, but with 2 machines it must be 0..1/,
     );
