@@ -153,7 +153,8 @@ export class GlooProcessGroup implements ProcessGroup<Tensor> {
         `GlooProcessGroup.init: torchrun hosts the rendezvous store in its agent (TORCHELASTIC_USE_AGENT_STORE=True, a torch 2.x torchrun), ` +
           `and this addon's libtorch ${native.torchVersion} cannot talk to a torch 2 store. Build the addon against the torch torchrun comes from ` +
           `(LIBTORCH="$(python -c 'import torch, os; print(os.path.dirname(torch.__file__))')" npm rebuild @accelerate/backend-libtorch), ` +
-          `or start the ranks with \`accelerate launch\`.`,
+          `or start the ranks with \`accelerate launch\`, or keep this build and run ` +
+          `\`TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 torchrun --standalone …\` (several machines: --rdzv-backend c10d --rdzv-endpoint host:port), which leaves the store to rank 0.`,
       );
     }
     const g = await c10d.initGroup(host, options.masterPort, options.rank, options.worldSize, Math.round(timeoutMs), threads, agentPrefix);

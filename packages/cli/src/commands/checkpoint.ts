@@ -26,7 +26,7 @@ try:
     import torch
     from safetensors.torch import load_file
 except ImportError as e:
-    print(json.dumps({"error": f"this Python lacks torch or safetensors ({e}); pip install torch safetensors"}))
+    print(json.dumps({"error": f"{sys.executable} lacks torch or safetensors ({e}); pip install torch safetensors there, or pass --python /path/to/python (or set PYTHON)"}))
     sys.exit(2)
 
 src, out = sys.argv[1], sys.argv[2]
