@@ -33,6 +33,12 @@ import { engine, tf } from './tf.js';
 const store = new Map<tf.Variable, tf.Tensor>();
 let recordingOpen = false;
 let warnedLongTape = false;
+/**
+ * Gradient depths saved by the active {@link noGrad} calls, outermost first.
+ * A tape started or ended inside noGrad must adjust the depth noGrad restores,
+ * or tfjs's `gradientDepth` ends off by one (−1 breaks every later `minimize`).
+ */
+const noGradSaved: number[] = [];
 
 /** Tape nodes after which a warning suggests `noGrad` / `model.eval()`. */
 export const LONG_TAPE_WARNING = 200_000;
@@ -89,6 +95,8 @@ export function startRecording(): void {
     }
     return;
   }
+  // Inside noGrad nothing may be recorded (gradientDepth is 0 only because noGrad zeroed it).
+  if (noGradSaved.length > 0) return;
   if (e.state.gradientDepth > 0) return;
   e.startTape();
   recordingOpen = true;
@@ -98,9 +106,15 @@ export function startRecording(): void {
 export function discardRecording(): void {
   if (!recordingOpen) return;
   const e = engine();
-  e.endTape();
   recordingOpen = false;
-  if (e.state.gradientDepth === 0 && e.state.activeTape) {
+  if (noGradSaved.length > 0) {
+    // The tape's depth is held by the outermost noGrad, which restores it on exit: close it there.
+    noGradSaved[0]--;
+    if (noGradSaved[0] > 0 || !e.state.activeTape) return;
+  } else {
+    e.endTape();
+  }
+  if ((noGradSaved.length > 0 || e.state.gradientDepth === 0) && e.state.activeTape) {
     for (const node of e.state.activeTape) for (const t of node.saved ?? []) t.dispose();
     e.state.activeTape = null;
   }
@@ -109,12 +123,14 @@ export function discardRecording(): void {
 /** Run `fn` (synchronous) without recording gradients, like `torch.no_grad()`. */
 export function noGrad<R>(fn: () => R): R {
   const st = engine().state;
-  const depth = st.gradientDepth;
+  noGradSaved.push(st.gradientDepth);
   st.gradientDepth = 0;
   try {
     return fn();
   } finally {
-    st.gradientDepth = depth;
+    // Restored even when fn throws; a tape ended inside fn lowered the saved depth. Nested
+    // noGrads saved 0 and leave the depth at 0 for the outer one.
+    st.gradientDepth = noGradSaved.pop()!;
   }
 }
 

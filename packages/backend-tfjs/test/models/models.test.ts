@@ -84,6 +84,35 @@ describe('TfjsModule', () => {
     expect(isRecording()).toBe(false);
   });
 
+  it('noGrad around a training-mode forward leaves tfjs gradient state intact (even on throw): a later plain minimize works', () => {
+    const m = new Block();
+    discardRecording();
+    m.train();
+    const depth = () => (tf.engine() as unknown as { state: { gradientDepth: number } }).state.gradientDepth;
+    noGrad(() => m.forward(tf.ones([1, 3])).dispose());
+    expect(isRecording()).toBe(false);
+    expect(depth()).toBe(0);
+    expect(() =>
+      noGrad(() => {
+        m.forward(tf.ones([1, 3])).dispose();
+        throw new Error('boom');
+      }),
+    ).toThrow('boom');
+    expect(depth()).toBe(0);
+    // A tape opened before noGrad and closed inside it.
+    startRecording();
+    noGrad(() => discardRecording());
+    expect(depth()).toBe(0);
+    sgd(m, 0.1).zeroGrad();
+    expect(depth()).toBe(0);
+    // Plain tfjs afterwards: minimize must still see its variables.
+    const w = tf.variable(tf.scalar(3));
+    const loss = tf.train.sgd(0.1).minimize(() => w.square() as tf.Scalar, true)!;
+    expect(loss.dataSync()[0]).toBeCloseTo(9);
+    expect(w.dataSync()[0]).toBeCloseTo(2.4);
+    w.dispose();
+  });
+
   it('a non-float32 trainable parameter is refused', () => {
     class Bad extends TfjsModule {
       p = this.param('p', tf.tensor([1, 2], [2], 'int32'));
