@@ -93,8 +93,13 @@ const HOW_TO =
  * choice. OpenBLAS picks its kernels from the CPU model at load time, and releases
  * older than the CPU (Debian bookworm's 0.3.21 on Sapphire/Emerald Rapids, model 207)
  * fall back to their SSE3 "Prescott" kernels: an MLP step of Debian's libtorch ran
- * 16.4 ms instead of 5.2 ms here. Naming the kernel set from the CPU's feature flags
+ * 16.4 ms instead of 5.2 ms here. Naming a kernel set from the CPU's feature flags
  * avoids that; only libtorch builds that use OpenBLAS (Debian's) read it.
+ *
+ * The choice is the safe one, `Haswell` (AVX2 + FMA), also on AVX-512 CPUs: some
+ * OpenBLAS builds compute wrong results or crash with their SkylakeX kernels on some
+ * processors, which is why such machines are often set to Haswell. A user who has
+ * measured SkylakeX right on their CPU names it: `OPENBLAS_CORETYPE=SkylakeX`.
  * An explicit OPENBLAS_CORETYPE wins; ACCELERATE_OPENBLAS_CORETYPE=0 turns this off.
  * @internal
  */
@@ -112,7 +117,6 @@ export function openblasCoreType(env: NodeJS.ProcessEnv = process.env, cpuinfo?:
   const line = /^flags\s*:(.*)$/m.exec(info)?.[1];
   if (!line) return undefined;
   const flags = new Set(line.trim().split(/\s+/));
-  if (['avx512f', 'avx512cd', 'avx512bw', 'avx512dq', 'avx512vl'].every((f) => flags.has(f))) return 'SkylakeX';
   if (['avx2', 'fma'].every((f) => flags.has(f))) return 'Haswell';
   return undefined;
 }
