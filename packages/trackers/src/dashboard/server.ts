@@ -9,6 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { join, relative, resolve, sep } from 'node:path';
 import { parseEventLog, sanitizeLogValues, type TrackerEvent } from '@accelerate/core';
 import { flattenGroups } from '../base.js';
@@ -65,7 +66,9 @@ export function listRuns(logdir: string): DashboardRun[] {
         const m = RANK_FILE.exec(e.name);
         if (!m) continue;
         const rel = relative(root, join(dir, m[1])).split(sep).join('/');
-        const st = statSync(full);
+        // A file can vanish between readdir and stat (a run being cleaned up): skip it, don't throw.
+        const st = statSync(full, { throwIfNoEntry: false });
+        if (!st) continue;
         let run = groups.get(rel);
         if (!run) {
           const folder = relative(root, dir).split(sep).join('/') || '.';
@@ -139,6 +142,19 @@ class Tail {
   }
 }
 
+/**
+ * The request target as a URL, or undefined when it is not a plain origin-form path
+ * (`/path?query`): absolute forms (`http://[`), `*` and garbage get a 400 rather than a throw.
+ */
+function parseTarget(target: string | undefined): URL | undefined {
+  if (!target || !target.startsWith('/') || target.startsWith('//')) return undefined;
+  try {
+    return new URL(target, 'http://127.0.0.1');
+  } catch {
+    return undefined;
+  }
+}
+
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1']);
 
 /** Serve the dashboard for `logdir` on the loopback interface. */
@@ -161,7 +177,11 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
       res.writeHead(403, { 'Content-Type': 'text/plain' }).end('forbidden host\n');
       return;
     }
-    const url = new URL(req.url ?? '/', `http://${req.headers.host}`);
+    const url = parseTarget(req.url);
+    if (!url) {
+      res.writeHead(400, { 'Content-Type': 'text/plain', Connection: 'close' }).end('bad request target\n');
+      return;
+    }
     if (req.method !== 'GET') {
       res.writeHead(405, { Allow: 'GET' }).end();
       return;
@@ -193,6 +213,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
       streams.add(res);
       const tails = new Map(run.files.map((f) => [f.path, new Tail(f.path)]));
       const pump = () => {
+        if (res.destroyed || res.writableEnded) return;
         // Rank files that appear later join the stream.
         for (const f of listRuns(logdir).find((r) => r.id === id)?.files ?? []) if (!tails.has(f.path)) tails.set(f.path, new Tail(f.path));
         const out: WireEvent[] = [];
@@ -204,7 +225,15 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
       };
       pump();
       res.write(`event: ready\ndata: {}\n\n`);
-      const timer = setInterval(pump, pollMs);
+      // A timer callback that throws would crash the process (and a training run under `launch --dashboard`): end this stream instead.
+      const timer = setInterval(() => {
+        try {
+          pump();
+        } catch {
+          stop();
+          res.destroy();
+        }
+      }, pollMs);
       timers.add(timer);
       const stop = () => {
         clearInterval(timer);
@@ -217,7 +246,24 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found\n');
   };
 
-  const server = createServer(handle);
+  // No request, however malformed, may take the process down: a handler error ends that one response.
+  const safeHandle = (req: IncomingMessage, res: ServerResponse) => {
+    res.on('error', () => res.destroy());
+    try {
+      handle(req, res);
+    } catch {
+      if (!res.headersSent) res.writeHead(500, { 'Content-Type': 'text/plain', Connection: 'close' }).end('internal error\n');
+      else res.destroy();
+    }
+  };
+  const server = createServer(safeHandle);
+  // Requests Node's parser rejects (bad request line, header, size): answer 400 when the socket can still take it, else drop it.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
+    // Only when nothing was sent yet on this connection, so a 400 never lands inside another response.
+    if (socket.writable && (socket as Socket).bytesWritten === 0) socket.write(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    socket.destroy();
+  });
   await new Promise<void>((ok, fail) => {
     server.once('error', fail);
     server.listen(options.port ?? 0, host, () => ok());
