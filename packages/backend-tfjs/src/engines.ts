@@ -95,7 +95,7 @@ function loadEngine(engineName: TfjsEngine): Promise<TfjsEngineStatus> {
       }
       const version = packageVersion(pkg);
       try {
-        if (engineName === 'wasm') await import('@tensorflow/tfjs-backend-wasm');
+        if (engineName === 'wasm') await withoutGlueListeners(() => import('@tensorflow/tfjs-backend-wasm'));
         else require(pkg); // CommonJS packages; loading registers the `tensorflow` backend
       } catch (e) {
         return { ...base, version, state: 'broken', reason: `${pkg} is installed but failed to load: ${firstLine(e)}` };
@@ -117,6 +117,27 @@ function loadEngine(engineName: TfjsEngine): Promise<TfjsEngineStatus> {
   return p;
 }
 
+const PROCESS_EVENTS = ['uncaughtException', 'unhandledRejection'] as const;
+
+/**
+ * Run `fn` and then remove the process 'uncaughtException' / 'unhandledRejection'
+ * listeners added meanwhile. The wasm backend's emscripten glue installs listeners
+ * that rethrow from inside itself, so any later uncaught error in the user's program
+ * printed ~39 KB of minified glue source and exited with code 7 instead of Node's
+ * normal short stack and code 1. (The glue tries to remove them itself, but its
+ * filter is wrong.)
+ */
+async function withoutGlueListeners<R>(fn: () => Promise<R>): Promise<R> {
+  const before = Object.fromEntries(PROCESS_EVENTS.map((ev) => [ev, new Set(process.listeners(ev))])) as Record<(typeof PROCESS_EVENTS)[number], Set<unknown>>;
+  try {
+    return await fn();
+  } finally {
+    for (const ev of PROCESS_EVENTS) {
+      for (const l of process.listeners(ev)) if (!before[ev].has(l)) process.removeListener(ev, l as (...args: unknown[]) => void);
+    }
+  }
+}
+
 function firstLine(e: unknown): string {
   return String((e as Error)?.message ?? e).split('\n')[0];
 }
@@ -136,7 +157,8 @@ async function activate(engineName: TfjsEngine): Promise<string | undefined> {
   const name = status.tfBackend;
   let ok: boolean;
   try {
-    ok = await tf.setBackend(name);
+    // Initialising the wasm backend runs the emscripten glue, which adds the listeners.
+    ok = await withoutGlueListeners(() => tf.setBackend(name));
   } catch (e) {
     return `tf.setBackend('${name}') threw: ${firstLine(e)}`;
   }

@@ -139,3 +139,24 @@ describe('optional tfjs-node peers (child processes)', () => {
     expect(auto.stderr).toContain('falling back to the pure-JavaScript cpu engine');
   });
 });
+
+describe('uncaught errors after the wasm engine is ready (child processes)', () => {
+  // The emscripten glue's own process listeners rethrew every uncaught error from inside the
+  // glue: ~39 KB of minified source on stderr and exit code 7 instead of a short stack and 1.
+  const run = (body: string) =>
+    spawnSync(
+      process.execPath,
+      ['--import', 'tsx', '--input-type=module', '-e', `const api = await import(${JSON.stringify(SRC)}); await api.TfjsBackend.create({ engine: 'wasm' }); ${body}`],
+      { env: { ...process.env, NODE_PATH: ROOT_MODULES }, encoding: 'utf8', timeout: 60_000 },
+    );
+  it.each([
+    ['a thrown error', `setTimeout(() => { throw new Error('user-bug-42'); }, 0);`],
+    ['an unhandled rejection', `Promise.reject(new Error('user-bug-42'));`],
+  ])('%s exits 1 with a normal short stack, no emscripten dump', (_name, body) => {
+    const r = run(body);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('Error: user-bug-42');
+    expect(r.stderr.length).toBeLessThan(4000);
+    expect(r.stderr).not.toMatch(/ExitStatus|WasmBackendModule|GROWABLE_HEAP/);
+  });
+});
