@@ -40,11 +40,15 @@ export function scalarValue(tag: string, value: number): ProtoWriter {
   return new ProtoWriter().string(1, tag).float(2, value);
 }
 
-/** A text-plugin summary value: a 1-element DT_STRING tensor. */
+/**
+ * A text-plugin summary value: a 1-element DT_STRING tensor, tagged `<tag>/text_summary`
+ * as PyTorch's `SummaryWriter.add_text` (which Python Accelerate uses) tags it, so runs written
+ * by either side show the same tag names in TensorBoard.
+ */
 export function textValue(tag: string, text: string): ProtoWriter {
   const shape = new ProtoWriter().message(2, new ProtoWriter().varint(1, 1));
   const tensor = new ProtoWriter().varint(1, DT_STRING).message(2, shape).string(8, text);
-  return new ProtoWriter().string(1, tag).message(9, pluginMetadata('text')).message(8, tensor);
+  return new ProtoWriter().string(1, `${tag}/text_summary`).message(9, pluginMetadata('text')).message(8, tensor);
 }
 
 /** An image summary value (`Summary.Image` with encoded PNG). */

@@ -99,7 +99,9 @@ describe('TensorBoardTracker read back by TensorBoard itself', () => {
     };
     expect(out.scalars.loss).toEqual(losses.map((v, s) => [s, Math.fround(v)]));
     expect(out.scalars.ok).toEqual([[0, 1], [1, 0], [2, 1], [3, 0], [4, 1]]);
-    expect(out.text.note).toEqual([[2, ['hello tensorboard ✓']]]);
+    // PyTorch's add_text (what Python Accelerate calls) tags text as '<key>/text_summary'.
+    expect(out.text['note/text_summary']).toEqual([[2, ['hello tensorboard ✓']]]);
+    expect(out.text.note).toBeUndefined();
     expect(out.images.sample.map(([s, w, h]) => [s, w, h])).toEqual([[3, 4, 3]]);
     expect(Buffer.from(out.images.sample[0][3], 'base64').equals(Buffer.from(encodePng(rgb, 4, 3, 3)))).toBe(true);
     expect(out.histograms.weights).toEqual([[4, { min: 0, max: 4, num: 6, sum: 11, sum_squares: 31, bucket_limit: [1, 2, 3, 4], bucket: [3, 1, 1, 1] }]]);
@@ -115,3 +117,30 @@ describe('TensorBoardTracker read back by TensorBoard itself', () => {
     expect(readFileSync(join(dir, 'run', 'hparams.yml'), 'utf8')).toBe('lr: 0.001\noptimizer: adam\nwarmup: true\nmodel:\n  layers: 12\n');
   });
 });
+
+describe('text tags match PyTorch SummaryWriter.add_text', () => {
+  const { python } = tensorboardPython();
+  const torch = python ? runPythonOk(python, 'import torch.utils.tensorboard') : false;
+
+  it.skipIf(!torch)(`a logged string has the same tag as Python Accelerate's add_text writes${torch ? '' : ' (skipped: no torch in the TensorBoard Python)'}`, async () => {
+    const dir = tempDir('tb-text');
+    const hub = new TrackerHub({ logWith: ['tensorboard'], loggingDir: dir, registry: new TrackerRegistry(), loadBuiltins: async () => builtinTrackers, warn: () => {} });
+    await hub.initTrackers('ours', {});
+    await hub.log({ note: 'same tag' }, 1);
+    await hub.endTraining();
+    runPython(python!, `from torch.utils.tensorboard import SummaryWriter\nimport sys, json\nw = SummaryWriter(sys.argv[1]); w.add_text('note', 'same tag', 1); w.close(); print(json.dumps(1))`, [join(dir, 'py')]);
+    const ours = runPython(python!, READER, [join(dir, 'ours')]) as { text: Record<string, unknown> };
+    const theirs = runPython(python!, READER, [join(dir, 'py')]) as { text: Record<string, unknown> };
+    expect(Object.keys(ours.text)).toEqual(Object.keys(theirs.text));
+    expect(ours.text).toEqual(theirs.text);
+  }, 120_000);
+});
+
+function runPythonOk(python: string, code: string): boolean {
+  try {
+    runPython(python, `${code}\nprint(1)`);
+    return true;
+  } catch {
+    return false;
+  }
+}
