@@ -216,15 +216,54 @@ export abstract class Module {
     return this;
   }
 
-  /** Parameters and persistent buffers by dotted name (tensors share storage with the module, detached). */
+  /**
+   * Parameters and persistent buffers by dotted name (tensors share storage with
+   * the module, detached). A parameter or buffer registered under several names
+   * (tied weights, e.g. an embedding reused as the LM head) appears under each
+   * name as the very same Tensor object, so savers can tell it is one tensor and
+   * write it once (see {@link Module.tiedParameters}).
+   */
   stateDict(): Record<string, Tensor> {
     const out: Record<string, Tensor> = {};
+    // One detached view per tensor object: detaching per name would hide the tie.
+    const detached = new Map<Tensor, Tensor>();
+    const view = (t: Tensor) => {
+      let d = detached.get(t);
+      if (!d) detached.set(t, (d = t.detach()));
+      return d;
+    };
     for (const [mp, m] of this.namedModules()) {
       const own = m._own();
-      for (const [n, p] of own.params) out[mp ? `${mp}.${n}` : n] = p.detach();
-      for (const [n, b] of own.buffers) if (!m._nonPersistent.has(n)) out[mp ? `${mp}.${n}` : n] = b.detach();
+      for (const [n, p] of own.params) out[mp ? `${mp}.${n}` : n] = view(p);
+      for (const [n, b] of own.buffers) if (!m._nonPersistent.has(n)) out[mp ? `${mp}.${n}` : n] = view(b);
     }
     return out;
+  }
+
+  /**
+   * Groups of state-dict names that are one tensor object (tied weights), each
+   * group in state-dict order; the first name is the one a checkpoint keeps.
+   * Empty when nothing is tied.
+   */
+  tiedParameters(): string[][] {
+    const byTensor = new Map<Tensor, string[]>();
+    for (const [name, t] of this._stateTargets()) {
+      const names = byTensor.get(t) ?? [];
+      names.push(name);
+      byTensor.set(t, names);
+    }
+    return [...byTensor.values()].filter((names) => names.length > 1);
+  }
+
+  /** @internal parameters and persistent buffers by dotted name (the live tensors, not detached). */
+  private _stateTargets(): Map<string, Tensor> {
+    const targets = new Map<string, Tensor>();
+    for (const [mp, m] of this.namedModules()) {
+      const own = m._own();
+      for (const [n, p] of own.params) targets.set(mp ? `${mp}.${n}` : n, p);
+      for (const [n, b] of own.buffers) if (!m._nonPersistent.has(n)) targets.set(mp ? `${mp}.${n}` : n, b);
+    }
+    return targets;
   }
 
   /**
@@ -234,13 +273,12 @@ export abstract class Module {
    */
   loadStateDict(state: Record<string, Tensor | HostTensor>, options: LoadStateDictOptions = {}): { missingKeys: string[]; unexpectedKeys: string[] } {
     const strict = options.strict ?? true;
-    const targets = new Map<string, Tensor>();
-    for (const [mp, m] of this.namedModules()) {
-      const own = m._own();
-      for (const [n, p] of own.params) targets.set(mp ? `${mp}.${n}` : n, p);
-      for (const [n, b] of own.buffers) if (!m._nonPersistent.has(n)) targets.set(mp ? `${mp}.${n}` : n, b);
-    }
-    const missingKeys = [...targets.keys()].filter((k) => !(k in state));
+    const targets = this._stateTargets();
+    // A tied name whose tensor is loaded under another of its names is not missing:
+    // checkpoints keep one name per tied tensor (as Accelerate's save_model does).
+    const loadedObjects = new Set<Tensor>();
+    for (const [k, t] of targets) if (k in state) loadedObjects.add(t);
+    const missingKeys = [...targets].filter(([k, t]) => !(k in state) && !loadedObjects.has(t)).map(([k]) => k);
     const unexpectedKeys = Object.keys(state).filter((k) => !targets.has(k));
     if (strict && (missingKeys.length || unexpectedKeys.length)) {
       throw new Error(

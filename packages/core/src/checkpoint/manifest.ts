@@ -59,6 +59,12 @@ export interface CheckpointManifest {
   /** `ProjectConfiguration.iteration` of this save (the `n` of `checkpoint_<n>`). */
   iteration: number;
   contents: ManifestContents;
+  /**
+   * Names left out of a model file because they are the same tensor as an
+   * earlier name (tied weights), by model file; absent when nothing is tied.
+   * Loading re-ties them.
+   */
+  sharedTensors?: Record<string, string[]>;
   /** Every file of the checkpoint except the manifest, by forward-slash path relative to the folder. */
   files: Record<string, ManifestFileEntry>;
 }

@@ -215,6 +215,24 @@ export function checkpointBar(progress: boolean | ProgressBarOptions | undefined
   return progressBar({ label, unit: 'B', ...extra, total: bytes, enabled: wanted ? extra.enabled : false });
 }
 
+/**
+ * Drop later names whose data is the very same memory as an earlier one
+ * (tied weights, e.g. an embedding reused as the LM head), keeping the first
+ * name, as Accelerate's `clean_state_dict_for_safetensors` does. A backend
+ * state dict shows a tie by returning one tensor object for both names (core
+ * converts it to one HostTensor). Loading such a file strictly works on a
+ * backend that re-ties the dropped name (libtorch's `Module.loadStateDict`
+ * accepts it) and in Python (`load_checkpoint_in_model`, transformers' `tie_weights`).
+ */
+export function removeSharedTensors(
+  stateDict: Record<string, StateDictTensor> | ReadonlyMap<string, StateDictTensor>,
+): { kept: Record<string, StateDictTensor>; removed: string[] } {
+  const { kept, removed } = dropSharedTensors(entriesOf(stateDict));
+  const out: Record<string, StateDictTensor> = {};
+  for (const [k, t] of kept) Object.defineProperty(out, k, { value: t, enumerable: true, writable: true, configurable: true });
+  return { kept: out, removed };
+}
+
 /** Drop later names whose data is the very same memory as an earlier one (tied weights). */
 function dropSharedTensors(entries: Array<[string, StateDictTensor]>): { kept: Array<[string, StateDictTensor]>; removed: string[] } {
   const seen = new Map<ArrayBufferLike, Array<{ offset: number; length: number }>>();

@@ -35,7 +35,7 @@ import type { Plugin, PluginContext, PluginHook } from '../interfaces/plugin.js'
 import { HostTensor } from '../tensor/host-tensor.js';
 import { defaultGenerator, type GeneratorState } from '../data/random.js';
 import { parseSafetensors, writeSafetensors } from './safetensors.js';
-import { checkpointBar } from './save-model.js';
+import { checkpointBar, removeSharedTensors } from './save-model.js';
 import type { ProgressBarOptions } from '../utils/progress.js';
 import { dtypeElementBytes } from '../tensor/host-tensor.js';
 import {
@@ -419,6 +419,7 @@ export async function saveAcceleratorState(host: CheckpointHost, outputDir: stri
     scaler: host.scaler !== undefined,
     plugins: [] as string[],
   };
+  const sharedTensors: Record<string, string[]> = {};
 
   try {
     await collectively(host, 'saveState (writing files)', async () => {
@@ -444,7 +445,10 @@ export async function saveAcceleratorState(host: CheckpointHost, outputDir: stri
         const bar = checkpointBar(mainProcessBar(options.progress, host), 'saveState: model weights', sizes.reduce((a, b) => a + b, 0), weights.length);
         try {
           for (let i = 0; i < weights.length; i++) {
-            await writeSafetensors(join(temp, modelFileName(i)), weights[i], { format: 'pt' });
+            // Tied weights once, as saveModel (and Python's save_model) writes them.
+            const { kept, removed } = removeSharedTensors(weights[i]);
+            if (removed.length > 0) sharedTensors[modelFileName(i)] = removed;
+            await writeSafetensors(join(temp, modelFileName(i)), kept, { format: 'pt' });
             bar.update(sizes[i], modelFileName(i));
             await written();
           }
@@ -507,6 +511,7 @@ export async function saveAcceleratorState(host: CheckpointHost, outputDir: stri
         step: host.step,
         iteration: pc.iteration,
         contents,
+        ...(Object.keys(sharedTensors).length > 0 ? { sharedTensors } : {}),
         files,
       };
       await writeFileDurable(join(temp, MANIFEST_NAME), JSON.stringify(manifest, null, 2) + '\n');
