@@ -4,7 +4,8 @@
  * one added later). Events keep their original time, step and rank.
  * @module
  */
-import { dirname, basename, resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { dirname, basename, join, resolve } from 'node:path';
 import {
   checkTrackerInstance,
   defaultTrackerRegistry,
@@ -20,7 +21,12 @@ import { builtinTrackers } from './builtins.js';
 export interface ReplayOptions {
   /** Target trackers: names (`'tensorboard,mlflow'` or a list) or tracker objects. */
   to: string | ReadonlyArray<string | Tracker>;
-  /** Logging directory for trackers that write files. Default: two levels above the file (`<loggingDir>/<project>/events.jsonl`). */
+  /**
+   * Logging directory for trackers that write files (they write under `<loggingDir>/<project>/`).
+   * Default: a new folder `replay` beside the file (`replay-2`, `replay-3`, … when it exists), so a
+   * replay never adds a second copy of each point to the run it reads. A folder that would put the
+   * output into the run's own folder is refused.
+   */
   loggingDir?: string;
   /** Project name. Default: the stream's start event, else the file's folder name. */
   project?: string;
@@ -38,6 +44,16 @@ export interface ReplayResult {
   skippedLines: EventLogError[];
   /** Per target: events delivered, and the error that stopped it, if any. */
   trackers: Record<string, { delivered: number; error?: string }>;
+  /** The logging directory the file trackers wrote under. */
+  loggingDir: string;
+}
+
+/** First of `<runDir>/replay`, `replay-2`, … that does not exist yet. */
+function freshReplayDir(runDir: string): string {
+  for (let n = 1; ; n++) {
+    const dir = join(runDir, n === 1 ? 'replay' : `replay-${n}`);
+    if (!existsSync(dir)) return dir;
+  }
 }
 
 function classFor(name: string): TrackerClass {
@@ -59,7 +75,16 @@ export async function replay(path: string, options: ReplayOptions): Promise<Repl
   const { events, errors } = readEventLog(file);
   const start = events.find((e) => e.type === 'start');
   const project = options.project ?? (start?.type === 'start' ? start.project : basename(dirname(file)));
-  const loggingDir = options.loggingDir ?? dirname(dirname(file));
+  const runDir = dirname(file);
+  // Trackers write to <loggingDir>/<project>; the run's own folder already holds what the run
+  // logged (its TensorBoard events, metrics.csv), so replaying there shows every point twice.
+  const loggingDir = options.loggingDir !== undefined ? resolve(options.loggingDir) : freshReplayDir(runDir);
+  if (resolve(loggingDir, project) === runDir) {
+    throw new Error(
+      `replay: --logging_dir ${JSON.stringify(options.loggingDir)} with project "${project}" would write into ${runDir}, the run being read, and every point would appear twice; ` +
+        `leave --logging_dir out (the default writes to a new folder, ${join(runDir, 'replay')}) or pick another folder.`,
+    );
+  }
   const rank = start?.rank ?? events[0]?.rank ?? 0;
   const warn = options.warn ?? ((m: string) => process.stderr.write(`WARNING:accelerate.replay:${m}\n`));
   const targets = typeof options.to === 'string' ? options.to.split(',').map((s) => s.trim()).filter(Boolean) : [...options.to];
@@ -101,5 +126,5 @@ export async function replay(path: string, options: ReplayOptions): Promise<Repl
   for (const b of built) await run(b, () => b.tracker!.finish());
   const trackers: ReplayResult['trackers'] = {};
   for (const b of built) trackers[b.name] = b.error ? { delivered: b.delivered, error: b.error } : { delivered: b.delivered };
-  return { events: events.length, skippedLines: errors, trackers };
+  return { events: events.length, skippedLines: errors, trackers, loggingDir };
 }

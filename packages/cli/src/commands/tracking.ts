@@ -20,7 +20,7 @@ async function loadTrackers(ctx: CliContext): Promise<TrackersModule> {
 export async function runReplay(ctx: CliContext, file: string, options: { to: string; loggingDir?: string; project?: string }): Promise<void> {
   const { replay } = await loadTrackers(ctx);
   const result = await replay(file, { to: options.to, loggingDir: options.loggingDir, project: options.project });
-  ctx.stdout(`replayed ${result.events} events from ${file}\n`);
+  ctx.stdout(`replayed ${result.events} events from ${file} into ${result.loggingDir}\n`);
   for (const [name, r] of Object.entries(result.trackers)) {
     ctx.stdout(`- ${name}: ${r.delivered} delivered${r.error ? `, stopped: ${r.error}` : ''}\n`);
     if (r.error) ctx.exitCode = 1;
@@ -43,7 +43,7 @@ export function registerTrackingCommands(program: Command, ctx: CliContext): voi
     .description('Replay a run\'s JSONL event stream into other trackers (e.g. after a tracker server was down).')
     .argument('<run.jsonl>', 'Event stream written by the jsonl tracker')
     .requiredOption('--to <trackers>', 'Comma-separated tracker names, e.g. tensorboard,mlflow')
-    .option('--logging_dir <dir>', 'Logging directory for file trackers (default: two levels above the file)')
+    .option('--logging_dir <dir>', 'Logging directory for file trackers (default: a new folder "replay" beside the file, never the run itself)')
     .option('--project <name>', 'Project name (default: from the stream)')
     .action(async (file: string, opts: { to: string; logging_dir?: string; project?: string }) => {
       await runReplay(ctx, file, { to: opts.to, loggingDir: opts.logging_dir, project: opts.project });

@@ -25,10 +25,36 @@ describe('replay', () => {
     expect(result.events).toBe(7);
     expect(result.skippedLines).toEqual([{ line: 8, message: expect.stringMatching(/not a JSON line/) }]);
     expect(result.trackers).toEqual({ csv: { delivered: 7 } });
-    const rows = parse(readFileSync(join(dir, 'rec', 'metrics.csv'), 'utf8'), { columns: true }) as Array<Record<string, string>>;
+    expect(result.loggingDir).toBe(join(dir, 'rec', 'replay'));
+    const rows = parse(readFileSync(join(dir, 'rec', 'replay', 'rec', 'metrics.csv'), 'utf8'), { columns: true }) as Array<Record<string, string>>;
     expect(rows.map((r) => [r.step, r.loss, r.acc])).toEqual([['0', '4', '0'], ['1', '3', '0.25'], ['2', '2', '0.5'], ['3', '1', '0.75']]);
     const times = readFileSync(path, 'utf8').split('\n').slice(2, 6).map((l) => JSON.parse(l).time);
     expect(rows.map((r) => Number(r.time))).toEqual(times);
+  });
+
+  it('never writes into the run it reads: the default is a new folder each time, a logging dir pointing back is refused', async () => {
+    const dir = tempDir('replay-self');
+    // A run that logged to JSONL and CSV: replaying into its own folder would append every row again.
+    const hub = new TrackerHub({ logWith: ['jsonl', 'csv'], loggingDir: dir, registry: new TrackerRegistry(), loadBuiltins: async () => builtinTrackers, warn: () => {} });
+    await hub.initTrackers('rec', { lr: 0.5 });
+    for (let s = 0; s < 3; s++) await hub.log({ loss: 3 - s }, s);
+    await hub.endTraining();
+    const path = join(dir, 'rec', 'events.jsonl');
+    const own = readFileSync(join(dir, 'rec', 'metrics.csv'), 'utf8');
+    const csvRows = (p: string) => (parse(readFileSync(p, 'utf8'), { columns: true }) as Array<Record<string, string>>).map((r) => r.step);
+
+    const first = await replay(path, { to: 'csv' });
+    const second = await replay(path, { to: 'csv' });
+    expect([first.loggingDir, second.loggingDir]).toEqual([join(dir, 'rec', 'replay'), join(dir, 'rec', 'replay-2')]);
+    expect(readFileSync(join(dir, 'rec', 'metrics.csv'), 'utf8')).toBe(own);
+    expect(csvRows(join(first.loggingDir, 'rec', 'metrics.csv'))).toEqual(['0', '1', '2']);
+    expect(csvRows(join(second.loggingDir, 'rec', 'metrics.csv'))).toEqual(['0', '1', '2']);
+
+    // The old default (two levels above the file) is the run itself: refused before anything is written.
+    await expect(replay(path, { to: 'csv', loggingDir: dir })).rejects.toThrow(/would write into .*rec, the run being read, and every point would appear twice; leave --logging_dir out/);
+    expect(readFileSync(join(dir, 'rec', 'metrics.csv'), 'utf8')).toBe(own);
+    // The same folder under another project name is fine.
+    expect((await replay(path, { to: 'csv', loggingDir: dir, project: 'again' })).trackers.csv).toEqual({ delivered: 6 });
   });
 
   it('rejects unknown targets with the valid names, and reports a failing target without stopping the others', async () => {
