@@ -128,12 +128,14 @@ const PROCESS_EVENTS = ['uncaughtException', 'unhandledRejection'] as const;
  * filter is wrong.)
  */
 async function withoutGlueListeners<R>(fn: () => Promise<R>): Promise<R> {
-  const before = Object.fromEntries(PROCESS_EVENTS.map((ev) => [ev, new Set(process.listeners(ev))])) as Record<(typeof PROCESS_EVENTS)[number], Set<unknown>>;
+  // Both events share one listener type for these calls; the cast only picks an overload.
+  const listeners = (ev: string) => process.listeners(ev as 'uncaughtException');
+  const before = new Map(PROCESS_EVENTS.map((ev) => [ev, new Set(listeners(ev))]));
   try {
     return await fn();
   } finally {
     for (const ev of PROCESS_EVENTS) {
-      for (const l of process.listeners(ev)) if (!before[ev].has(l)) process.removeListener(ev, l as (...args: unknown[]) => void);
+      for (const l of listeners(ev)) if (!before.get(ev)!.has(l)) process.removeListener(ev as 'uncaughtException', l);
     }
   }
 }
