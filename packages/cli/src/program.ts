@@ -64,6 +64,8 @@ export function createProgram(ctx: CliContext, commands: readonly RegisterComman
     .configureOutput({
       writeOut: (s) => ctx.stdout(s),
       writeErr: (s) => ctx.stderr(s),
+      // Usage errors are printed by runCli as one `accelerate: …` line (see usageErrorLine), not commander's `error: …`.
+      outputError: () => {},
     });
   program.addHelpText('after', '\nFlags accept snake_case and kebab-case alike (--config_file or --config-file).');
   for (const register of commands) register(program, ctx);
@@ -84,6 +86,11 @@ function longFlags(cmd: Command): Map<string, Option> {
  * declares. Stops at `--` and, for pass-through commands, at the user script.
  */
 export function normalizeArgv(program: Command, args: readonly string[]): string[] {
+  return walkArgv(program, args).argv;
+}
+
+/** {@link normalizeArgv}, also returning the (sub)command the arguments reach. */
+function walkArgv(program: Command, args: readonly string[]): { argv: string[]; command: Command } {
   const out = [...args];
   let cmd = program;
   for (let i = 0; i < out.length; i++) {
@@ -116,7 +123,38 @@ export function normalizeArgv(program: Command, args: readonly string[]): string
     }
     if (passThrough.has(cmd)) break;
   }
-  return out;
+  return { argv: out, command: cmd };
+}
+
+/** `launch`, `checkpoint inspect`, … for messages; empty for the program itself. */
+function commandPath(cmd: Command): string {
+  const names: string[] = [];
+  for (let c: Command | null = cmd; c?.parent; c = c.parent) names.unshift(c.name());
+  return names.join(' ');
+}
+
+/**
+ * Commander's usage error (`error: unknown option '--foo'\n(Did you mean --bar?)`) as the one
+ * line the README promises: `accelerate: unknown option '--foo' (did you mean --bar?)`, with a
+ * pointer to the command's help when there is no suggestion.
+ */
+export function usageErrorLine(error: CommanderError, cmd: Command): string {
+  let text = error.message.replace(/^error:\s*/, '');
+  // A flag's own parser wrote the full sentence (field, value, fix): show only that.
+  const invalid = /^option '[^']*' argument '[\s\S]*?' is invalid\. ([\s\S]+)$/.exec(text);
+  if (invalid) text = invalid[1];
+  let suggested = false;
+  text = text.replace(/\s*\(Did you mean ([^)]*)\)\s*$/, (_m, s: string) => {
+    suggested = true;
+    return ` (did you mean ${s})`;
+  });
+  text = text.replace(/\s*\n\s*/g, ' ').trim();
+  if (!suggested && !invalid) {
+    const path = commandPath(cmd);
+    const help = `accelerate${path ? ` ${path}` : ''} --help`;
+    text += `${/[.?!]$/.test(text) ? '' : '.'} See \`${help}\`.`;
+  }
+  return `accelerate: ${text}\n`;
 }
 
 /**
@@ -128,10 +166,23 @@ export function normalizeArgv(program: Command, args: readonly string[]): string
 export async function runCli(args: readonly string[], overrides: Partial<CliContext> = {}): Promise<number> {
   const ctx = processContext(overrides);
   const program = createProgram(ctx);
+  const walked = walkArgv(program, args);
   try {
-    await program.parseAsync(normalizeArgv(program, args), { from: 'user' });
+    await program.parseAsync(walked.argv, { from: 'user' });
   } catch (e) {
-    if (e instanceof CommanderError) return e.exitCode;
+    if (e instanceof CommanderError) {
+      // --help and --version: nothing to add.
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version') return e.exitCode;
+      if (e.code === 'commander.help') {
+        // No (sub)command named: commander printed the help; say in one line what was missing.
+        const path = commandPath(walked.command);
+        const subs = (walked.command.commands as readonly Command[]).map((c) => c.name()).filter((n) => n !== 'help');
+        ctx.stderr(`accelerate: ${path ? `\`accelerate ${path}\` needs` : 'name'} a command: ${subs.join(', ')} (see the help above).\n`);
+        return e.exitCode;
+      }
+      ctx.stderr(usageErrorLine(e, walked.command));
+      return e.exitCode;
+    }
     if (e instanceof ConfigError || e instanceof CliError) {
       ctx.stderr(`accelerate: ${e.message}\n`);
       return e instanceof CliError ? e.exitCode : 1;

@@ -78,9 +78,40 @@ describe('program', () => {
   it('unknown commands and misspelt flags fail with a suggestion', async () => {
     const a = capture();
     expect(await runCli(['confg'], a.ctx)).toBe(1);
-    expect(a.err.join('')).toBe("error: unknown command 'confg'\n(Did you mean config?)\n");
+    expect(a.err.join('')).toBe("accelerate: unknown command 'confg' (did you mean config?)\n");
     const b = capture();
     expect(await runCli(['env', '--config_fil', 'x'], b.ctx)).toBe(1);
-    expect(b.err.join('')).toBe("error: unknown option '--config_fil'\n(Did you mean --config_file?)\n");
+    expect(b.err.join('')).toBe("accelerate: unknown option '--config_fil' (did you mean --config_file?)\n");
+  });
+
+  it('every usage error is one `accelerate: …` line with exit code 1 (README: exit codes)', async () => {
+    const cases: Array<[string[], RegExp]> = [
+      [['launch', '--foo', 'x.js'], /^accelerate: unknown option '--foo'\. See `accelerate launch --help`\.$/],
+      [['launch', '--num_procesess', '2', 'x.js'], /^accelerate: unknown option '--num_procesess' \(did you mean --num_processes\?\)$/],
+      [['launch'], /^accelerate: missing required argument 'script'\. See `accelerate launch --help`\.$/],
+      [['launch', '--num_processes', 'two', 'x.js'], /^accelerate: --num_processes got "two", which is not a whole number; pass e\.g\. --num_processes 2\.$/],
+      [['env', '--config_file'], /^accelerate: option '--config_file <path>' argument missing\. See `accelerate env --help`\.$/],
+      [['env', 'a', 'b'], /^accelerate: too many arguments for 'env'\. Expected 0 arguments but got 2\. See `accelerate env --help`\.$/],
+      [['replay', 'x.jsonl'], /^accelerate: required option '--to <trackers>' not specified\. See `accelerate replay --help`\.$/],
+    ];
+    for (const [args, line] of cases) {
+      const c = capture();
+      expect(await runCli(args, c.ctx), args.join(' ')).toBe(1);
+      const text = c.err.join('');
+      expect(text.endsWith('\n') && text.split('\n').length === 2, `${args.join(' ')}: ${text}`).toBe(true);
+      expect(text.trimEnd()).toMatch(line);
+      expect(text).not.toMatch(/^error:/m);
+    }
+    // No command: the help, then one line saying what is missing.
+    const none = capture();
+    expect(await runCli([], none.ctx)).toBe(1);
+    expect(none.err.join('').trimEnd().split('\n').pop()).toMatch(/^accelerate: name a command: config, env, launch, .*\(see the help above\)\.$/);
+    const sub = capture();
+    expect(await runCli(['checkpoint'], sub.ctx)).toBe(1);
+    expect(sub.err.join('').trimEnd().split('\n').pop()).toMatch(/^accelerate: `accelerate checkpoint` needs a command: export-python/);
+    // --help and --version stay as they were.
+    const help = capture();
+    expect(await runCli(['--help'], help.ctx)).toBe(0);
+    expect(help.err.join('')).toBe('');
   });
 });
