@@ -31,6 +31,7 @@ import { initTfjsProcessGroup, type GlooImporter } from './distributed.js';
 import { selectTfjsBackend, type TfjsEngine, type TfjsEnginePreference } from './engines.js';
 import { registerFileRouters } from './io.js';
 import { layersModelWeights } from './layers-names.js';
+import { stateToTfjsLayout, tfjsStateDict } from './checkpoint.js';
 import { TfjsModule } from './module.js';
 import { TfjsLambdaLR, TfjsOptimizer } from './optim.js';
 import * as rng from './rng.js';
@@ -223,8 +224,28 @@ export class TfjsBackend implements Backend<tf.Tensor, TfjsModel, TfjsOptimizer,
     if (model instanceof TfjsModule) return model.stateDict();
     return Object.fromEntries(layersModelWeights(model).map((w) => [w.name, w.variable]));
   }
+  /**
+   * The weights in the torch layout checkpoints use (what {@link tfjsStateDict} gives):
+   * a LayersModel's `layers.0.kernel` `[in, out]` is written as `layers.0.weight`
+   * `[out, in]`, so PyTorch and libtorch load `saveModel`/`saveState` files.
+   */
+  checkpointStateDict(model: TfjsModel): Record<string, HostTensor> {
+    return tfjsStateDict(model, 'torch');
+  }
+  /**
+   * Load by name. A LayersModel accepts its own (tfjs) names and layout or the
+   * torch layout of {@link checkpointStateDict} / PyTorch, told apart by the names.
+   */
   loadStateDict(model: TfjsModel, state: Record<string, tf.Tensor | HostTensor>, options: { strict?: boolean } = {}): void {
     const strict = options.strict ?? true;
+    const { state: converted, created } = stateToTfjsLayout(model, state, strict);
+    try {
+      this.loadTfjsLayout(model, converted, strict);
+    } finally {
+      for (const t of created) t.dispose();
+    }
+  }
+  private loadTfjsLayout(model: TfjsModel, state: Record<string, tf.Tensor | HostTensor>, strict: boolean): void {
     const target = this.stateDict(model);
     if (strict) {
       const missing = Object.keys(target).filter((k) => !(k in state));

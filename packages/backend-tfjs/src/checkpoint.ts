@@ -151,6 +151,50 @@ export function loadTfjsStateDict(model: TfjsModel, state: Record<string, HostTe
   });
 }
 
+/**
+ * A state dict given to `loadStateDict`, in tfjs names and layout. A LayersModel
+ * checkpoint written by `saveModel`/`saveState` (or PyTorch) is in the torch
+ * layout: recognised by a torch-only name (`fc1.weight` where tfjs has
+ * `fc1.kernel`), renamed and permuted back. Other states pass through.
+ * `created` lists the tensors made here (the caller disposes them).
+ */
+export function stateToTfjsLayout<T extends tf.Tensor | HostTensor>(
+  model: TfjsModel,
+  state: Record<string, T>,
+  strict: boolean,
+): { state: Record<string, T | tf.Tensor | HostTensor>; created: tf.Tensor[] } {
+  if (model instanceof TfjsModule) return { state, created: [] };
+  const maps = mappings(model);
+  const torchOnly = new Set(maps.filter((m) => m.torchName !== m.tfjsName).map((m) => m.torchName));
+  if (!Object.keys(state).some((k) => torchOnly.has(k))) return { state, created: [] };
+  if (strict) {
+    const known = new Set(maps.map((m) => m.torchName));
+    const missing = maps.map((m) => m.torchName).filter((k) => !(k in state));
+    const unexpected = Object.keys(state).filter((k) => !known.has(k) && !k.endsWith('num_batches_tracked'));
+    if (missing.length || unexpected.length) {
+      throw new Error(
+        `loadStateDict (torch layout, strict): ${missing.length ? `missing keys ${JSON.stringify(missing)}` : ''}` +
+          `${missing.length && unexpected.length ? '; ' : ''}${unexpected.length ? `unexpected keys ${JSON.stringify(unexpected)}` : ''}. ` +
+          `The model has ${maps.map((m) => m.torchName).join(', ')}. Name the tfjs layers like the checkpoint, or pass { strict: false }.`,
+      );
+    }
+  }
+  const out: Record<string, T | tf.Tensor | HostTensor> = {};
+  const created: tf.Tensor[] = [];
+  for (const m of maps) {
+    const v = state[m.torchName];
+    if (v === undefined) continue;
+    if (!m.perm) out[m.tfjsName] = v;
+    else if (v instanceof HostTensor) out[m.tfjsName] = permuteHost(v, inverse(m.perm));
+    else {
+      const t = tf.transpose(v as tf.Tensor, inverse(m.perm));
+      created.push(t);
+      out[m.tfjsName] = t;
+    }
+  }
+  return { state: out, created };
+}
+
 /** Options of {@link saveTfjsWeights}. */
 export interface SaveTfjsWeightsOptions extends SaveModelOptions {
   /** Default `torch`: loadable by libtorch / PyTorch. */

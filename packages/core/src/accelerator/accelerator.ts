@@ -613,12 +613,16 @@ export class Accelerator {
 
   /**
    * The model's weights as host tensors, by name, with every wrapper removed
-   * (Accelerate's `get_state_dict`). Tied weights (one tensor under two
+   * (Accelerate's `get_state_dict`), in the backend's checkpoint (torch) layout
+   * when it has one (`Backend.checkpointStateDict`). Tied weights (one tensor under two
    * names) map to the same HostTensor so savers can de-duplicate them.
    */
   getStateDict(model: unknown): Record<string, HostTensor> {
     const backend = this.backend;
-    const sd = backend.stateDict(this.unwrapModel(model));
+    const unwrapped = this.unwrapModel(model);
+    // Backends whose own layout is not torch's convert here, so Python and libtorch can load the file.
+    if (backend.checkpointStateDict) return backend.checkpointStateDict(unwrapped);
+    const sd = backend.stateDict(unwrapped);
     const seen = new Map<unknown, HostTensor>();
     const out: Record<string, HostTensor> = {};
     for (const [name, t] of Object.entries(sd)) {

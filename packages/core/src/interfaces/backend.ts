@@ -109,6 +109,14 @@ export interface Backend<T = unknown, M = unknown, O = unknown, S = unknown> {
   /** Parameters and buffers by name. */
   stateDict(model: M): Record<string, T>;
   loadStateDict(model: M, state: Record<string, T | HostTensor>, options?: { strict?: boolean }): void;
+  /**
+   * The model's weights as host tensors in the layout checkpoints use (PyTorch's
+   * names and axis order), for backends whose native layout differs — a tfjs
+   * `Dense` kernel is `[in, out]` where torch's `Linear.weight` is `[out, in]`.
+   * When present, `Accelerator.getStateDict` (so `saveModel` and `saveState`)
+   * writes this instead of `stateDict`; `loadStateDict` must accept it back.
+   */
+  checkpointStateDict?(model: M): Record<string, HostTensor>;
   /** Move (and optionally cast) a model in place. */
   moveModel(model: M, device: string, dtype?: DType): void;
   setTrainingMode(model: M, training: boolean): void;
