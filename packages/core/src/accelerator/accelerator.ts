@@ -754,11 +754,16 @@ export class Accelerator {
    * Restore a checkpoint written by {@link saveState}: models, optimizers,
    * schedulers, data loader positions, loss scaler, registered objects,
    * plugin namespaces, this rank's RNG states and `step`. Without `inputDir`
-   * and with automatic naming, the highest-numbered checkpoint is loaded (and
-   * `iteration` moves past it, so the next save does not collide).
+   * and with automatic naming, the newest valid checkpoint is loaded: an
+   * empty, partial or damaged newer `checkpoint_<n>` is skipped with a warning
+   * saying which and why (and `iteration` moves past all of them, so the next
+   * save does not collide).
    *
-   * Every file read is checked against the manifest; a missing or damaged
-   * file is named in the error. A checkpoint from another number of
+   * Every file is read, checked against the manifest and parsed before any
+   * object changes, so a damaged or unreadable file (named in the error)
+   * leaves the run as it was. A checkpoint without a position for a data
+   * loader (e.g. one imported from Python) starts that loader at the
+   * beginning of its epoch, with a warning. A checkpoint from another number of
    * processes loads (the data position is world-size independent); RNG
    * states of ranks that did not exist are reported as warnings (errors with
    * `strict`). Call it on every process, after `prepare`.

@@ -414,8 +414,9 @@ export async function resolveCheckpointFiles(checkpoint: string): Promise<Checkp
     indexFile = join(checkpoint, indexes[0]);
   } else {
     throw new Error(
-      '`checkpoint` should be the path to a file containing a whole state dict, or the index of a sharded checkpoint, ' +
-        `or a folder containing a sharded checkpoint or the whole state dict, but got ${checkpoint}.`,
+      `${checkpoint} does not exist (no such file or folder). Pass the folder saveModel / save_model / save_pretrained wrote (holding model.safetensors, ` +
+        'or shards and model.safetensors.index.json), a .safetensors file, or an .index.json file; a relative path is resolved from the current directory ' +
+        `(${process.cwd()}).`,
     );
   }
 

@@ -533,22 +533,35 @@ export async function saveAcceleratorState(host: CheckpointHost, outputDir: stri
 // ---------------------------------------------------------------------------
 // load
 
-async function resolveLoadDir(host: CheckpointHost, inputDir: string | undefined, warnings: string[]): Promise<string> {
+/**
+ * Folders to try, best first: the one given (or the checkpoint an interrupted
+ * replace set aside), or — with automatic naming and no folder — every
+ * `checkpoint_<n>`, newest first, so an empty or partial newest one falls back
+ * to the one before it.
+ */
+async function loadCandidates(host: CheckpointHost, inputDir: string | undefined, warnings: string[]): Promise<{ dirs: string[]; automatic: boolean }> {
   const pc = host.projectConfiguration;
   if (inputDir !== undefined) {
     const dir = resolve(expandHome(inputDir));
-    if (await pathExists(dir)) return dir;
+    const st = await fsp.stat(dir).catch(() => undefined);
+    if (st && !st.isDirectory()) {
+      throw new Error(
+        `loadState: ${dir} is a file, but loadState expects a checkpoint folder written by saveState (holding manifest.json, model.safetensors, optimizer.json, …). ` +
+          `Pass the folder that contains it${basename(dir) === MANIFEST_NAME ? ` (${dirname(dir)})` : ''}; to read only model weights from a .safetensors file use loadModelFiles(${JSON.stringify(dir)}).`,
+      );
+    }
+    if (st) return { dirs: [dir], automatic: false };
     const { aside } = await leftoverSiblings(dir);
     if (aside.length === 1) {
       warnings.push(`${dir} is missing because a save replacing it was interrupted; loading the previous checkpoint from ${aside[0]}.`);
-      return aside[0];
+      return { dirs: [aside[0]], automatic: false };
     }
-    throw new Error(`loadState: tried to find ${dir} but the folder does not exist.`);
+    throw new Error(`loadState: tried to find ${dir} but the folder does not exist. Pass the folder saveState returned (or call loadState() with automatic checkpoint naming to load the newest one).`);
   }
   if (pc.automaticCheckpointNaming) {
     const all = await listCheckpoints(pc.projectDir!);
     if (all.length === 0) throw new Error(`loadState: no checkpoint_<n> folder in ${join(pc.projectDir!, CHECKPOINTS_DIR)} to load.`);
-    return all[all.length - 1].dir;
+    return { dirs: all.reverse().map((c) => c.dir), automatic: true };
   }
   throw new Error('loadState: no inputDir given and automatic checkpoint naming is off. Pass the checkpoint folder.');
 }
@@ -589,13 +602,32 @@ async function foreignEntries(dir: string): Promise<string[]> {
   return entries.filter((e) => !own.has(e)).sort();
 }
 
+/** A file that passed the manifest check but does not parse, named. */
+function unparsable(dir: string, file: string, err: unknown): CheckpointError {
+  const msg = err instanceof Error ? err.message : String(err);
+  const full = join(dir, file);
+  return new CheckpointError(
+    `loadState: ${full} cannot be parsed (${msg.includes(full) ? msg.replace(`${full}: `, '').replace(`${full} `, '') : msg}). ` +
+      'Nothing was restored: loadState reads and checks every file before changing any object. Load another checkpoint (or re-save this one).',
+    dir,
+    file,
+  );
+}
+
 async function readState(dir: string, manifest: CheckpointManifest, kind: StateKind, names: { json: string; tensors: string }): Promise<StateValue> {
   const json = new TextDecoder().decode(await readVerified(dir, manifest, names.json));
   const tensors = manifest.files[names.tensors] ? await readVerified(dir, manifest, names.tensors) : undefined;
+  if (tensors) {
+    try {
+      parseSafetensors(tensors);
+    } catch (err) {
+      throw unparsable(dir, names.tensors, err);
+    }
+  }
   try {
     return decodeState(kind, json, tensors, join(dir, names.json));
   } catch (err) {
-    throw new CheckpointError((err as Error).message, dir, names.json);
+    throw unparsable(dir, names.json, err);
   }
 }
 
@@ -622,17 +654,28 @@ export async function loadAcceleratorState(host: CheckpointHost, inputDir: strin
   return result!;
 }
 
-async function loadOnThisRank(host: CheckpointHost, inputDir: string | undefined, options: LoadStateOptions): Promise<LoadStateResult> {
-  const warnings: string[] = [];
-  const strict = options.strict ?? false;
-  const problem = (message: string, dir: string, file?: string) => {
-    if (strict) throw new CheckpointError(`${message} (loadState was called with strict: true)`, dir, file);
-    warnings.push(message);
-  };
-  const dir = await resolveLoadDir(host, inputDir, warnings);
-  const manifest = await readManifest(dir);
-  const backend = host.backend;
+/** Everything a checkpoint holds for this rank, read, checked and parsed; nothing applied yet. */
+interface ReadCheckpoint {
+  dir: string;
+  manifest: CheckpointManifest;
+  /** Parsed model files by index (only those the manifest lists). */
+  models: Map<number, ReturnType<typeof parseSafetensors>>;
+  optimizers: StateValue[];
+  schedulers: StateValue[];
+  /** Per prepared loader; undefined when the checkpoint holds no position for it. */
+  dataloaders: Array<StateValue | undefined>;
+  scaler: StateValue | undefined;
+  custom: StateValue[];
+  rng: RandomStates | undefined;
+}
 
+/**
+ * Read every file this rank will apply, check it against the manifest and
+ * parse it, so that a damaged or unreadable file fails the load before any
+ * object is changed.
+ */
+async function readCheckpoint(host: CheckpointHost, dir: string, warnings: string[], strict: boolean): Promise<ReadCheckpoint> {
+  const manifest = await readManifest(dir);
   const customFiles = Object.keys(manifest.files).filter((f) => /^custom_checkpoint_\d+\.json$/.test(f));
   if (customFiles.length !== host.customObjects.length) {
     throw new CheckpointError(
@@ -641,6 +684,89 @@ async function loadOnThisRank(host: CheckpointHost, inputDir: string | undefined
       dir,
     );
   }
+  const models = new Map<number, ReturnType<typeof parseSafetensors>>();
+  for (let i = 0; i < host.models.length; i++) {
+    const file = modelFileName(i);
+    if (!manifest.files[file]) continue; // a load hook may take this model over; checked after the hooks
+    const bytes = await readVerified(dir, manifest, file);
+    try {
+      models.set(i, parseSafetensors(bytes));
+    } catch (err) {
+      throw unparsable(dir, file, err);
+    }
+  }
+  const read = async (kind: StateKind, base: string, label: string, count: number, saved: number) => {
+    const out: StateValue[] = [];
+    for (let i = 0; i < count; i++) {
+      const names = stateFileNames(base, i);
+      if (!manifest.files[names.json]) throw missingObject(dir, label, i, saved, count, names.json);
+      out.push(await readState(dir, manifest, kind, names));
+    }
+    return out;
+  };
+  const optimizers = await read('optimizer', 'optimizer', 'optimizer', host.optimizers.length, manifest.contents.optimizers);
+  const schedulers = await read('scheduler', 'scheduler', 'scheduler', host.schedulers.length, manifest.contents.schedulers);
+  const dataloaders: Array<StateValue | undefined> = [];
+  const fromStart: number[] = [];
+  for (let i = 0; i < host.dataloaders.length; i++) {
+    const names = stateFileNames('dl_state_dict', i);
+    if (manifest.files[names.json]) dataloaders.push(await readState(dir, manifest, 'dataloader', names));
+    else {
+      dataloaders.push(undefined);
+      fromStart.push(i);
+    }
+  }
+  if (fromStart.length > 0) {
+    // E.g. a checkpoint imported from Python Accelerate, which keeps no loader position.
+    const message =
+      `${dir} holds no position for data loader(s) ${fromStart.join(', ')} (no ${fromStart.map((i) => stateFileNames('dl_state_dict', i).json).join(', ')}): ` +
+      'they start from the beginning of their epoch. If the saving run was k batches into the epoch, skip them with `accelerator.skipFirstBatches(loader, k)`.';
+    if (strict) throw new CheckpointError(`${message} (loadState was called with strict: true)`, dir, stateFileNames('dl_state_dict', fromStart[0]).json);
+    warnings.push(message);
+  }
+  let scaler: StateValue | undefined;
+  if (host.scaler && manifest.files[stateFileNames('scaler', 0).json]) scaler = await readState(dir, manifest, 'scaler', stateFileNames('scaler', 0));
+  const custom: StateValue[] = [];
+  for (let i = 0; i < host.customObjects.length; i++) custom.push(await readState(dir, manifest, 'custom', customFileNames(i)));
+  for (const { plugin } of pluginHooks(host.plugins, 'loadState')) {
+    if (!manifest.contents.plugins.includes(plugin.name)) continue;
+    const prefix = `${PLUGINS_DIR}/${plugin.name}/`;
+    for (const f of Object.keys(manifest.files)) if (f.startsWith(prefix)) await verifyFile(dir, manifest, f);
+  }
+  const rngFiles = randomStatesFileNames(host.processIndex);
+  const rng = manifest.files[rngFiles.json] ? ((await readState(dir, manifest, 'random_states', rngFiles)) as unknown as RandomStates) : undefined;
+  return { dir, manifest, models, optimizers, schedulers, dataloaders, scaler, custom, rng };
+}
+
+async function loadOnThisRank(host: CheckpointHost, inputDir: string | undefined, options: LoadStateOptions): Promise<LoadStateResult> {
+  const warnings: string[] = [];
+  const strict = options.strict ?? false;
+  const problem = (message: string, dir: string, file?: string) => {
+    if (strict) throw new CheckpointError(`${message} (loadState was called with strict: true)`, dir, file);
+    warnings.push(message);
+  };
+  const { dirs, automatic } = await loadCandidates(host, inputDir, warnings);
+  let ckpt: ReadCheckpoint | undefined;
+  const skipped: string[] = [];
+  for (const candidate of dirs) {
+    try {
+      ckpt = await readCheckpoint(host, candidate, warnings, strict);
+      break;
+    } catch (err) {
+      // Only automatic naming falls back; an explicit folder is what the user asked for.
+      if (!automatic || !(err instanceof CheckpointError)) throw err;
+      skipped.push(`${basename(candidate)}: ${err.message}`);
+    }
+  }
+  if (!ckpt) {
+    throw new CheckpointError(
+      `loadState: no valid checkpoint in ${join(host.projectConfiguration.projectDir!, CHECKPOINTS_DIR)}; every one failed its checks:\n- ${skipped.join('\n- ')}\nSave a new checkpoint, or repair one of these.`,
+      join(host.projectConfiguration.projectDir!, CHECKPOINTS_DIR),
+    );
+  }
+  for (const s of skipped) warnings.push(`loadState: skipped the newer checkpoint ${s} Loaded ${ckpt.dir} instead; the skipped folder is left as it is (remove it once you no longer need it).`);
+  const { dir, manifest } = ckpt;
+  const backend = host.backend;
 
   // More saved objects than prepared ones load silently in Python; say what is left behind.
   for (const [kind, saved, prepared] of [
@@ -655,14 +781,35 @@ async function loadOnThisRank(host: CheckpointHost, inputDir: string | undefined
   }
   const models = [...host.models];
   for (const hook of host.loadHooks) await hook(models, dir);
+  for (let i = 0; i < models.length; i++) {
+    const file = modelFileName(i);
+    if (!ckpt.models.has(i)) throw missingObject(dir, 'model', i, manifest.contents.models, models.length, file);
+  }
+
+  // Everything is read and parsed: from here on objects change. A failure now (a shape
+  // that does not fit, a loader over another dataset) says what was already restored.
+  const restored: string[] = [];
+  const applying = async (what: string, fn: () => unknown) => {
+    try {
+      await fn();
+    } catch (err) {
+      const msg = err instanceof Error ? err.message : String(err);
+      const already = restored.length ? `Already restored before it failed: ${restored.join(', ')}; those objects now hold the checkpoint's state and the rest do not. ` : 'Nothing was restored. ';
+      const wrapped = new Error(`${msg}\nloadState stopped while restoring ${what} from ${dir}. ${already}Load a checkpoint that matches the prepared objects before training on.`, { cause: err });
+      if (err instanceof CheckpointError) throw Object.assign(new CheckpointError(wrapped.message, err.dir, err.file), { cause: err });
+      throw wrapped;
+    }
+    restored.push(what);
+  };
+
   const modelBytes = models.reduce<number>((sum, _m, i) => sum + (manifest.files[modelFileName(i)]?.size ?? 0), 0);
   const bar = checkpointBar(mainProcessBar(options.progress, host), 'loadState: model weights', modelBytes, models.length);
   try {
     for (let i = 0; i < models.length; i++) {
       const file = modelFileName(i);
-      if (!manifest.files[file]) throw missingObject(dir, 'model', i, manifest.contents.models, models.length, file);
-      const parsed = parseSafetensors(await readVerified(dir, manifest, file));
-      backend.loadStateDict(host.unwrapModel(models[i]), parsed.tensors(), { strict: options.strictModelKeys ?? true });
+      await applying(`model ${i} (${file})`, () =>
+        backend.loadStateDict(host.unwrapModel(models[i]), ckpt!.models.get(i)!.tensors(), { strict: options.strictModelKeys ?? true }),
+      );
       bar.update(manifest.files[file].size, file);
     }
   } finally {
@@ -671,52 +818,51 @@ async function loadOnThisRank(host: CheckpointHost, inputDir: string | undefined
 
   for (let i = 0; i < host.optimizers.length; i++) {
     const names = stateFileNames('optimizer', i);
-    if (!manifest.files[names.json]) throw missingObject(dir, 'optimizer', i, manifest.contents.optimizers, host.optimizers.length, names.json);
-    const state = await readState(dir, manifest, 'optimizer', names);
+    const state = ckpt.optimizers[i];
     const opt = host.optimizers[i];
-    if (backend.loadOptimizerStateDict) {
-      try {
-        await backend.loadOptimizerStateDict(opt, state);
-      } catch (err) {
-        // Optimizer states are laid out by the backend that saved them.
-        if (manifest.backend === backend.name) throw err;
-        throw new CheckpointError(
-          `loadState: optimizer ${i}'s state in ${dir} was saved by the "${manifest.backend}" backend and cannot be loaded by "${backend.name}" (${(err as Error).message}). ` +
-            `Resume with the "${manifest.backend}" backend, or load only the weights (loadModelFiles) and start the optimizer afresh.`,
-          dir,
-          names.json,
-        );
-      }
-    } else if (typeof (opt as Partial<Checkpointable>).loadStateDict === 'function') await (opt as Checkpointable).loadStateDict(state);
-    else throw new Error(`loadState: optimizer ${i} (${describe(opt)}) cannot load a state: the "${backend.name}" backend has no loadOptimizerStateDict and the optimizer no loadStateDict().`);
+    await applying(`optimizer ${i} (${names.json})`, async () => {
+      if (backend.loadOptimizerStateDict) {
+        try {
+          await backend.loadOptimizerStateDict(opt, state);
+        } catch (err) {
+          // Optimizer states are laid out by the backend that saved them.
+          if (manifest.backend === backend.name) throw err;
+          throw new CheckpointError(
+            `loadState: optimizer ${i}'s state in ${dir} was saved by the "${manifest.backend}" backend and cannot be loaded by "${backend.name}" (${(err as Error).message}). ` +
+              `Resume with the "${manifest.backend}" backend, or load only the weights (loadModelFiles) and start the optimizer afresh.`,
+            dir,
+            names.json,
+          );
+        }
+      } else if (typeof (opt as Partial<Checkpointable>).loadStateDict === 'function') await (opt as Checkpointable).loadStateDict(state);
+      else throw new Error(`loadState: optimizer ${i} (${describe(opt)}) cannot load a state: the "${backend.name}" backend has no loadOptimizerStateDict and the optimizer no loadStateDict().`);
+    });
   }
 
   for (let i = 0; i < host.schedulers.length; i++) {
-    const names = stateFileNames('scheduler', i);
-    if (!manifest.files[names.json]) throw missingObject(dir, 'scheduler', i, manifest.contents.schedulers, host.schedulers.length, names.json);
-    const state = await readState(dir, manifest, 'scheduler', names);
+    const state = ckpt.schedulers[i];
     const s = host.schedulers[i];
-    if (backend.loadSchedulerStateDict) backend.loadSchedulerStateDict(s, state);
-    else if (typeof (s as Partial<Checkpointable>).loadStateDict === 'function') await (s as Checkpointable).loadStateDict(state);
-    else throw new Error(`loadState: scheduler ${i} (${describe(s)}) cannot load a state: the "${backend.name}" backend has no loadSchedulerStateDict and the scheduler no loadStateDict().`);
+    await applying(`scheduler ${i} (${stateFileNames('scheduler', i).json})`, async () => {
+      if (backend.loadSchedulerStateDict) backend.loadSchedulerStateDict(s, state);
+      else if (typeof (s as Partial<Checkpointable>).loadStateDict === 'function') await (s as Checkpointable).loadStateDict(state);
+      else throw new Error(`loadState: scheduler ${i} (${describe(s)}) cannot load a state: the "${backend.name}" backend has no loadSchedulerStateDict and the scheduler no loadStateDict().`);
+    });
   }
 
   for (let i = 0; i < host.dataloaders.length; i++) {
-    const names = stateFileNames('dl_state_dict', i);
-    if (!manifest.files[names.json]) throw missingObject(dir, 'data loader', i, manifest.contents.dataloaders, host.dataloaders.length, names.json);
-    const state = await readState(dir, manifest, 'dataloader', names);
-    (host.dataloaders[i] as { loadStateDict(s: unknown): void }).loadStateDict(state);
+    const state = ckpt.dataloaders[i];
+    if (state === undefined) continue; // warned about when reading
+    await applying(`data loader ${i} (${stateFileNames('dl_state_dict', i).json})`, () => (host.dataloaders[i] as { loadStateDict(s: unknown): void }).loadStateDict(state));
   }
 
   if (host.scaler) {
     const names = stateFileNames('scaler', 0);
-    if (manifest.files[names.json]) host.scaler.loadStateDict((await readState(dir, manifest, 'scaler', names)) as Record<string, number>);
+    if (ckpt.scaler !== undefined) await applying(`the loss scaler (${names.json})`, () => host.scaler!.loadStateDict(ckpt!.scaler as Record<string, number>));
     else problem(`The fp16 loss scaler's state is not restored: ${dir} holds none (the saving run had no scaler); it keeps its initial scale.`, dir, names.json);
   }
 
   for (let i = 0; i < host.customObjects.length; i++) {
-    const state = await readState(dir, manifest, 'custom', customFileNames(i));
-    await (host.customObjects[i] as Checkpointable).loadStateDict(state);
+    await applying(`registered object ${i} (${customFileNames(i).json})`, () => (host.customObjects[i] as Checkpointable).loadStateDict(ckpt!.custom[i]));
   }
 
   for (const { plugin, fn } of pluginHooks(host.plugins, 'loadState')) {
@@ -725,21 +871,21 @@ async function loadOnThisRank(host: CheckpointHost, inputDir: string | undefined
       problem(`Plugin "${plugin.name}" has no namespace in ${dir} (the saving run did not have it), so its loadState hook was not called.`, dir, prefix);
       continue;
     }
-    for (const f of Object.keys(manifest.files)) if (f.startsWith(prefix)) await verifyFile(dir, manifest, f);
-    await fn(join(dir, PLUGINS_DIR, plugin.name), host.pluginContext);
+    await applying(`plugin "${plugin.name}" (${prefix})`, () => fn(join(dir, PLUGINS_DIR, plugin.name), host.pluginContext));
   }
 
   // RNG last: nothing above may draw from the generators after they are restored.
   const rank = host.processIndex;
-  const rngFiles = randomStatesFileNames(rank);
-  const rngJson = rngFiles.json;
-  if (manifest.files[rngJson]) {
-    const rng = (await readState(dir, manifest, 'random_states', rngFiles)) as unknown as RandomStates;
-    defaultGenerator().setState(rng.dataGenerator);
-    if (rng.backend.name === backend.name) backend.setRngState(rng.backend.state);
+  const rngJson = randomStatesFileNames(rank).json;
+  const rng = ckpt.rng;
+  if (rng) {
+    await applying(`rank ${rank}'s RNG state (${rngJson})`, () => {
+      if (rng.dataGenerator !== undefined) defaultGenerator().setState(rng.dataGenerator);
+    });
+    if (rng.backend?.name === backend.name) await applying(`rank ${rank}'s ${backend.name} RNG state (${rngJson})`, () => backend.setRngState(rng.backend.state));
     else {
       problem(
-        `Rank ${rank}'s ${backend.name} RNG state is not restored: the checkpoint holds the RNG state of the "${rng.backend.name}" backend, which this backend cannot use. Core's data generator was restored.`,
+        `Rank ${rank}'s ${backend.name} RNG state is not restored: the checkpoint holds the RNG state of the "${rng.backend?.name ?? 'no'}" backend, which this backend cannot use. Core's data generator was ${rng.dataGenerator !== undefined ? 'restored' : 'not restored either (the checkpoint holds none)'}.`,
         dir,
         rngJson,
       );
@@ -765,6 +911,11 @@ async function loadOnThisRank(host: CheckpointHost, inputDir: string | undefined
   if (pc.automaticCheckpointNaming && pc.projectDir) {
     const m = CHECKPOINT_NAME_PATTERN.exec(basename(dir));
     if (m && resolve(dirname(dir)) === resolve(pc.projectDir, CHECKPOINTS_DIR)) pc.iteration = Math.max(pc.iteration, Number(m[1]) + 1);
+    // Skipped newer folders keep their numbers: the next save goes after them.
+    for (const d of dirs) {
+      const n = CHECKPOINT_NAME_PATTERN.exec(basename(d));
+      if (automatic && n) pc.iteration = Math.max(pc.iteration, Number(n[1]) + 1);
+    }
   }
   return { dir, manifest, warnings };
 }

@@ -231,7 +231,7 @@ describe('loadModelFiles / resolveCheckpointFiles (load_checkpoint_in_model file
     writeFileSync(join(dir, 'a.index.json'), '{"weight_map": {}}');
     writeFileSync(join(dir, 'b.index.json'), '{"weight_map": {}}');
     await expect(loadModelFiles(dir)).rejects.toThrow('contains more than one `.index.json` file (a.index.json, b.index.json); delete the irrelevant ones.');
-    await expect(loadModelFiles(join(dir, 'missing'))).rejects.toThrow(/`checkpoint` should be the path to a file.*but got .*missing/);
+    await expect(loadModelFiles(join(dir, 'missing'))).rejects.toThrow(/missing does not exist \(no such file or folder\)\. Pass the folder saveModel/);
   });
 
   it('refuses pickle checkpoints, unsafe index entries, incomplete shards, duplicate tensors and non-pt formats', async () => {
