@@ -64,11 +64,16 @@ export function createProgram(ctx: CliContext, commands: readonly RegisterComman
     .configureOutput({
       writeOut: (s) => ctx.stdout(s),
       writeErr: (s) => ctx.stderr(s),
-      // Usage errors are printed by runCli as one `accelerate: …` line (see usageErrorLine), not commander's `error: …`.
-      outputError: () => {},
     });
   program.addHelpText('after', '\nFlags accept snake_case and kebab-case alike (--config_file or --config-file).');
   for (const register of commands) register(program, ctx);
+  // Usage errors as one `accelerate: …` line (see usageErrorLine), not commander's `error: …`;
+  // set per command so the line can point at that command's --help.
+  const each = (cmd: Command) => {
+    cmd.configureOutput({ outputError: (text) => ctx.stderr(usageErrorLine(text, cmd)) });
+    for (const sub of cmd.commands as readonly Command[]) each(sub);
+  };
+  each(program);
   return program;
 }
 
@@ -138,8 +143,8 @@ function commandPath(cmd: Command): string {
  * line the README promises: `accelerate: unknown option '--foo' (did you mean --bar?)`, with a
  * pointer to the command's help when there is no suggestion.
  */
-export function usageErrorLine(error: CommanderError, cmd: Command): string {
-  let text = error.message.replace(/^error:\s*/, '');
+export function usageErrorLine(message: string, cmd: Command): string {
+  let text = message.trimEnd().replace(/^error:\s*/, '');
   // A flag's own parser wrote the full sentence (field, value, fix): show only that.
   const invalid = /^option '[^']*' argument '[\s\S]*?' is invalid\. ([\s\S]+)$/.exec(text);
   if (invalid) text = invalid[1];
@@ -180,7 +185,7 @@ export async function runCli(args: readonly string[], overrides: Partial<CliCont
         ctx.stderr(`accelerate: ${path ? `\`accelerate ${path}\` needs` : 'name'} a command: ${subs.join(', ')} (see the help above).\n`);
         return e.exitCode;
       }
-      ctx.stderr(usageErrorLine(e, walked.command));
+      // Anything else was printed by the command's outputError (createProgram).
       return e.exitCode;
     }
     if (e instanceof ConfigError || e instanceof CliError) {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { createProgram, markPassThrough, normalizeArgv, runCli } from '../src/program.js';
@@ -113,5 +114,28 @@ describe('program', () => {
     const help = capture();
     expect(await runCli(['--help'], help.ctx)).toBe(0);
     expect(help.err.join('')).toBe('');
+  });
+
+  it('a config file with several bad keys and values, plus bad flags, is reported whole in one run', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cli-many-'));
+    const script = join(dir, 'train.js');
+    writeFileSync(script, '');
+    const bad = join(dir, 'bad.yaml');
+    writeFileSync(bad, 'distributed_type: MULTI_CPU\nnum_procesess: 2\nmixed_precision: fp17\nuse_cpu: maybe\nfsdp_config:\n  fsdp_sharding_strategy: WRONG\n');
+    const a = capture();
+    expect(await runCli(['launch', '--config_file', bad, '--num_machines', 'x', '--max_restarts', 'y', script], a.ctx)).toBe(1);
+    const text = a.err.join('');
+    expect(text.startsWith('accelerate: 3 problems with the launch settings:\n')).toBe(true);
+    for (const named of ['--num_machines got "x"', '--max_restarts got "y"', 'unknown key "num_procesess" (did you mean "num_processes"?)', '"mixed_precision" has value "fp17"', '"use_cpu" has value "maybe"', '"fsdp_config.fsdp_sharding_strategy" has value "WRONG"']) {
+      expect(text).toContain(named);
+    }
+    // Values that pass the file's own checks but not the launch's: all of them too.
+    const combos = join(dir, 'combos.yaml');
+    writeFileSync(combos, 'distributed_type: MULTI_CPU\nnum_processes: 2\nnum_machines: 1\nmachine_rank: 3\nmain_process_port: 99999\n');
+    const b = capture();
+    expect(await runCli(['launch', '--config_file', combos, '--max_restarts', '1', '--tee', '3', script], b.ctx)).toBe(1);
+    expect(b.err.join('')).toMatch(
+      /^accelerate: 4 problems with the launch settings:\n  - \S+combos\.yaml \(machine_rank\) is 3[^\n]*\n  - \S+combos\.yaml \(main_process_port\) is 99999[^\n]*\n  - --max_restarts is 1[^\n]*\n  - --tee 3 writes rank output to log files[^\n]*\n$/,
+    );
   });
 });

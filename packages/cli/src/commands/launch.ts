@@ -11,8 +11,11 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
+  ConfigError,
   LAUNCH_FLAGS,
+  LaunchError,
   launchArgsFromFlags,
+  launchProblemsMessage,
   parseLaunchFlagValue,
   resolveLaunchArgs,
   runLaunch,
@@ -22,7 +25,7 @@ import {
   type LaunchValue,
   type SupervisionResult,
 } from '@accelerate/core';
-import { InvalidArgumentError, Option, type Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { CliError, type CliContext } from '../context.js';
 import { markPassThrough } from '../program.js';
 import { probePackage } from './env.js';
@@ -58,7 +61,8 @@ export function launchOption(spec: LaunchFlagSpec): Option {
       try {
         value = parseLaunchFlagValue(spec, raw);
       } catch (e) {
-        throw new InvalidArgumentError((e as Error).message);
+        // Kept, not thrown: the action reports every bad value (and the other problems) at once.
+        return new BadFlagValue((e as Error).message);
       }
       // Repeatable flags collect their values.
       if (spec.type === 'list' && Array.isArray(previous)) return [...(previous as string[]), ...(value as string[])];
@@ -67,6 +71,30 @@ export function launchOption(spec: LaunchFlagSpec): Option {
   }
   if (spec.support === 'unsupported') option.hideHelp();
   return option;
+}
+
+/** A flag value that did not parse; {@link registerLaunchCommand}'s action reports them all together. */
+export class BadFlagValue {
+  constructor(readonly message: string) {}
+}
+
+/**
+ * Throws one CliError listing the bad flag values and every other problem the
+ * remaining settings have (config file, combinations), so one run shows them all.
+ */
+function reportBadFlags(flags: Record<string, unknown>, script: string, scriptArgs: string[], ctx: CliContext): void {
+  const bad = Object.values(flags).filter((v): v is BadFlagValue => v instanceof BadFlagValue);
+  if (bad.length === 0) return;
+  const problems = bad.map((b) => b.message);
+  const rest = Object.fromEntries(Object.entries(flags).filter(([, v]) => !(v instanceof BadFlagValue))) as Record<string, LaunchValue | undefined>;
+  try {
+    resolveLaunchArgs(launchArgsFromFlags(rest, script, scriptArgs), { env: ctx.env });
+  } catch (e) {
+    if (e instanceof LaunchError) problems.push(...e.problems);
+    else if (e instanceof ConfigError) problems.push(e.message);
+    else throw e;
+  }
+  throw new CliError(launchProblemsMessage(problems));
 }
 
 /** Options of {@link runLaunchCommand}. */
@@ -201,6 +229,7 @@ export function registerLaunchCommand(program: Command, ctx: CliContext): void {
   markPassThrough(cmd);
   cmd.action(async (script: string, scriptArgs: string[], opts: Record<string, LaunchValue | undefined>) => {
     const { dashboard, ...flags } = opts;
+    reportBadFlags(flags, script, scriptArgs, ctx);
     const args = launchArgsFromFlags(flags, script, scriptArgs);
     let numProcesses = 1;
     try {

@@ -212,6 +212,12 @@ export function flattenedConfigKey(section: string, key: string): string {
 
 const asBool = (v: LaunchValue | undefined) => v === true;
 
+/** One message for several problems: a count, then one `  - ` line each (a problem's own lines indented under it). */
+export function launchProblemsMessage(problems: readonly string[]): string {
+  if (problems.length === 1) return problems[0];
+  return `${problems.length} problems with the launch settings:\n${problems.map((p) => `  - ${p.replace(/\n/g, '\n    ')}`).join('\n')}`;
+}
+
 /**
  * Merges `args` with the config file and the flag defaults and validates the
  * result before anything is spawned. Errors ({@link LaunchError}, or the
@@ -225,42 +231,55 @@ export function resolveLaunchArgs(args: LaunchArgs, options: ResolveLaunchOption
   const passed = passedFlags(args);
   const warnings: string[] = [];
 
+  // Every problem found is collected and reported together, so one run shows all there is to fix.
+  const problems: string[] = [];
+  /** Throws one LaunchError listing every problem so far (plus `last`, when the checks cannot go on). */
+  const report = (last?: string): never => {
+    const all = last === undefined ? problems : [...problems, last];
+    throw new LaunchError(launchProblemsMessage(all), all);
+  };
   // Flags that accelerate-ts cannot act on at all.
   for (const [name] of passed) {
     const spec = launchFlag(name)!;
     if (spec.support === 'unsupported') {
-      throw new LaunchError(`--${name} is not supported by accelerate-ts: ${spec.help} Remove the flag.`);
+      problems.push(`--${name} is not supported by accelerate-ts: ${spec.help} Remove the flag.`);
     }
   }
 
   // Python's sanity checks, on the flags as passed.
   const chosen = (['cpu', 'multi_gpu', 'tpu', 'use_deepspeed', 'use_fsdp'] as const).filter((n) => asBool(passed.get(n)));
   if (chosen.length > 1) {
-    throw new LaunchError(
+    problems.push(
       `You can only use one of --cpu, --multi_gpu, --tpu, --use_deepspeed, --use_fsdp at a time; got ${chosen.map((n) => `--${n}`).join(' and ')}. Keep one of them.`,
     );
   }
   const flagProcs = passed.get('num_processes') as number | undefined;
   if (asBool(passed.get('multi_gpu')) && flagProcs !== undefined && flagProcs < 2) {
-    throw new LaunchError(
+    problems.push(
       `--multi_gpu needs at least 2 processes, but --num_processes is ${flagProcs}. Pass --num_processes 2 (or more), or drop --multi_gpu to run one process.`,
     );
   }
   if (asBool(passed.get('module')) && asBool(passed.get('no_python'))) {
-    throw new LaunchError('--module and --no_python cannot be used together: --module resolves a node module, --no_python runs a program. Keep one.');
+    problems.push('--module and --no_python cannot be used together: --module resolves a node module, --no_python runs a program. Keep one.');
   }
 
   // The config file.
   let file: LoadedConfigFile | null = null;
-  if (options.configFile !== undefined) file = options.configFile;
-  else if (args.configFile !== undefined) file = loadConfigFile(args.configFile);
-  else if (!asBool(passed.get('cpu'))) {
-    const found = findDefaultConfigFile(env);
-    if (found) file = loadConfigFile(found);
+  try {
+    if (options.configFile !== undefined) file = options.configFile;
+    else if (args.configFile !== undefined) file = loadConfigFile(args.configFile);
+    else if (!asBool(passed.get('cpu'))) {
+      const found = findDefaultConfigFile(env);
+      if (found) file = loadConfigFile(found);
+    }
+  } catch (e) {
+    // The file's own problems (all of them, in one ConfigError) come with the flags' problems.
+    if (problems.length > 0) report((e as Error).message);
+    throw e;
   }
   if (file) warnings.push(...file.warnings.map((w) => `${file!.path}: ${w}`));
   if (file && file.config.compute_environment !== 'LOCAL_MACHINE') {
-    throw new LaunchError(
+    report(
       `${file.path} describes an Amazon SageMaker setup (compute_environment: ${file.config.compute_environment}); accelerate-ts launches on local machines only. Use a LOCAL_MACHINE config (accelerate config).`,
     );
   }
@@ -275,6 +294,16 @@ export function resolveLaunchArgs(args: LaunchArgs, options: ResolveLaunchOption
   for (const [name, value] of passed) set(name, value, { source: 'launch flag', detail: `--${name}` });
   const fromFile = (key: string): LaunchValueOrigin => ({ source: 'config file', detail: `${file!.path} (${key})` });
   const isPassed = (name: string) => passed.has(name);
+  /** The value, or undefined with its LaunchError's message added to the problems. */
+  const collect = (fn: () => LaunchValue): LaunchValue | undefined => {
+    try {
+      return fn();
+    } catch (e) {
+      if (!(e instanceof LaunchError)) throw e;
+      problems.push(e.message);
+      return undefined;
+    }
+  };
 
   if (cfg && file) {
     // Paradigm from distributed_type when no paradigm flag was given.
@@ -282,7 +311,7 @@ export function resolveLaunchArgs(args: LaunchArgs, options: ResolveLaunchOption
       const dt = cfg.distributed_type;
       const origin = fromFile('distributed_type');
       if (dt === 'XLA') {
-        throw new LaunchError(`${file.path} has distributed_type: XLA (TPU); accelerate-ts cannot launch on TPUs. Use another config.`);
+        problems.push(`${file.path} has distributed_type: XLA (TPU); accelerate-ts cannot launch on TPUs. Use another config.`);
       }
       if (dt === 'DEEPSPEED') set('use_deepspeed', true, origin);
       else if (dt === 'FSDP') set('use_fsdp', true, origin);
@@ -310,7 +339,7 @@ export function resolveLaunchArgs(args: LaunchArgs, options: ResolveLaunchOption
             continue;
           }
           // Keys that are not flags (e.g. fp8_config.amax_history_length) are kept as they are, for the env export.
-          const value = spec ? coerceLaunchValue(spec, subValue, where) : toLaunchValue(subValue);
+          const value = spec ? collect(() => coerceLaunchValue(spec, subValue, where)) : toLaunchValue(subValue);
           if (value === undefined) continue;
           set(name, value, fromFile(`${key}.${sub}`));
         }
@@ -321,12 +350,14 @@ export function resolveLaunchArgs(args: LaunchArgs, options: ResolveLaunchOption
       if (!spec || spec.support === 'unsupported' || isPassed(key)) continue;
       // Only keys the file really has: filled-in defaults of the schema do not override flag defaults.
       if (!file.present.has(key)) continue;
-      set(key, coerceLaunchValue(spec, raw, `${file.path} (${key})`), fromFile(key));
+      const value = collect(() => coerceLaunchValue(spec, raw, `${file!.path} (${key})`));
+      if (value !== undefined) set(key, value, fromFile(key));
     }
     if (!isPassed('cpu') && cfg.use_cpu === true) set('cpu', true, fromFile('use_cpu'));
     if (!isPassed('debug') && cfg.debug === true) set('debug', true, fromFile('debug'));
     if (!isPassed('mixed_precision') && cfg.mixed_precision) {
-      set('mixed_precision', coerceLaunchValue(launchFlag('mixed_precision')!, cfg.mixed_precision, `${file.path} (mixed_precision)`), fromFile('mixed_precision'));
+      const value = collect(() => coerceLaunchValue(launchFlag('mixed_precision')!, cfg.mixed_precision, `${file!.path} (mixed_precision)`));
+      if (value !== undefined) set('mixed_precision', value, fromFile('mixed_precision'));
     }
     // Without num_processes in the file, Python uses the schema's fill-in: 1 for distributed_type NO, else -1 (= ask at launch).
     if (!isPassed('num_processes') && !file.present.has('num_processes')) set('num_processes', cfg.num_processes, fromFile('num_processes'));
@@ -362,65 +393,63 @@ export function resolveLaunchArgs(args: LaunchArgs, options: ResolveLaunchOption
   const numMachines = values.num_machines as number;
   const machineRank = values.machine_rank as number;
   if (numProcesses === -1 && origins.num_processes?.source === 'config file') {
-    throw new LaunchError(
+    problems.push(
       `${file ? file.path : 'The config file'} has num_processes -1 (decide at launch time): pass --num_processes with the total number of processes.`,
     );
-  }
-  if (numProcesses < 1) {
-    throw new LaunchError(`${describe('num_processes')} is ${numProcesses}; it must be at least 1. Pass --num_processes 1 or more.`);
+  } else if (numProcesses < 1) {
+    problems.push(`${describe('num_processes')} is ${numProcesses}; it must be at least 1. Pass --num_processes 1 or more.`);
   }
   if (numMachines < 1) {
-    throw new LaunchError(`${describe('num_machines')} is ${numMachines}; it must be at least 1. Pass --num_machines 1 for a single machine.`);
-  }
-  if (machineRank < 0 || machineRank >= numMachines) {
-    throw new LaunchError(
+    problems.push(`${describe('num_machines')} is ${numMachines}; it must be at least 1. Pass --num_machines 1 for a single machine.`);
+  } else if (machineRank < 0 || machineRank >= numMachines) {
+    problems.push(
       `${describe('machine_rank')} is ${machineRank}, but with ${numMachines} machine${numMachines === 1 ? '' : 's'} it must be 0${numMachines > 1 ? `..${numMachines - 1}` : ''}. Pass --machine_rank 0 on the main machine and 1, 2, … on the others.`,
     );
   }
-  if (numProcesses % numMachines !== 0) {
-    throw new LaunchError(
+  if (numProcesses >= 1 && numMachines >= 1 && numProcesses % numMachines !== 0) {
+    problems.push(
       `--num_processes ${numProcesses} is not divisible by --num_machines ${numMachines}: every machine runs the same number of processes. Pass a multiple of ${numMachines} (e.g. --num_processes ${numMachines * Math.max(1, Math.round(numProcesses / numMachines))}).`,
     );
   }
   const port = values.main_process_port as number | undefined;
   if (port !== undefined && (port < 0 || port > 65535)) {
-    throw new LaunchError(`${describe('main_process_port')} is ${port}; a port is 0..65535 (0 picks a free port on one machine).`);
+    problems.push(`${describe('main_process_port')} is ${port}; a port is 0..65535 (0 picks a free port on one machine).`);
   }
   const ip = values.main_process_ip as string | undefined;
   if (numMachines > 1) {
     if (!ip) {
-      throw new LaunchError(
+      problems.push(
         `This launch spans ${numMachines} machines but --main_process_ip is not set, so they cannot find each other. Pass --main_process_ip with the address of the machine running --machine_rank 0 (the same on every machine).`,
       );
     }
     if (port === 0) {
-      throw new LaunchError(
+      problems.push(
         `--main_process_port 0 picks a free port on this machine, which the other ${numMachines - 1} machine${numMachines > 2 ? 's' : ''} cannot know. Pass the same fixed port (e.g. --main_process_port 29500) on every machine.`,
       );
     }
   }
   const maxRestarts = values.max_restarts as number;
   if (maxRestarts !== 0) {
-    throw new LaunchError(
+    problems.push(
       `${describe('max_restarts')} is ${maxRestarts}, but accelerate-ts does not restart failed workers: a failing rank stops the whole launch. Pass --max_restarts 0 (the default) and restart the launch yourself, resuming from a checkpoint.`,
     );
   }
   const threads = values.num_cpu_threads_per_process as number | undefined;
   if (threads !== undefined && threads < 1) {
-    throw new LaunchError(`${describe('num_cpu_threads_per_process')} is ${threads}; pass 1 or more.`);
+    problems.push(`${describe('num_cpu_threads_per_process')} is ${threads}; pass 1 or more.`);
   }
   // From a config file, only DeepSpeed's section sets it (as in Python and resolveConfig).
   const gaValue = values.gradient_accumulation_steps as number | undefined;
   const gaFromFile = origins.gradient_accumulation_steps?.source === 'config file';
   const ga = gaFromFile && !(asBool(values.use_deepspeed)) ? undefined : gaValue;
   if (ga !== undefined && ga < 1) {
-    throw new LaunchError(`${describe('gradient_accumulation_steps')} is ${ga}; pass 1 or more.`);
+    problems.push(`${describe('gradient_accumulation_steps')} is ${ga}; pass 1 or more.`);
   }
   const tee = String(values.tee);
-  parseTee(tee); // validates
+  const teeValid = collect(() => (parseTee(tee), tee)) !== undefined;
   const logDir = values.log_dir as string | undefined;
-  if (tee !== '0' && !logDir) {
-    throw new LaunchError(`--tee ${tee} writes rank output to log files, which need a folder: add --log_dir <dir>.`);
+  if (teeValid && tee !== '0' && !logDir) {
+    problems.push(`--tee ${tee} writes rank output to log files, which need a folder: add --log_dir <dir>.`);
   }
   const rdzv = String(values.rdzv_backend);
   if (rdzv !== 'static') {
@@ -441,16 +470,18 @@ export function resolveLaunchArgs(args: LaunchArgs, options: ResolveLaunchOption
           : 'simple';
   const useParallelismConfig = asBool(values.use_parallelism_config);
   if (useParallelismConfig && (paradigm !== 'fsdp' || String(values.fsdp_version) === '1')) {
-    throw new LaunchError('--use_parallelism_config needs FSDP version 2: add --use_fsdp --fsdp_version 2, or drop --use_parallelism_config.');
+    problems.push('--use_parallelism_config needs FSDP version 2: add --use_fsdp --fsdp_version 2, or drop --use_parallelism_config.');
   }
   if (paradigm === 'fsdp' && values.fsdp_cpu_ram_efficient_loading === true && values.fsdp_sync_module_states === false) {
-    throw new LaunchError(
+    problems.push(
       'FSDP with --fsdp_cpu_ram_efficient_loading true needs --fsdp_sync_module_states true (the other ranks start empty and receive rank 0\'s weights). Set --fsdp_sync_module_states true or --fsdp_cpu_ram_efficient_loading false.',
     );
   }
-  if (paradigm === 'multi_gpu' && numProcesses < 2 && numMachines === 1 && origins.multi_gpu?.source === 'launch flag') {
-    throw new LaunchError(`--multi_gpu needs at least 2 processes, but ${describe('num_processes')} is ${numProcesses}. Pass --num_processes 2 (or more).`);
+  // (Not when the flag checks above already refused --num_processes below 2 or --multi_gpu itself.)
+  if (paradigm === 'multi_gpu' && numProcesses < 2 && numMachines === 1 && origins.multi_gpu?.source === 'launch flag' && flagProcs === undefined && chosen.length <= 1) {
+    problems.push(`--multi_gpu needs at least 2 processes, but ${describe('num_processes')} is ${numProcesses}. Pass --num_processes 2 (or more).`);
   }
+  if (problems.length > 0) report();
 
   return Object.freeze({
     script: args.script,

@@ -243,6 +243,15 @@ export function launchFlag(name: string): LaunchFlagSpec | undefined {
  */
 export class LaunchError extends Error {
   override name = 'LaunchError';
+  /**
+   * Every problem found, when the launch settings were checked as a whole
+   * (the message then lists them all); otherwise just this error's message.
+   */
+  readonly problems: readonly string[];
+  constructor(message: string, problems?: readonly string[]) {
+    super(message);
+    this.problems = problems ?? [message];
+  }
 }
 
 /** Python-style bool text (`true`, `False`, `yes`, `0`, …) -> boolean, or undefined when it is none of them. */

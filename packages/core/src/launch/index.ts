@@ -20,6 +20,7 @@ export {
 export {
   flattenedConfigKey,
   launchArgsFromFlags,
+  launchProblemsMessage,
   parseTee,
   resolveLaunchArgs,
   type LaunchArgs,

@@ -153,6 +153,34 @@ describe('flags merged with the config file', () => {
     expect(() => resolveLaunchArgs({ configFile: yamlFile('distributed_type: XLA\nnum_processes: 8\n') })).toThrow(/distributed_type: XLA \(TPU\)/);
   });
 
+  it('every problem of the file and the flags is reported in one error, not one per run', () => {
+    const path = yamlFile(
+      'compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_CPU\nnum_processes: 2\nnum_machines: 1\nmachine_rank: 3\nmain_process_port: 99999\n',
+    );
+    let error: Error | undefined;
+    try {
+      resolveLaunchArgs({ configFile: path, module: true, noPython: true, tee: '3', maxRestarts: 2, numCpuThreadsPerProcess: 0 });
+    } catch (e) {
+      error = e as Error;
+    }
+    expect(error).toBeInstanceOf(LaunchError);
+    const lines = error!.message.split('\n');
+    expect(lines[0]).toBe('6 problems with the launch settings:');
+    expect(lines.slice(1)).toEqual([
+      expect.stringMatching(/^  - --module and --no_python cannot be used together/),
+      expect.stringContaining(`  - ${path} (machine_rank) is 3, but with 1 machine it must be 0`),
+      expect.stringMatching(/\(main_process_port\) is 99999; a port is 0..65535/),
+      expect.stringMatching(/^  - --max_restarts is 2, but accelerate-ts does not restart/),
+      expect.stringMatching(/^  - --num_cpu_threads_per_process is 0; pass 1 or more/),
+      expect.stringMatching(/^  - --tee 3 writes rank output to log files.*add --log_dir/),
+    ]);
+    // A file that fails its own checks: those problems come with the flags' ones.
+    const broken = yamlFile('distributed_type: NO\nnum_procesess: 2\nmixed_precision: fp17\n');
+    expect(() => resolveLaunchArgs({ configFile: broken, cpu: true, multiGpu: true })).toThrow(
+      /^2 problems with the launch settings:\n  - You can only use one of --cpu, --multi_gpu[^\n]*\n  - Invalid Accelerate configuration in config file [^\n]* \(2 problems\):\n      - unknown key "num_procesess"[^\n]*\n      - key "mixed_precision" has value "fp17"/,
+    );
+  });
+
   it('the default config file is read from HF_HOME unless --cpu is passed (Python rule); --config_file always', () => {
     const home = mkdtempSync(join(tmpdir(), 'hf-home-'));
     mkdirSync(join(home, 'accelerate'));
