@@ -40,7 +40,14 @@ export {
 } from './commands/launch.js';
 export { registerTestCommand, runTest, testLaunchArgs, testScriptPath, TEST_SUCCESS_MESSAGE, type TestOptions } from './commands/test.js';
 export { registerTrackingCommands, runReplay, runDashboard } from './commands/tracking.js';
-export { exportCheckpointToPython, registerCheckpointCommand, type ExportPythonResult } from './commands/checkpoint.js';
+export {
+  exportCheckpointToPython,
+  importCheckpointFromPython,
+  pythonFor,
+  registerCheckpointCommand,
+  type ExportPythonResult,
+  type ImportPythonResult,
+} from './commands/checkpoint.js';
 export {
   ESTIMATE_DTYPES,
   SUPPORTED_MODEL_TYPES,

@@ -21,6 +21,7 @@ export {
   customFileNames,
   listCheckpoints,
   randomStatesFileNames,
+  writeManifest,
   type Checkpointable,
   type LoadStateHook,
   type LoadStateOptions,

@@ -65,6 +65,12 @@ export interface CheckpointManifest {
    * Loading re-ties them.
    */
   sharedTensors?: Record<string, string[]>;
+  /**
+   * Set when the folder was converted from another tool's checkpoint
+   * (`accelerate checkpoint import-python`): which tool, from where, and what
+   * of it could not be carried over.
+   */
+  importedFrom?: { tool: string; version?: string; dir: string; notCarriedOver: string[] };
   /** Every file of the checkpoint except the manifest, by forward-slash path relative to the folder. */
   files: Record<string, ManifestFileEntry>;
 }
@@ -139,8 +145,9 @@ export async function readManifest(dir: string): Promise<CheckpointManifest> {
       const python = await pythonCheckpointFiles(dir);
       if (python.length > 0) {
         throw new CheckpointError(
-          `${dir} was written by Python Accelerate's save_state (${python.join(', ')}): its optimizer, scheduler, sampler and RNG states are pickles, which accelerate-ts does not read (unpickling runs arbitrary code). ` +
-            'Load its weights instead: loadModelFiles(dir) from @accelerate/core (model.safetensors / model_<i>.safetensors), then continue training with fresh optimizer state, or save with accelerate-ts to get a resumable checkpoint.',
+          `${dir} was written by Python Accelerate's save_state (${python.join(', ')}): its optimizer, scheduler and RNG states are pickles, which Node does not read (unpickling runs arbitrary code). ` +
+            `Convert it once with your Python (torch installed), then load the result: \`accelerate checkpoint import-python ${dir}\` writes ${dir.replace(/\/+$/, '')}-ts, and loadState(${JSON.stringify(`${dir.replace(/\/+$/, '')}-ts`)}) resumes with the same model, optimizer, scheduler and RNG state. ` +
+            'For the weights alone, loadModelFiles(dir) reads model.safetensors directly.',
           dir,
           MANIFEST_NAME,
         );

@@ -337,6 +337,38 @@ export async function listCheckpoints(projectDir: string): Promise<Array<{ dir: 
 // ---------------------------------------------------------------------------
 // save
 
+/**
+ * Hash every file of the checkpoint folder `dir` and write its
+ * `manifest.json` (last, durably): the step that makes a folder of state
+ * files a loadable checkpoint. `saveState` uses it on its temporary folder;
+ * converters that assemble a checkpoint from other files (e.g. `accelerate
+ * checkpoint import-python`) use it before renaming their folder into place
+ * with {@link commitCheckpointDir}. Returns the manifest written.
+ */
+export async function writeManifest(
+  dir: string,
+  fields: Omit<CheckpointManifest, 'format' | 'formatVersion' | 'accelerateTsVersion' | 'createdAt' | 'files' | 'configHash'> & { configHash?: string },
+): Promise<CheckpointManifest> {
+  const files: Record<string, ManifestFileEntry> = {};
+  for (const rel of await listFilesRecursive(dir)) {
+    if (rel === MANIFEST_NAME) continue;
+    // writeSafetensors' own temporary files never survive a finished write; skip any stray one.
+    if (basename(rel).startsWith('.') && rel.endsWith('.tmp')) continue;
+    Object.defineProperty(files, rel, { value: await hashFile(join(dir, rel)), enumerable: true, writable: true, configurable: true });
+  }
+  const manifest: CheckpointManifest = {
+    format: MANIFEST_FORMAT,
+    formatVersion: MANIFEST_VERSION,
+    accelerateTsVersion: accelerateTsVersion(),
+    createdAt: new Date().toISOString(),
+    configHash: fields.configHash ?? `sha256:${sha256Hex('null')}`,
+    ...fields,
+    files,
+  };
+  await writeFileDurable(join(dir, MANIFEST_NAME), JSON.stringify(manifest, null, 2) + '\n');
+  return manifest;
+}
+
 /** The mid-window warning is shown once per process. */
 let warnedMidWindow = false;
 
@@ -494,17 +526,7 @@ export async function saveAcceleratorState(host: CheckpointHost, outputDir: stri
 
     await collectively(host, 'saveState (committing)', async () => {
       if (!host.isMainProcess) return;
-      const files: Record<string, ManifestFileEntry> = {};
-      for (const rel of await listFilesRecursive(temp)) {
-        // writeSafetensors' own temporary files never survive a finished write; skip any stray one.
-        if (basename(rel).startsWith('.') && rel.endsWith('.tmp')) continue;
-        Object.defineProperty(files, rel, { value: await hashFile(join(temp, rel)), enumerable: true, writable: true, configurable: true });
-      }
-      const manifest: CheckpointManifest = {
-        format: MANIFEST_FORMAT,
-        formatVersion: MANIFEST_VERSION,
-        accelerateTsVersion: accelerateTsVersion(),
-        createdAt: new Date().toISOString(),
+      await writeManifest(temp, {
         worldSize: host.numProcesses,
         backend: host.backend.name,
         configHash: `sha256:${sha256Hex(stableStringify(host.configValues))}`,
@@ -512,9 +534,7 @@ export async function saveAcceleratorState(host: CheckpointHost, outputDir: stri
         iteration: pc.iteration,
         contents,
         ...(Object.keys(sharedTensors).length > 0 ? { sharedTensors } : {}),
-        files,
-      };
-      await writeFileDurable(join(temp, MANIFEST_NAME), JSON.stringify(manifest, null, 2) + '\n');
+      });
       await commitCheckpointDir(temp, target, mainPid);
       if (pc.automaticCheckpointNaming && pc.totalLimit !== undefined) {
         // Oldest first; never the folder just written.
