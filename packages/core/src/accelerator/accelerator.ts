@@ -53,6 +53,9 @@ import { PluginContainer, type PluginOption } from './plugin-container.js';
 import { applyPendingSeed } from './seed.js';
 import { joinUnevenInputs as joinUnevenInputsImpl, type JoinUnevenInputsOptions } from './join.js';
 import { optimizerStepState, unwrapPrepared, wrapOptimizer, wrapScheduler } from './wrappers.js';
+import { checkOptionNames } from './option-names.js';
+import { getLogger } from '../utils/logging.js';
+import type { ResolvedSetting } from '../config/resolve.js';
 
 /** Constructor options of {@link Accelerator}. Names follow Accelerate's, in camelCase. */
 export interface AcceleratorOptions {
@@ -96,6 +99,47 @@ export interface AcceleratorOptions {
 }
 
 const MIXED_PRECISIONS: readonly MixedPrecision[] = ['no', 'fp16', 'bf16', 'fp8'];
+
+// Keyed by every option, so the compiler fails here when AcceleratorOptions gains one that is not listed.
+const OPTION_NAMES: Record<keyof AcceleratorOptions, true> = {
+  backend: true,
+  mixedPrecision: true,
+  gradientAccumulationSteps: true,
+  gradientAccumulationPlugin: true,
+  cpu: true,
+  devicePlacement: true,
+  dataloaderConfig: true,
+  projectConfig: true,
+  projectDir: true,
+  stepSchedulerWithOptimizer: true,
+  kwargsHandlers: true,
+  plugins: true,
+  logWith: true,
+  configFile: true,
+  env: true,
+};
+
+/**
+ * Where a precision setting came from and how to change it there, for errors:
+ * "(from the config file /x/default_config.yaml (mixed_precision); …)".
+ */
+function precisionOrigin(setting: ResolvedSetting<MixedPrecision>, instead: string): string {
+  const v = JSON.stringify(setting.value);
+  const orCode = `, or pass mixedPrecision: "${instead}" to the Accelerator (the constructor wins over every other source)`;
+  switch (setting.source) {
+    case 'constructor':
+      return `It was set by the Accelerator option mixedPrecision: ${v}; pass "${instead}" or "no" instead.`;
+    case 'launch flag':
+      return `It was set by the launch flag ${setting.detail || '--mixed_precision'} ${setting.value}; launch with --mixed_precision ${instead} (or no) instead${orCode}.`;
+    case 'env':
+      return `It was set by the environment variable ${setting.detail}=${setting.value}; unset it or set it to ${instead} (or no)${orCode}.`;
+    case 'config file':
+      // Through `accelerate launch` the detail also names the variable it came by: "<file> (mixed_precision) (via ACCELERATE_MIXED_PRECISION)".
+      return `It was set by the config file ${setting.detail}; change that line to "mixed_precision: ${instead}" (or no), run \`accelerate config\` again, or launch with --mixed_precision ${instead}${orCode}.`;
+    default:
+      return `It is the default (${setting.detail || 'no source set it'}); pass mixedPrecision: "${instead}" to the Accelerator.`;
+  }
+}
 
 /** The tuple `prepare` resolves to: the same types, in the same order. */
 export type Prepared<T extends readonly unknown[]> = { [K in keyof T]: T[K] };
@@ -149,6 +193,9 @@ export class Accelerator {
   readonly optimizers: unknown[] = [];
   readonly schedulers: unknown[] = [];
   readonly dataloaders: unknown[] = [];
+  /** What `prepare` returned, and the user's object each came from: a second prepare reuses them. */
+  private readonly preparedOutputs = new WeakSet<object>();
+  private readonly preparedFrom = new WeakMap<object, object>();
   /**
    * Accelerate's `accelerator.step`: the micro-step counter of gradient
    * accumulation (one per `accumulate` call, back to 0 at the end of a data
@@ -164,6 +211,8 @@ export class Accelerator {
   }
 
   constructor(options: AcceleratorOptions = {}) {
+    // A misspelt option would otherwise be ignored without a word (Python raises TypeError too).
+    checkOptionNames(options, Object.keys(OPTION_NAMES), 'new Accelerator()');
     this.options = options;
     if (options.gradientAccumulationPlugin && options.gradientAccumulationSteps !== undefined && options.gradientAccumulationSteps !== 1) {
       throw new Error(
@@ -249,7 +298,7 @@ export class Accelerator {
     if (precision === 'fp16') {
       if (this.partial.device === 'cpu') {
         throw new Error(
-          'mixedPrecision "fp16" needs a GPU: fp16 autocast and loss scaling do not run on the CPU (Python Accelerate silently disables it). Use "bf16" on the CPU, or "no".',
+          `mixedPrecision "fp16" needs a GPU: fp16 autocast and loss scaling do not run on the CPU (Python Accelerate silently disables it). Use "bf16" on the CPU, or "no". ${precisionOrigin(this.config.mixedPrecision, 'bf16')}`,
         );
       }
       const scalerKwargs = this.handlers.gradScaler ?? new GradScalerKwargs();
@@ -261,7 +310,9 @@ export class Accelerator {
       }
     }
     if (precision === 'fp8') {
-      throw new Error('mixedPrecision "fp8" needs an fp8 recipe backend (TransformerEngine, torchao or MS-AMP), which accelerate-ts does not provide yet. Use "bf16".');
+      throw new Error(
+        `mixedPrecision "fp8" needs an fp8 recipe backend (TransformerEngine, torchao or MS-AMP), which accelerate-ts does not provide yet. Use "bf16". ${precisionOrigin(this.config.mixedPrecision, 'bf16')}`,
+      );
     }
     return this;
   }
@@ -402,20 +453,58 @@ export class Accelerator {
     const out: unknown[] = [...objects];
     for (let i = 0; i < out.length; i++) {
       const obj = out[i];
-      if (obj instanceof DataLoader) out[i] = await this.prepareDataLoaderInternal(obj, plugins, ctx);
+      const existing = this.alreadyPrepared(obj);
+      if (existing !== undefined) out[i] = existing;
+      else if (obj instanceof DataLoader) out[i] = await this.prepareDataLoaderInternal(obj, plugins, ctx);
       else if (backend.isModel(obj)) out[i] = await this.prepareModel(obj, plugins, ctx);
       else if (backend.isOptimizer(obj)) out[i] = await this.prepareOptimizer(obj, plugins, ctx);
     }
     for (let i = 0; i < out.length; i++) {
       const obj = out[i];
+      if (this.preparedOutputs.has(obj as object)) continue; // prepared above or earlier
       if (backend.isScheduler?.(obj)) out[i] = await this.prepareScheduler(obj, plugins, ctx);
     }
     return out as unknown as Prepared<T>;
   }
 
+  /**
+   * The object an earlier `prepare` returned for `obj` (or `obj` itself when it
+   * is such a result), else undefined. Preparing twice would wrap twice and
+   * count the object twice in `models`/`optimizers` (saved twice, stepped
+   * twice); Python Accelerate does that, accelerate-ts returns the first result.
+   */
+  private alreadyPrepared(obj: unknown): unknown {
+    if ((typeof obj !== 'object' && typeof obj !== 'function') || obj === null) return undefined;
+    const hit = this.preparedOutputs.has(obj) ? obj : this.preparedFrom.get(obj);
+    if (hit === undefined) return undefined;
+    const log = getLogger('accelerate.accelerator');
+    if (log.isEnabledFor('debug')) {
+      log.debug(
+        `prepare(): ${obj === hit ? 'this object is already the result of prepare' : 'this object was already prepared'}; returning the prepared ${this.kindOf(hit)} instead of wrapping and tracking it again.`,
+      );
+    }
+    return hit;
+  }
+
+  private kindOf(prepared: unknown): string {
+    if (this.models.includes(prepared)) return 'model';
+    if (this.optimizers.includes(prepared)) return 'optimizer';
+    if (this.schedulers.includes(prepared)) return 'scheduler';
+    return 'data loader';
+  }
+
+  /** Remembers a prepare result and its source, for {@link alreadyPrepared}. */
+  private remember<R>(source: unknown, result: R): R {
+    if (typeof result === 'object' && result !== null) this.preparedOutputs.add(result);
+    if (typeof source === 'object' && source !== null && typeof result === 'object' && result !== null) this.preparedFrom.set(source, result);
+    return result;
+  }
+
   /** Prepare one model: plugins, device placement, autocast, data parallelism. */
   async prepareModel<M>(model: M, plugins?: PluginContainer, ctx?: PluginContext): Promise<M> {
     await this.ready();
+    const existing = this.alreadyPrepared(model);
+    if (existing !== undefined) return existing as M;
     plugins ??= await this.plugins();
     ctx ??= this.pluginContext();
     const backend = this.backend as Backend<unknown, M>;
@@ -429,12 +518,14 @@ export class Accelerator {
       m = await backend.wrapDistributed(m, this.partialState.group!, { ...this.handlers.ddp?.fields });
     }
     this.models.push(m);
-    return m;
+    return this.remember(model, m);
   }
 
   /** Prepare one optimizer (see {@link wrapOptimizer}). */
   async prepareOptimizer<O extends object>(optimizer: O, plugins?: PluginContainer, ctx?: PluginContext): Promise<O> {
     await this.ready();
+    const existing = this.alreadyPrepared(optimizer);
+    if (existing !== undefined) return existing as O;
     plugins ??= await this.plugins();
     ctx ??= this.pluginContext();
     const o = await plugins.transform('prepareOptimizer', optimizer, ctx);
@@ -445,12 +536,14 @@ export class Accelerator {
       onStep: (raw) => plugins!.claim('optimizerStep', raw, pluginCtx),
     });
     this.optimizers.push(wrapped);
-    return wrapped;
+    return this.remember(optimizer, wrapped);
   }
 
   /** Prepare one scheduler, bound to the prepared optimizer it drives (or all). */
   async prepareScheduler<S extends object>(scheduler: S, plugins?: PluginContainer, ctx?: PluginContext): Promise<S> {
     await this.ready();
+    const existing = this.alreadyPrepared(scheduler);
+    if (existing !== undefined) return existing as S;
     plugins ??= await this.plugins();
     ctx ??= this.pluginContext();
     const s = await plugins.transform('prepareScheduler', scheduler, ctx);
@@ -466,11 +559,13 @@ export class Accelerator {
       numProcesses: this.numProcesses,
     });
     this.schedulers.push(wrapped);
-    return wrapped;
+    return this.remember(scheduler, wrapped);
   }
 
   private async prepareDataLoaderInternal<T, B>(loader: DataLoader<T, B>, plugins: PluginContainer, ctx: PluginContext): Promise<PreparedDataLoader<T, B>> {
     if (loader instanceof PreparedDataLoader) return loader; // already prepared: re-preparing is a no-op, as in Accelerate
+    const existing = this.alreadyPrepared(loader);
+    if (existing !== undefined) return existing as PreparedDataLoader<T, B>;
     const l = (await plugins.transform('prepareDataLoader', loader, ctx)) as DataLoader<T, B>;
     const backend = this.backend;
     const device = this.device;
@@ -488,7 +583,7 @@ export class Accelerator {
       deviceTransform: this.devicePlacement ? (batch: B) => sendToDevice(batch, device, backend, {}) as B : undefined,
     });
     this.dataloaders.push(prepared);
-    return prepared;
+    return this.remember(loader, prepared);
   }
 
   /** Prepare a data loader alone (Accelerate's `prepare_data_loader`). */

@@ -1,4 +1,8 @@
 import { describe, it, expect, beforeEach } from 'vitest';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { getLogger, setLogSink, type LogRecord } from '../../src/utils/logging.js';
 import { Accelerator } from '../../src/accelerator/accelerator.js';
 import { AcceleratorState } from '../../src/state/accelerator-state.js';
 import { GradientState } from '../../src/state/gradient-state.js';
@@ -63,6 +67,41 @@ describe('Accelerator.prepare', () => {
       sizes.push(batch.x.shape[0]);
     }
     expect(sizes).toEqual([4, 2]);
+  });
+
+  it('preparing the same objects again returns the first results, wrapped and tracked once, with a debug note', async () => {
+    const records: LogRecord[] = [];
+    const logger = getLogger('accelerate.accelerator');
+    const level = logger.level;
+    logger.level = 'debug';
+    setLogSink((r) => void records.push(r));
+    try {
+      const acc = make({ mixedPrecision: 'bf16' });
+      const model = new RegressionModel();
+      const opt = new SGD(model.parameters(), { lr: 0.1 });
+      const sched = new LambdaLR(opt, () => 1);
+      const loader = new DataLoader(new RegressionDataset({ length: 8 }), { batchSize: 4 });
+      const first = await acc.prepare(model, opt, sched, loader);
+      const forward = first[0].forward;
+      // The user's objects again, the prepared ones, and one at a time.
+      const again = await acc.prepare(model, opt, sched, loader);
+      const wrapped = await acc.prepare(...first);
+      expect(again).toEqual(first);
+      again.forEach((o, i) => expect(o).toBe(first[i]));
+      wrapped.forEach((o, i) => expect(o).toBe(first[i]));
+      expect(await acc.prepareOptimizer(opt)).toBe(first[1]);
+      expect(await acc.prepareModel(model)).toBe(first[0]);
+      expect(first[0].forward).toBe(forward); // the precision wrapper was not stacked
+      expect([acc.models.length, acc.optimizers.length, acc.schedulers.length, acc.dataloaders.length]).toEqual([1, 1, 1, 1]);
+      expect(records.filter((r) => r.level === 'debug').map((r) => r.message)).toContain(
+        '[RANK 0] prepare(): this object was already prepared; returning the prepared optimizer instead of wrapping and tracking it again.',
+      );
+      // One optimizer step still steps once (a doubly tracked optimizer would be stepped by both wrappers).
+      expect(acc.optimizers).toEqual([first[1]]);
+    } finally {
+      setLogSink(undefined);
+      logger.level = level;
+    }
   });
 
   it('re-preparing a prepared loader returns it unchanged', async () => {
@@ -260,6 +299,38 @@ describe('configuration and state', () => {
 
   it('rejects fp16 on the CPU with the fix', async () => {
     await expect(make({ mixedPrecision: 'fp16' }).ready()).rejects.toThrow(/fp16" needs a GPU.*Use "bf16" on the CPU/);
+    await expect(make({ mixedPrecision: 'fp16' }).ready()).rejects.toThrow(/It was set by the Accelerator option mixedPrecision: "fp16"; pass "bf16" or "no" instead\./);
+  });
+
+  it('the fp16-on-CPU error says where fp16 came from and how to change it there', async () => {
+    // A default config file written by `accelerate config` / `config default --mixed_precision fp16`.
+    const dir = mkdtempSync(join(tmpdir(), 'fp16-origin-'));
+    const file = join(dir, 'default_config.yaml');
+    writeFileSync(file, 'compute_environment: LOCAL_MACHINE\ndistributed_type: NO\nmixed_precision: fp16\nnum_processes: 1\nuse_cpu: false\n');
+    const fromFile = new Accelerator({ backend: new ReferenceBackend(), configFile: file, env });
+    await expect(fromFile.ready()).rejects.toThrow(
+      `It was set by the config file ${file} (mixed_precision); change that line to "mixed_precision: bf16" (or no), run \`accelerate config\` again, or launch with --mixed_precision bf16, or pass mixedPrecision: "bf16" to the Accelerator`,
+    );
+    await AcceleratorState.resetState();
+    const fromEnv = new Accelerator({ backend: new ReferenceBackend(), configFile: false, env: { ACCELERATE_MIXED_PRECISION: 'fp16' } });
+    await expect(fromEnv.ready()).rejects.toThrow(/It was set by the environment variable ACCELERATE_MIXED_PRECISION=fp16; unset it or set it to bf16/);
+  });
+
+  it('misspelt options are a TypeError naming the option and the nearest valid one (Python raises too)', () => {
+    expect(() => make({ mixed_precision: 'bf16' } as never)).toThrow(TypeError);
+    expect(() => make({ mixed_precision: 'bf16' } as never)).toThrow(
+      /^new Accelerator\(\): unknown option "mixed_precision" \(did you mean "mixedPrecision"\?\); valid options: backend, mixedPrecision, /,
+    );
+    expect(() => make({ gradientAcumulationSteps: 2, colour: 'red' } as never)).toThrow(
+      /unknown options "gradientAcumulationSteps" \(did you mean "gradientAccumulationSteps"\?\), "colour"; valid options/,
+    );
+    // Nested plain option objects too.
+    expect(() => make({ projectConfig: { projectDir: '/tmp/x', totalLimt: 2 } } as never)).toThrow(
+      /unknown option "projectConfig.totalLimt" \(did you mean "projectConfig.totalLimit"\?\); valid projectConfig options: projectDir, loggingDir, /,
+    );
+    expect(() => make({ dataloaderConfig: { evenBatch: false } } as never)).toThrow(/"dataloaderConfig.evenBatch" \(did you mean "dataloaderConfig.evenBatches"\?\)/);
+    expect(() => make({ gradientAccumulationPlugin: { num_steps: 2 } } as never)).toThrow(/"gradientAccumulationPlugin.num_steps" \(did you mean "gradientAccumulationPlugin.numSteps"\?\)/);
+    expect(() => make({ cpu: true, projectConfig: { projectDir: '/tmp/x' } })).not.toThrow();
   });
 
   it('rejects an unknown precision and combining accumulation options', () => {
