@@ -32,7 +32,10 @@ torch.manual_seed(0)
 X = torch.randn(4 * 8, 6); Y = torch.randn(4 * 8, 2)
 torch.manual_seed(1 if d["mode"] == "train" else 7)  # the resumed model starts from other weights
 model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
-opt = torch.optim.AdamW(model.parameters(), lr=d["lr"], weight_decay=0.01)
+if d.get("opt", "adamw") == "sgd":
+    opt = torch.optim.SGD(model.parameters(), lr=d["lr"], momentum=0.9, weight_decay=0.001)
+else:
+    opt = torch.optim.AdamW(model.parameters(), lr=d["lr"], weight_decay=0.01)
 warm, total = d["warmup"], d["total"]
 sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: s / max(1, warm) if s < warm else max(0.0, (total - s) / max(1, total - warm)))
 class Counter:
@@ -50,7 +53,7 @@ def step(i):
     return loss.item()
 if d["mode"] == "train":
     losses = [step(i) for i in range(d["saved"])]
-    acc.save_state(d["dir"])
+    acc.save_state(d["dir"], safe_serialization=d.get("safe", True))
     print(json.dumps({"X": X.flatten().tolist(), "Y": Y.flatten().tolist(), "losses": losses}))
 else:
     acc.load_state(d["dir"])
@@ -140,6 +143,56 @@ describe('accelerate checkpoint import-python', () => {
       const got = Array.from(after[name]!.dataSync() as Float32Array);
       for (let i = 0; i < v.length; i++) expect(Math.abs(got[i]! - v[i]!)).toBeLessThan(1e-5);
     }
+  }, 180_000);
+
+  it('SGD with momentum and pytorch_model.bin (safe_serialization=False): hyper-parameters and schedule come from the checkpoint', async (ctx) => {
+    if (!usable) {
+      console.log(`[checkpoint import-python] skipped: ${python ? `${python} cannot import torch, safetensors and accelerate` : 'no ACCELERATE_TS_PYTHON and no .venv-py'}`);
+      ctx.skip();
+      return;
+    }
+    const pyDir = join(mkdtempSync(join(tmpdir(), 'import-python-sgd-')), 'py_ckpt');
+    const trained = runPy({ mode: 'train', dir: pyDir, opt: 'sgd', safe: false });
+    const resumed = runPy({ mode: 'resume', dir: pyDir, opt: 'sgd' });
+    expect(readdirSync(pyDir)).toContain('pytorch_model.bin');
+    const out = join(mkdtempSync(join(tmpdir(), 'import-python-out-')), 'nested', 'ts_ckpt');
+    const r = await importCheckpointFromPython(pyDir, { python, out });
+    expect(r.out).toBe(out);
+    expect(r.written).toContain('model.safetensors');
+    const opt0 = JSON.parse(readFileSync(join(out, 'optimizer.json'), 'utf8')).value;
+    expect(Object.keys(opt0.state['0'])).toEqual(['momentum_buffer']); // torch's SGD keeps no step
+
+    await AcceleratorState.resetState();
+    torch.manualSeed(5);
+    const { nn, optim } = torch;
+    const acc = new Accelerator({ backend: torch.libtorch(), configFile: false, env: {} });
+    const model = new nn.Sequential(new nn.Linear(6, 8), new nn.ReLU(), new nn.Linear(8, 2));
+    // Built with other hyper-parameters than Python's: lr, momentum, weight decay and base_lrs come from the checkpoint.
+    const opt = new optim.SGD(model.parameters(), { lr: 0.5, momentum: 0.1, weightDecay: 0 });
+    const sched = optim.getLinearScheduleWithWarmup(opt, hyper.warmup, hyper.total);
+    const [m, o, s] = await acc.prepare(model, opt, sched);
+    const counter = { count: 0, stateDict() { return { count: this.count }; }, loadStateDict(st: { count: number }) { this.count = st.count; } };
+    acc.registerForCheckpointing(counter);
+    await acc.loadState(out);
+    expect(s.getLastLr()[0]).toBeCloseTo(resumed.lr, 12);
+    const X = trained.X as number[];
+    const Y = trained.Y as number[];
+    const losses: number[] = [];
+    for (let k = 0; k < MORE_STEPS; k++) {
+      const rows = [0, 1, 2, 3].map((j) => 4 * (SAVED_STEPS + k) + j);
+      const x = torch.tensor(rows.map((i) => X.slice(6 * i, 6 * i + 6)));
+      const y = torch.tensor(rows.map((i) => Y.slice(2 * i, 2 * i + 2)));
+      await acc.accumulate(m, () => {
+        const loss = nn.functional.mseLoss(m.forward(x), y);
+        acc.backward(loss);
+        o.step();
+        s.step();
+        o.zeroGrad();
+        losses.push(loss.item());
+      });
+    }
+    console.log(`[checkpoint import-python, SGD] TS losses ${losses.map((l) => l.toFixed(7)).join(', ')}; Python resume ${resumed.losses.map((l: number) => l.toFixed(7)).join(', ')}; max |diff| ${Math.max(...losses.map((l, i) => Math.abs(l - resumed.losses[i]))).toExponential(2)}`);
+    for (let i = 0; i < MORE_STEPS; i++) expect(Math.abs(losses[i]! - resumed.losses[i])).toBeLessThan(1e-5);
   }, 180_000);
 
   it('the CLI refuses what is not a Python save_state folder, and never overwrites; loadState of a Python folder names the command', async () => {

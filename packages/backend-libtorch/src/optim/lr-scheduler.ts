@@ -47,8 +47,17 @@ export abstract class LRScheduler {
   stateDict(): Record<string, unknown> {
     return { last_epoch: this.lastEpoch, base_lrs: [...this.baseLrs], _last_lr: [...this.lastLr] };
   }
+  /**
+   * Restore a {@link stateDict} (also one converted from PyTorch's
+   * `scheduler.state_dict()`): `last_epoch`, `base_lrs` when present (as
+   * PyTorch does, so the schedule continues from the saved base rates even if
+   * this optimizer was built with another lr), and the lrs last set.
+   */
   loadStateDict(s: Record<string, unknown>): void {
     this.lastEpoch = s.last_epoch as number;
+    if (Array.isArray(s.base_lrs) && s.base_lrs.length === this.baseLrs.length && s.base_lrs.every((x) => typeof x === 'number')) {
+      this.baseLrs.splice(0, this.baseLrs.length, ...(s.base_lrs as number[]));
+    }
     if (Array.isArray(s._last_lr)) {
       this.lastLr = [...(s._last_lr as number[])];
       this.optimizer.paramGroups.forEach((g, i) => (g.lr = this.lastLr[i] ?? g.lr));
