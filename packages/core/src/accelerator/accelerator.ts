@@ -601,7 +601,8 @@ export class Accelerator {
    */
   backward<T>(loss: Loss<T>): void | Promise<void> {
     const plugins = this.pluginContainer;
-    if (plugins?.claim('backward', loss, this.pluginContext())) return;
+    // The context is built only when a plugin has a backward hook (this runs every step).
+    if (plugins?.claim('backward', loss, () => this.pluginContext())) return;
     const scale = (1 / this.gradientState.numSteps) * (this.scaler ? this.scaler.getScale() : 1);
     return this.backend.backward(loss, { scale });
   }

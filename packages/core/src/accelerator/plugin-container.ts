@@ -54,8 +54,17 @@ export class PluginContainer {
     this.plugins = applied.map((p, i) => ({ p, i })).sort((a, b) => enforceRank(a.p) - enforceRank(b.p) || a.i - b.i).map((x) => x.p);
   }
 
+  /** Handler lists by hook, built on first use: the plugin list is frozen, and backward / step ask every step. */
+  private readonly handlerCache = new Map<PluginHookName, ReadonlyArray<{ plugin: Plugin; fn: (...args: any[]) => any }>>();
+
   /** Handlers of `hook` in run order. */
-  handlers<K extends PluginHookName>(hook: K): Array<{ plugin: Plugin; fn: (...args: any[]) => any }> {
+  handlers<K extends PluginHookName>(hook: K): ReadonlyArray<{ plugin: Plugin; fn: (...args: any[]) => any }> {
+    let list = this.handlerCache.get(hook);
+    if (!list) this.handlerCache.set(hook, (list = this.collect(hook)));
+    return list;
+  }
+
+  private collect(hook: PluginHookName): Array<{ plugin: Plugin; fn: (...args: any[]) => any }> {
     const pre: Array<{ plugin: Plugin; fn: (...args: any[]) => any }> = [];
     const normal: typeof pre = [];
     const post: typeof pre = [];
@@ -84,8 +93,12 @@ export class PluginContainer {
   }
 
   /** Run a hook that a plugin may claim (returns true when one handled it). Synchronous: backward and step sit on the hot path. */
-  claim(hook: 'backward' | 'optimizerStep', value: unknown, ctx: PluginContext): boolean {
-    for (const { fn } of this.handlers(hook)) {
+  claim(hook: 'backward' | 'optimizerStep', value: unknown, ctx: PluginContext | (() => PluginContext)): boolean {
+    const list = this.handlers(hook);
+    if (list.length === 0) return false;
+    // The context may be given lazily, so the common no-plugin case builds nothing.
+    if (typeof ctx === 'function') ctx = ctx();
+    for (const { fn } of list) {
       if (fn(value, ctx) === true) return true;
     }
     return false;

@@ -139,8 +139,60 @@ export function defaultCollate<T>(samples: readonly T[]): Collated<T> {
   return collateValues(samples as readonly unknown[], 'batch') as Collated<T>;
 }
 
+/**
+ * The common shapes in one pass with one allocation: equal-length typed arrays
+ * of one kind, equal-shape HostTensors, all-number columns. Returns undefined
+ * when the values do not fit (the general path then collates them, or throws
+ * its precise error).
+ */
+function collateFast(values: readonly unknown[]): HostTensor | undefined {
+  const n = values.length;
+  const first = values[0];
+  if (first instanceof HostTensor) {
+    const { shape, dtype } = first;
+    const per = first.data.length;
+    const Ctor = first.data.constructor as new (len: number) => HostArray;
+    const out = new Ctor(n * per) as unknown as Settable;
+    for (let i = 0; i < n; i++) {
+      const v = values[i];
+      if (!(v instanceof HostTensor) || v.dtype !== dtype || v.data.length !== per || v.shape.length !== shape.length) return undefined;
+      for (let k = 0; k < shape.length; k++) if (v.shape[k] !== shape[k]) return undefined;
+      out.set(v.data as unknown as ArrayLike<number>, i * per);
+    }
+    return new HostTensor(out as unknown as HostArray, [n, ...shape], dtype);
+  }
+  if (isHostArray(first)) {
+    const Ctor = first.constructor as new (len: number) => HostArray;
+    const per = first.length;
+    const out = new Ctor(n * per) as unknown as Settable;
+    for (let i = 0; i < n; i++) {
+      const v = values[i] as HostArray;
+      if (v === null || typeof v !== 'object' || v.constructor !== Ctor || v.length !== per) return undefined;
+      out.set(v as unknown as ArrayLike<number>, i * per);
+    }
+    return new HostTensor(out as unknown as HostArray, [n, per], dtypeOfHostArray(first));
+  }
+  if (typeof first === 'number') {
+    const f = new Float64Array(n);
+    let ints = true;
+    for (let i = 0; i < n; i++) {
+      const v = values[i];
+      if (typeof v !== 'number') return undefined;
+      f[i] = v;
+      if (ints && !Number.isInteger(v)) ints = false;
+    }
+    if (!ints) return new HostTensor(f, [n], 'float64');
+    const out = new BigInt64Array(n);
+    for (let i = 0; i < n; i++) out[i] = BigInt(f[i]);
+    return new HostTensor(out, [n], 'int64');
+  }
+  return undefined;
+}
+
 function collateValues(values: readonly unknown[], path: string): unknown {
   if (values.length === 0) throw new RangeError(`defaultCollate: no samples to collate at ${path}.`);
+  const fast = collateFast(values);
+  if (fast) return fast;
   const first = values[0];
   const sameKind = (pred: (v: unknown) => boolean, kind: string): void => {
     values.forEach((v, i) => {
@@ -196,15 +248,15 @@ function collateValues(values: readonly unknown[], path: string): unknown {
     sameKind(isPlainObject, 'an object');
     const out: Record<string, unknown> = {};
     for (const key of keys) {
-      values.forEach((v, i) => {
-        if (!(key in (v as Record<string, unknown>))) {
+      const column = new Array<unknown>(values.length);
+      for (let i = 0; i < values.length; i++) {
+        const v = values[i] as Record<string, unknown>;
+        if (!(key in v)) {
           throw new TypeError(`defaultCollate: sample ${i} has no field "${key}" (at ${path}) but sample 0 has. Give every sample the same fields.`);
         }
-      });
-      out[key] = collateValues(
-        values.map((v) => (v as Record<string, unknown>)[key]),
-        `${path}.${key}`,
-      );
+        column[i] = v[key];
+      }
+      out[key] = collateValues(column, `${path}.${key}`);
     }
     return out;
   }

@@ -217,8 +217,16 @@ export class DataLoader<T = unknown, B = Collated<T>> implements AsyncIterable<B
     if (this.batchSampler) {
       for (const indices of iterateBatchSampler(this.batchSampler, start, onIndices)) {
         onIndices?.(indices);
-        const samples = await Promise.all(indices.map((i) => map.get(i)));
-        yield await this.collateFn(samples);
+        // Most datasets answer synchronously: only wait (one Promise per sample) when one did not.
+        let samples: Array<T | Promise<T>> = new Array(indices.length);
+        let pending = false;
+        for (let k = 0; k < indices.length; k++) {
+          const s = map.get(indices[k]);
+          if (!pending && isThenable(s)) pending = true;
+          samples[k] = s;
+        }
+        if (pending) samples = await Promise.all(samples);
+        yield await this.collateFn(samples as T[]);
       }
       return;
     }
@@ -230,6 +238,10 @@ export class DataLoader<T = unknown, B = Collated<T>> implements AsyncIterable<B
       yield (await map.get(i)) as unknown as B;
     }
   }
+}
+
+function isThenable(x: unknown): x is PromiseLike<unknown> {
+  return x !== null && (typeof x === 'object' || typeof x === 'function') && typeof (x as { then?: unknown }).then === 'function';
 }
 
 /** With `batchSize: null`, a `sampler` yields batches unless it is recognisably an index sampler. */

@@ -1,4 +1,4 @@
-import { describe, it, expect, beforeEach } from 'vitest';
+import { describe, it, expect, beforeEach, vi } from 'vitest';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -391,6 +391,28 @@ describe('plugins', () => {
     acc.backward(mseLoss(m.forward(tensor([1])), tensor([0])));
     expect(claimed).toBe(1);
     expect(model.a.grad).toBeNull();
+  });
+
+  it('the per-step path resolves nothing again: plugin hooks are looked up once, and the context is built only for a plugin that hooks backward', async () => {
+    let lookups = 0;
+    const plugin: Plugin = { name: 'watcher' };
+    // A getter counts how often the Accelerator asks the plugin for its backward / optimizerStep hooks.
+    for (const hook of ['backward', 'optimizerStep'] as const) {
+      Object.defineProperty(plugin, hook, { get: () => (lookups++, undefined), enumerable: true });
+    }
+    const acc = make({ plugins: [plugin] });
+    const model = new RegressionModel({ a: 1 });
+    const [m, o] = await acc.prepare(model, new SGD(model.parameters(), { lr: 0.1 }));
+    const context = vi.spyOn(acc as unknown as { pluginContext(): unknown }, 'pluginContext');
+    for (let i = 0; i < 5; i++) {
+      await acc.accumulate(m, () => {
+        acc.backward(mseLoss(m.forward(tensor([1])), tensor([0])));
+        o.step();
+        o.zeroGrad();
+      });
+    }
+    expect(lookups).toBeLessThanOrEqual(2);
+    expect(context).not.toHaveBeenCalled();
   });
 });
 

@@ -23,6 +23,18 @@ describe('defaultCollate', () => {
     expect(() => stackTensors([HostTensor.fromNumbers([1]), HostTensor.fromNumbers([1, 2])])).toThrow(/same shape/);
   });
 
+  it('the common rows collate in one pass: { x: Float32Array, y: number } -> x float32 [n, k], y int64; HostTensor rows stack; odd rows still get the precise error', () => {
+    const rows = Array.from({ length: 3 }, (_, i) => ({ x: Float32Array.from([i, i + 0.5]), y: i, w: new HostTensor(Int32Array.from([i, -i]), [1, 2], 'int32') }));
+    const b = defaultCollate(rows);
+    expect([b.x.dtype, b.x.shape, b.x.toArray()]).toEqual(['float32', [3, 2], [0, 0.5, 1, 1.5, 2, 2.5]]);
+    expect([b.y.dtype, b.y.shape, b.y.toArray()]).toEqual(['int64', [3], [0, 1, 2]]);
+    expect([b.w.dtype, b.w.shape, b.w.toArray()]).toEqual(['int32', [3, 1, 2], [0, 0, 1, -1, 2, -2]]);
+    expect(b.x.data).not.toBe(rows[0].x); // a fresh buffer, never a row's
+    expect(() => defaultCollate([Float32Array.from([1, 2]), Float32Array.from([1])])).toThrow(/same shape/);
+    expect(() => defaultCollate([Float32Array.from([1]), Float64Array.from([1])])).toThrow(/sample 1 is Float64Array/);
+    expect(() => defaultCollate([new HostTensor(Float32Array.from([1, 2]), [2], 'float32'), new HostTensor(Float32Array.from([1, 2]), [1, 2], 'float32')])).toThrow(/same shape/);
+  });
+
   it('objects and tuples field by field; strings -> string[]; other values pass through as the list', () => {
     const when = new Date(0);
     const b = defaultCollate([

@@ -252,3 +252,26 @@ describe('prepared loader state', () => {
     expect(() => new DataLoader(fromIterable(() => range(3))).length).toThrow(/no length/);
   });
 });
+
+describe('DataLoader per-batch cost', () => {
+  it('a dataset that answers synchronously is batched without a Promise per sample; an async one still works', async () => {
+    const data = Array.from({ length: 8 }, (_, i) => ({ x: Float32Array.from([i]), y: i }));
+    const all = Promise.all.bind(Promise);
+    let calls = 0;
+    Promise.all = ((xs: Iterable<unknown>) => (calls++, all(xs))) as typeof Promise.all;
+    try {
+      const batches = await collect(new DataLoader(data, { batchSize: 4 }));
+      expect(batches.map((b) => (b.y as HostTensor).toArray())).toEqual([
+        [0, 1, 2, 3],
+        [4, 5, 6, 7],
+      ]);
+      expect(calls).toBe(0);
+      const asyncDs = { length: 4, get: async (i: number) => data[i] };
+      const ab = await collect(new DataLoader(asyncDs, { batchSize: 4 }));
+      expect((ab[0].x as HostTensor).toArray()).toEqual([0, 1, 2, 3]);
+      expect(calls).toBe(1);
+    } finally {
+      Promise.all = all;
+    }
+  });
+});
