@@ -191,12 +191,12 @@ export function accumulateGradients(loss: tf.Tensor | (() => tf.Tensor), scale: 
     for (const [name, g] of Object.entries(grads)) {
       const v = registered[name];
       const prev = store.get(v);
-      const next = tf.tidy(() => {
-        const scaled = scale === 1 ? g.clone() : g.mul(scale);
-        return prev ? prev.add(scaled) : scaled;
-      });
-      setGrad(v, next);
-      g.dispose();
+      if (!prev && scale === 1) {
+        setGrad(v, g); // the common step: the fresh gradient is stored as it is (no copy)
+      } else {
+        setGrad(v, tf.tidy(() => (prev ? prev.add(scale === 1 ? g : g.mul(scale)) : g.mul(scale))));
+        g.dispose();
+      }
       touched.push(v);
     }
   });

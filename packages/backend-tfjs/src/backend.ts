@@ -67,6 +67,11 @@ const INT32_MIN = -(2 ** 31);
 const INT32_MAX = 2 ** 31 - 1;
 
 /** The TensorFlow.js compute backend core drives. Create it with {@link TfjsBackend.create} or {@link tfjs}. */
+/** True when the active tfjs backend copies a new tensor's values into its own memory at creation (wasm). */
+function copiesOnWrite(): boolean {
+  return tf.getBackend() === 'wasm';
+}
+
 export class TfjsBackend implements Backend<tf.Tensor, TfjsModel, TfjsOptimizer, TfjsLambdaLR> {
   readonly name = 'tfjs';
   /** tfjs tensors are immutable: core runs collectives on host copies. */
@@ -149,7 +154,9 @@ export class TfjsBackend implements Backend<tf.Tensor, TfjsModel, TfjsOptimizer,
     const shape = [...h.shape];
     switch (h.dtype) {
       case 'float32':
-        return tf.tensor((h.data as Float32Array).slice(), shape, 'float32'); // copied: the caller may reuse its buffer
+        // The caller may reuse its buffer: copy, unless the engine copies on write anyway (wasm copies
+        // into its heap at once; cpu and tfjs-node keep the array until later).
+        return tf.tensor(copiesOnWrite() ? (h.data as Float32Array) : (h.data as Float32Array).slice(), shape, 'float32');
       case 'float64':
         return tf.tensor(Float32Array.from(h.data as Float64Array), shape, 'float32');
       case 'float16':
@@ -157,7 +164,7 @@ export class TfjsBackend implements Backend<tf.Tensor, TfjsModel, TfjsOptimizer,
       case 'bfloat16':
         return tf.tensor(Float32Array.from(h.data as Uint16Array, bfloat16BitsToNumber), shape, 'float32');
       case 'int32':
-        return tf.tensor((h.data as Int32Array).slice(), shape, 'int32');
+        return tf.tensor(copiesOnWrite() ? (h.data as Int32Array) : (h.data as Int32Array).slice(), shape, 'int32');
       case 'int8':
       case 'int16':
       case 'uint8':
