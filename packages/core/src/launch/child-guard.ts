@@ -4,13 +4,17 @@
  * SIGKILL, or crashed), the rank ends itself and the processes it started,
  * instead of waiting forever in a collective as an orphan.
  *
- * It checks twice a second whether the launcher still exists, on a timer that
- * never keeps the process alive. It has no other effect.
+ * It checks twice a second whether the launcher still exists (this process's
+ * parent pid changes when it ends), on a timer that never keeps the process
+ * alive. It has no other effect.
  * @module
  */
 const launcher = process.ppid;
 
 function launcherGone(): boolean {
+  // Re-parented: the launcher has ended, even if it is still a zombie its own parent has not reaped
+  // (kill(pid, 0) succeeds on a zombie, and a reused pid would look alive).
+  if (process.ppid !== launcher) return true;
   try {
     process.kill(launcher, 0);
     return false;

@@ -13,6 +13,16 @@ import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import { parseTee, type TeeStreams } from './args.js';
+import { startParentWatch } from './parent-watch.js';
+
+/** Writes, ignoring a closed stream: the terminal or pipe may have gone with the parent. */
+function safeWrite(write: (t: string) => void, text: string): void {
+  try {
+    write(text);
+  } catch {
+    // nobody is reading any more
+  }
+}
 
 /** One process to start. */
 export interface RankProcessSpec {
@@ -208,19 +218,18 @@ export function superviseRanks(specs: readonly RankProcessSpec[], options: Super
     };
     const forward = options.forwardSignals ?? true;
     if (forward) for (const s of FORWARDED) process.on(s, onSignal);
-    // `npx accelerate launch` puts npm between the user and this process, and npm does not pass
-    // SIGTERM on: when the parent goes away, stop the ranks as if the signal had arrived.
-    const parent = process.ppid;
-    const parentWatch =
-      forward && parent > 1
-        ? setInterval(() => {
-            if (process.ppid === parent || interrupted || stopping) return;
-            interrupted = 'SIGTERM';
-            writeErr(`${label}: the parent process (pid ${parent}, e.g. npx) is gone, stopping ${running.filter((r) => !r.exited).length} rank(s)\n`);
-            stopAll('SIGTERM');
-          }, 500)
-        : undefined;
-    parentWatch?.unref();
+    // `npx accelerate launch` puts npm (and a shell) between the user and this process, and npm
+    // does not pass SIGTERM on, nor can anything pass SIGKILL on: when the parent, or the npm
+    // above it, goes away, stop the ranks as if SIGTERM had arrived.
+    const stopParentWatch = forward
+      ? startParentWatch((gone) => {
+          if (interrupted || stopping) return;
+          interrupted = 'SIGTERM';
+          const who = gone.what === 'parent process' ? `the parent process (pid ${gone.pid}, e.g. npx)` : `the process that started it (${gone.what}, pid ${gone.pid})`;
+          safeWrite(writeErr, `${label}: ${who} is gone, stopping ${running.filter((r) => !r.exited).length} rank(s)\n`);
+          stopAll('SIGTERM');
+        })
+      : undefined;
 
     for (const spec of specs) {
       const stdio: ('ignore' | 'pipe' | 'ipc')[] = ['ignore', 'pipe', 'pipe'];
@@ -336,7 +345,7 @@ export function superviseRanks(specs: readonly RankProcessSpec[], options: Super
       // Log files are complete (flushed and closed) when the launch returns, so callers can read them at once.
       await Promise.all(running.flatMap((r) => r.logs.map((l) => new Promise<void>((done) => (l.closed ? done() : l.end(() => done()))))));
       if (forward) for (const s of FORWARDED) process.off(s, onSignal);
-      clearInterval(parentWatch);
+      stopParentWatch?.();
       const ranks = running.map((r) => r.outcome!).sort((a, b) => a.rank - b.rank);
       const ok = !failed && !interrupted && ranks.every((o) => o.exitCode === 0);
       let exitCode = 0;
