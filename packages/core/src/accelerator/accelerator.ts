@@ -129,8 +129,13 @@ function precisionOrigin(setting: ResolvedSetting<MixedPrecision>, instead: stri
   switch (setting.source) {
     case 'constructor':
       return `It was set by the Accelerator option mixedPrecision: ${v}; pass "${instead}" or "no" instead.`;
-    case 'launch flag':
-      return `It was set by the launch flag ${setting.detail || '--mixed_precision'} ${setting.value}; launch with --mixed_precision ${instead} (or no) instead${orCode}.`;
+    case 'launch flag': {
+      // Through the launcher the detail is "--mixed_precision (via ACCELERATE_MIXED_PRECISION)".
+      const via = /^(\S+)(?: \(via (\S+)\))?$/.exec(setting.detail);
+      const flag = via?.[1] || '--mixed_precision';
+      const passed = via?.[2] ? ` (passed to this process as ${via[2]})` : '';
+      return `It was set by the launch flag ${flag} ${setting.value}${passed}; launch with --mixed_precision ${instead} (or no) instead${orCode}.`;
+    }
     case 'env':
       return `It was set by the environment variable ${setting.detail}=${setting.value}; unset it or set it to ${instead} (or no)${orCode}.`;
     case 'config file':

@@ -314,6 +314,13 @@ describe('configuration and state', () => {
     await AcceleratorState.resetState();
     const fromEnv = new Accelerator({ backend: new ReferenceBackend(), configFile: false, env: { ACCELERATE_MIXED_PRECISION: 'fp16' } });
     await expect(fromEnv.ready()).rejects.toThrow(/It was set by the environment variable ACCELERATE_MIXED_PRECISION=fp16; unset it or set it to bf16/);
+    // Under `accelerate launch --mixed_precision fp16`: the launcher exports the value with its origin.
+    await AcceleratorState.resetState();
+    const provenance = JSON.stringify({ ACCELERATE_MIXED_PRECISION: { value: 'fp16', source: 'launch flag', detail: '--mixed_precision' } });
+    const fromFlag = new Accelerator({ backend: new ReferenceBackend(), configFile: false, env: { ACCELERATE_MIXED_PRECISION: 'fp16', ACCELERATE_CONFIG_PROVENANCE: provenance } });
+    await expect(fromFlag.ready()).rejects.toThrow(
+      /It was set by the launch flag --mixed_precision fp16 \(passed to this process as ACCELERATE_MIXED_PRECISION\); launch with --mixed_precision bf16 \(or no\) instead/,
+    );
   });
 
   it('misspelt options are a TypeError naming the option and the nearest valid one (Python raises too)', () => {
