@@ -140,3 +140,32 @@ describe('exact resume, libtorch, 2 processes through accelerate launch (gloo)',
     expect(one.losses).toHaveLength(4 + 8);
   }, 60_000);
 });
+
+describe('loadState() falls back on every rank together', () => {
+  it("rank 1 cannot parse its RNG file in the newest checkpoint: both ranks load the one before, and say why", async () => {
+    const { readFileSync, writeFileSync } = await import('node:fs');
+    const { createHash } = await import('node:crypto');
+    const projectDir = mkdtempSync(join(tmpdir(), 'acc-fallback-'));
+    const fx = fixture('load-fallback.ts');
+    const args = (mode: string) => ['launch', '--num_processes', '2', '--num_machines', '1', '--mixed_precision', 'no', fx, mode, projectDir];
+    let run = await runAccelerate(args('save'), { timeoutMs: 55_000 });
+    expect(rankResults(run.stdout).length, run.stderr).toBe(2);
+    // Damage a file only rank 1 reads, with a manifest that still vouches for it.
+    const ck1 = join(projectDir, 'checkpoints', 'checkpoint_1');
+    const file = 'random_states_1.safetensors';
+    writeFileSync(join(ck1, file), 'not a safetensors file');
+    const man = JSON.parse(readFileSync(join(ck1, 'manifest.json'), 'utf8'));
+    const bytes = readFileSync(join(ck1, file));
+    man.files[file] = { size: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') };
+    writeFileSync(join(ck1, 'manifest.json'), JSON.stringify(man));
+    run = await runAccelerate(args('load'), { timeoutMs: 55_000 });
+    const ranks = rankResults<{ rank: number; dir: string; warnings: string[]; iteration: number }>(run.stdout);
+    expect(ranks.length, `${run.stdout}\n${run.stderr}`).toBe(2);
+    for (const r of ranks) {
+      expect(r.dir).toBe(join(projectDir, 'checkpoints', 'checkpoint_0'));
+      expect(r.iteration).toBe(2);
+    }
+    expect(ranks[1]!.warnings.join('\n')).toMatch(/skipped the newer checkpoint checkpoint_1: .*random_states_1\.safetensors cannot be parsed/);
+    expect(ranks[0]!.warnings.join('\n')).toMatch(/skipped the newer checkpoint checkpoint_1: another process could not read its files/);
+  }, 120_000);
+});

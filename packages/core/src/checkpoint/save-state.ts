@@ -666,12 +666,62 @@ function missingObject(dir: string, kind: string, index: number, saved: number, 
  * running on into a collective that never completes. @internal
  */
 export async function loadAcceleratorState(host: CheckpointHost, inputDir: string | undefined, options: LoadStateOptions = {}): Promise<LoadStateResult> {
+  const strict = options.strict ?? false;
+  const warnings: string[] = [];
+  let candidates: { dirs: string[]; automatic: boolean } | undefined;
+  await collectively(host, 'loadState', async () => {
+    candidates = await loadCandidates(host, inputDir, warnings);
+  });
+  const { dirs, automatic } = candidates!;
+  // Read and parse first (nothing applied), and agree on one checkpoint: with automatic naming each
+  // rank takes the newest it can read, and all move on to the oldest of their choices until they agree.
+  const skipped: string[] = [];
+  let chosen: { index: number; ckpt: ReadCheckpoint; warnings: string[] } | undefined;
+  for (let from = 0; ; ) {
+    await collectively(host, 'loadState', async () => {
+      chosen = await firstReadable(host, dirs, automatic, from, strict, skipped);
+    });
+    const all = await gatherAll(host, 'loadState', [chosen!.index]);
+    const agreed = Math.max(...all);
+    if (all.every((i) => i === agreed)) break;
+    for (let k = chosen!.index; k < agreed; k++) skipped.push(`${basename(dirs[k])}: another process could not read its files (see the warnings there).`);
+    from = agreed;
+  }
+  const { ckpt } = chosen!;
+  warnings.push(...chosen!.warnings);
+  for (const s of skipped) warnings.push(`loadState: skipped the newer checkpoint ${s} Loaded ${ckpt.dir} instead; the skipped folder is left as it is (remove it once you no longer need it).`);
   let result: LoadStateResult | undefined;
   await collectively(host, 'loadState', async () => {
-    result = await loadOnThisRank(host, inputDir, options);
+    result = await applyOnThisRank(host, ckpt, automatic ? dirs : [], options, warnings);
   });
   for (const w of result!.warnings) process.emitWarning(w, 'AccelerateWarning');
   return result!;
+}
+
+/**
+ * The first of `dirs` from index `from` whose files this rank reads and
+ * parses without error. Only automatic naming moves on past a damaged
+ * checkpoint; an explicit folder is what the user asked for.
+ */
+async function firstReadable(
+  host: CheckpointHost,
+  dirs: string[],
+  automatic: boolean,
+  from: number,
+  strict: boolean,
+  skipped: string[],
+): Promise<{ index: number; ckpt: ReadCheckpoint; warnings: string[] }> {
+  for (let index = from; index < dirs.length; index++) {
+    const warnings: string[] = [];
+    try {
+      return { index, ckpt: await readCheckpoint(host, dirs[index], warnings, strict), warnings };
+    } catch (err) {
+      if (!automatic || !(err instanceof CheckpointError)) throw err;
+      skipped.push(`${basename(dirs[index])}: ${err.message}`);
+    }
+  }
+  const root = join(host.projectConfiguration.projectDir!, CHECKPOINTS_DIR);
+  throw new CheckpointError(`loadState: no valid checkpoint in ${root}; every one failed its checks:\n- ${skipped.join('\n- ')}\nSave a new checkpoint, or repair one of these.`, root);
 }
 
 /** Everything a checkpoint holds for this rank, read, checked and parsed; nothing applied yet. */
@@ -758,33 +808,13 @@ async function readCheckpoint(host: CheckpointHost, dir: string, warnings: strin
   return { dir, manifest, models, optimizers, schedulers, dataloaders, scaler, custom, rng };
 }
 
-async function loadOnThisRank(host: CheckpointHost, inputDir: string | undefined, options: LoadStateOptions): Promise<LoadStateResult> {
-  const warnings: string[] = [];
+/** Apply a checkpoint read by {@link readCheckpoint} to this rank's objects. `scanned`: the automatic-naming folders considered. */
+async function applyOnThisRank(host: CheckpointHost, ckpt: ReadCheckpoint, scanned: string[], options: LoadStateOptions, warnings: string[]): Promise<LoadStateResult> {
   const strict = options.strict ?? false;
   const problem = (message: string, dir: string, file?: string) => {
     if (strict) throw new CheckpointError(`${message} (loadState was called with strict: true)`, dir, file);
     warnings.push(message);
   };
-  const { dirs, automatic } = await loadCandidates(host, inputDir, warnings);
-  let ckpt: ReadCheckpoint | undefined;
-  const skipped: string[] = [];
-  for (const candidate of dirs) {
-    try {
-      ckpt = await readCheckpoint(host, candidate, warnings, strict);
-      break;
-    } catch (err) {
-      // Only automatic naming falls back; an explicit folder is what the user asked for.
-      if (!automatic || !(err instanceof CheckpointError)) throw err;
-      skipped.push(`${basename(candidate)}: ${err.message}`);
-    }
-  }
-  if (!ckpt) {
-    throw new CheckpointError(
-      `loadState: no valid checkpoint in ${join(host.projectConfiguration.projectDir!, CHECKPOINTS_DIR)}; every one failed its checks:\n- ${skipped.join('\n- ')}\nSave a new checkpoint, or repair one of these.`,
-      join(host.projectConfiguration.projectDir!, CHECKPOINTS_DIR),
-    );
-  }
-  for (const s of skipped) warnings.push(`loadState: skipped the newer checkpoint ${s} Loaded ${ckpt.dir} instead; the skipped folder is left as it is (remove it once you no longer need it).`);
   const { dir, manifest } = ckpt;
   const backend = host.backend;
 
@@ -932,9 +962,9 @@ async function loadOnThisRank(host: CheckpointHost, inputDir: string | undefined
     const m = CHECKPOINT_NAME_PATTERN.exec(basename(dir));
     if (m && resolve(dirname(dir)) === resolve(pc.projectDir, CHECKPOINTS_DIR)) pc.iteration = Math.max(pc.iteration, Number(m[1]) + 1);
     // Skipped newer folders keep their numbers: the next save goes after them.
-    for (const d of dirs) {
+    for (const d of scanned) {
       const n = CHECKPOINT_NAME_PATTERN.exec(basename(d));
-      if (automatic && n) pc.iteration = Math.max(pc.iteration, Number(n[1]) + 1);
+      if (n) pc.iteration = Math.max(pc.iteration, Number(n[1]) + 1);
     }
   }
   return { dir, manifest, warnings };
