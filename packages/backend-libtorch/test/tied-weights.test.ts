@@ -91,7 +91,7 @@ describe('tied weights', () => {
     expect(values(acc2.unwrapModel(m2) as nn.Module)).toEqual(saved);
   });
 
-  it('Python loads the tied file into a tied torch model (safetensors load_model strict, accelerate load_checkpoint_in_model)', async (ctx) => {
+  it('Python loads the tied file into a tied torch model (safetensors load_model strict, accelerate load_checkpoint_in_model, transformers GPT-2 from_pretrained)', async (ctx) => {
     const venv = join(import.meta.dirname, '../../../.venv-py/bin/python');
     const python = process.env.ACCELERATE_TS_PYTHON || (existsSync(venv) ? venv : undefined);
     if (!python || spawnSync(python, ['-c', 'import torch, safetensors, accelerate'], { encoding: 'utf8' }).status !== 0) {
@@ -117,7 +117,19 @@ class LM(torch.nn.Module):
         s.lm_head.weight = s.transformer.wte.weight
 a = LM(); missing, unexpected = load_model(a, sys.argv[1] + "/model.safetensors", strict=True)
 b = LM(); load_checkpoint_in_model(b, sys.argv[1])
-print(json.dumps({"a": a.lm_head.weight.flatten().tolist(), "b": b.lm_head.weight.flatten().tolist(), "tied": a.lm_head.weight is a.transformer.wte.weight}))
+out = {"a": a.lm_head.weight.flatten().tolist(), "b": b.lm_head.weight.flatten().tolist(), "tied": a.lm_head.weight is a.transformer.wte.weight}
+try:
+    import transformers
+    from transformers import GPT2Config, GPT2LMHeadModel
+    transformers.logging.set_verbosity_error()
+    GPT2Config(vocab_size=${V}, n_embd=${D}, n_layer=1, n_head=2, n_positions=8).save_pretrained(sys.argv[1])
+    # Only transformer.wte.weight is in the file: the other GPT-2 weights start fresh, lm_head is tied to it.
+    g = GPT2LMHeadModel.from_pretrained(sys.argv[1])
+    out["gpt2"] = g.lm_head.weight.flatten().tolist()
+    out["gpt2_tied"] = g.lm_head.weight.data_ptr() == g.transformer.wte.weight.data_ptr()
+except ImportError:
+    pass
+print(json.dumps(out))
 `;
     const out = spawnSync(python, ['-c', py, dir], { encoding: 'utf8' });
     expect(out.status, out.stderr).toBe(0);
@@ -126,5 +138,10 @@ print(json.dumps({"a": a.lm_head.weight.flatten().tolist(), "b": b.lm_head.weigh
     expect(got.tied).toBe(true);
     expect(got.a).toEqual(want);
     expect(got.b).toEqual(want);
-  }, 60_000);
+    if (got.gpt2 === undefined) console.log('[tied weights] transformers check skipped: transformers is not installed');
+    else {
+      expect(got.gpt2_tied).toBe(true);
+      expect(got.gpt2).toEqual(want);
+    }
+  }, 120_000);
 });
