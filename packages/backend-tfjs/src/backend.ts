@@ -67,6 +67,8 @@ const INT32_MIN = -(2 ** 31);
 const INT32_MAX = 2 ** 31 - 1;
 
 /** The TensorFlow.js compute backend core drives. Create it with {@link TfjsBackend.create} or {@link tfjs}. */
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
 /** True when the active tfjs backend copies a new tensor's values into its own memory at creation (wasm). */
 function copiesOnWrite(): boolean {
   return tf.getBackend() === 'wasm';
@@ -172,8 +174,15 @@ export class TfjsBackend implements Backend<tf.Tensor, TfjsModel, TfjsOptimizer,
       case 'int64': {
         const src = h.data as BigInt64Array;
         const out = new Int32Array(src.length);
+        // Read the two 32-bit halves instead of converting a BigInt per element (labels arrive as int64
+        // every step): a value fits int32 when its high word is the sign extension of its low word.
+        const words = LITTLE_ENDIAN ? new Int32Array(src.buffer, src.byteOffset, src.length * 2) : undefined;
         for (let i = 0; i < src.length; i++) {
-          const v = Number(src[i]);
+          let v: number;
+          if (words) {
+            v = words[2 * i];
+            if (words[2 * i + 1] !== v >> 31) v = Number(src[i]);
+          } else v = Number(src[i]);
           if (v < INT32_MIN || v > INT32_MAX) {
             throw new RangeError(`tfjs has no int64: element ${i} of an int64 tensor is ${src[i]}, outside int32. Keep such values on the host or rescale them.`);
           }

@@ -54,5 +54,11 @@ describe('per-step path (wasm)', () => {
     expect(Array.from(tf32.dataSync())).toEqual([1, 2]);
     expect(Array.from(ti32.dataSync())).toEqual([3, 4]);
     tf.dispose([tf32, ti32]);
+    // int64 (how numeric labels collate) becomes int32 when in range, and is refused outside it.
+    const labels = b.fromHost(new HostTensor(BigInt64Array.from([0n, -1n, 2n ** 31n - 1n, -(2n ** 31n)]), [4], 'int64'));
+    expect([labels.dtype, Array.from(labels.dataSync())]).toEqual(['int32', [0, -1, 2 ** 31 - 1, -(2 ** 31)]]);
+    labels.dispose();
+    expect(() => b.fromHost(new HostTensor(BigInt64Array.from([1n, 2n ** 31n]), [2], 'int64'))).toThrow(/element 1 of an int64 tensor is 2147483648, outside int32/);
+    expect(() => b.fromHost(new HostTensor(BigInt64Array.from([-(2n ** 32n)]), [1], 'int64'))).toThrow(/outside int32/);
   });
 });

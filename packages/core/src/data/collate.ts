@@ -33,6 +33,8 @@ export type Collated<T> = T extends HostTensor | HostArray | number | bigint | b
           ? { [K in keyof T]: Collated<T[K]> }
           : T[];
 
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
 type Settable = { set(src: ArrayLike<number | bigint>, offset?: number): void };
 
 function isPlainObject(x: unknown): x is Record<string, unknown> {
@@ -183,7 +185,16 @@ function collateFast(values: readonly unknown[]): HostTensor | undefined {
     }
     if (!ints) return new HostTensor(f, [n], 'float64');
     const out = new BigInt64Array(n);
-    for (let i = 0; i < n; i++) out[i] = BigInt(f[i]);
+    // Class labels and indices fit in 32 bits: write both halves through an int32 view (little-endian
+    // hosts) instead of making a BigInt per element.
+    const words = LITTLE_ENDIAN ? new Int32Array(out.buffer) : undefined;
+    for (let i = 0; i < n; i++) {
+      const v = f[i];
+      if (words && v >= -2147483648 && v <= 2147483647) {
+        words[2 * i] = v;
+        words[2 * i + 1] = v < 0 ? -1 : 0;
+      } else out[i] = BigInt(v);
+    }
     return new HostTensor(out, [n], 'int64');
   }
   return undefined;

@@ -30,6 +30,8 @@ describe('defaultCollate', () => {
     expect([b.y.dtype, b.y.shape, b.y.toArray()]).toEqual(['int64', [3], [0, 1, 2]]);
     expect([b.w.dtype, b.w.shape, b.w.toArray()]).toEqual(['int32', [3, 1, 2], [0, 0, 1, -1, 2, -2]]);
     expect(b.x.data).not.toBe(rows[0].x); // a fresh buffer, never a row's
+    const big = defaultCollate([-(2 ** 40), -1, 0, 2 ** 31 - 1, 2 ** 31, -(2 ** 31)]);
+    expect([big.dtype, Array.from(big.data as BigInt64Array)]).toEqual(['int64', [-(2n ** 40n), -1n, 0n, 2n ** 31n - 1n, 2n ** 31n, -(2n ** 31n)]]);
     expect(() => defaultCollate([Float32Array.from([1, 2]), Float32Array.from([1])])).toThrow(/same shape/);
     expect(() => defaultCollate([Float32Array.from([1]), Float64Array.from([1])])).toThrow(/sample 1 is Float64Array/);
     expect(() => defaultCollate([new HostTensor(Float32Array.from([1, 2]), [2], 'float32'), new HostTensor(Float32Array.from([1, 2]), [1, 2], 'float32')])).toThrow(/same shape/);
