@@ -57,7 +57,11 @@ import { checkOptionNames } from './option-names.js';
 import { getLogger } from '../utils/logging.js';
 import type { ResolvedSetting } from '../config/resolve.js';
 
-/** Constructor options of {@link Accelerator}. Names follow Accelerate's, in camelCase. */
+/**
+ * Constructor options of {@link Accelerator}. Names follow Accelerate's, in camelCase.
+ * An unknown key (here or in `dataloaderConfig`, `projectConfig`, `gradientAccumulationPlugin`)
+ * is a TypeError naming the nearest valid one, as Python's unexpected keyword argument is.
+ */
 export interface AcceleratorOptions {
   /**
    * Compute backend: an instance, a factory, or a registered name. Default:
@@ -448,7 +452,9 @@ export class Accelerator {
    * return them in the order given (a single object is returned as-is in a
    * one-element tuple). Loaders, models and optimizers are prepared first,
    * then schedulers, so a scheduler finds its prepared optimizer. Objects of
-   * other kinds pass through unchanged.
+   * other kinds pass through unchanged. An object prepared before (given
+   * again as the original or as the prepared result) comes back as the first
+   * result, not wrapped or tracked a second time.
    */
   async prepare<T extends readonly unknown[]>(...objects: T): Promise<Prepared<T>> {
     await this.ready();
