@@ -269,6 +269,8 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     server.listen(options.port ?? 0, host, () => ok());
   });
   port = (server.address() as { port: number }).port;
+  // After listening, a server error (e.g. EMFILE on accept) must not end the process: the dashboard is a side show.
+  server.on('error', (e) => process.stderr.write(`WARNING:accelerate.dashboard:${(e as Error).message}\n`));
   const shownHost = host === '::1' ? '[::1]' : host;
   return {
     url: `http://${shownHost}:${port}/`,
