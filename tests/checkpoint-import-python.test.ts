@@ -156,9 +156,12 @@ describe('accelerate checkpoint import-python', () => {
     const resumed = runPy({ mode: 'resume', dir: pyDir, opt: 'sgd' });
     expect(readdirSync(pyDir)).toContain('pytorch_model.bin');
     const out = join(mkdtempSync(join(tmpdir(), 'import-python-out-')), 'nested', 'ts_ckpt');
-    const r = await importCheckpointFromPython(pyDir, { python, out });
-    expect(r.out).toBe(out);
-    expect(r.written).toContain('model.safetensors');
+    // Through the real command this time.
+    const run = await startAccelerate(['checkpoint', 'import-python', pyDir, out, '--python', python!], { env: cleanEnv(), timeoutMs: 60_000 }).done;
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toContain(`Wrote ${out}: `);
+    expect(run.stdout).toMatch(/model\.safetensors.*manifest\.json/);
+    expect(run.stdout).toMatch(/In TypeScript: await accelerator\.loadState\(.*skipFirstBatches/s);
     const opt0 = JSON.parse(readFileSync(join(out, 'optimizer.json'), 'utf8')).value;
     expect(Object.keys(opt0.state['0'])).toEqual(['momentum_buffer']); // torch's SGD keeps no step
 

@@ -286,6 +286,9 @@ try:
             if dropped:
                 skipped.append(f"{name}: {', '.join(dropped)} (Python-only generators; libtorch's CPU generator and the step are carried over)")
             continue
+        if name == "scaler.pt":
+            skipped.append(name + " (fp16 GradScaler state: not converted; the loss scaler starts from its initial scale)")
+            continue
         if re.fullmatch(r"(sampler(_\d+)?|dl_state_dict(_\d+)?)\.bin", name):
             skipped.append(name + " (data loader state: accelerate-ts loaders start at the beginning; use skipFirstBatches)")
             continue
