@@ -42,7 +42,7 @@ describe.skipIf(!linux || !existsSync(NPM))('`npx accelerate launch` killed with
     expect([run.launcher, ...run.ranks].every(isAlive)).toBe(true);
     const killedAt = Date.now();
     run.npm.kill('SIGKILL');
-    expect(await waitGone([run.launcher, ...run.ranks], 10_000), run.output()).toEqual([]);
+    expect(await waitGone([run.launcher, ...run.ranks, run.shell], 10_000), run.output()).toEqual([]);
     const ms = Date.now() - killedAt;
     expect(ms).toBeLessThan(10_000);
     console.log(`[measured] npm SIGKILL -> launcher and ranks gone in ${ms} ms`);
