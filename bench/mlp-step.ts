@@ -14,6 +14,12 @@
  *   (d) Python Accelerate's loop (the venv: torch 2.x + accelerate),
  * plus, for context, (e) Python torch of the venv and (f) the Accelerator loop fed by a
  * prepared DataLoader (collation and host-to-tensor copies included).
+ * (s) A small model, where per-step overhead shows (MLP 64-256-4, batch 128, AdamW), with the
+ * data path a user writes on each side: the raw loop builds each batch from per-sample rows
+ * ({ x: Float32Array(64), y: class }) into one Float32Array/BigInt64Array; the Accelerator loop
+ * iterates prepare(new DataLoader(rows, { batchSize: 128 })). Blocks of BENCH_SMALL_BLOCK steps
+ * alternate in one process for BENCH_SMALL_ROUNDS rounds; the ratio is the median of the
+ * per-round ratios over all repetitions (target >= 0.97), also given by CPU time per step.
  * Each measurement runs in its own process with the same thread settings, repeated
  * BENCH_REPS times interleaved (A/B/A/B), best and median kept (the machine may be
  * shared). Every side zeroes gradients with set_to_none=True (our default, and
@@ -43,6 +49,11 @@ const RSS_STEPS = [500, 5000];
 const SIZES = [784, 512, 512, 10];
 const BATCH = 128;
 const NBATCHES = 8;
+/** The small model of the paired per-step-overhead comparison, with its data path (see `small-paired`). */
+const SMALL_SIZES = [64, 256, 4];
+const SMALL_ROWS = 128 * 16;
+const SMALL_ROUNDS = Number(process.env.BENCH_SMALL_ROUNDS ?? 30);
+const SMALL_BLOCK = Number(process.env.BENCH_SMALL_BLOCK ?? 50);
 
 /** Thread settings every measured process gets (OpenMP, OpenBLAS and MKL pools). */
 const THREAD_ENV = {
@@ -64,6 +75,8 @@ interface ChildResult {
   finalLoss: number;
   /** Paired mode: the raw loop's rate measured in the same process, alternating blocks. */
   rawStepsPerSec?: number;
+  /** Small-model paired mode: per-round ratios (Accelerator/raw steps/s; raw/Accelerator CPU time). */
+  small?: { ratios: number[]; cpuRatios: number[]; rawCpuMsPerStep: number; rawFinalLoss: number };
 }
 
 // ---------------------------------------------------------------------------------
@@ -178,6 +191,108 @@ async function child(mode: string, steps: number): Promise<ChildResult> {
     }
     const n = Math.ceil(steps / BLOCK) * BLOCK;
     return { stepsPerSec: n / (tAcc / 1000), rawStepsPerSec: n / (tRaw / 1000), threads: torch.getNumThreads(), version: `libtorch ${torch.version}`, finalLoss: lastLoss };
+  }
+
+  if (mode === 'small-paired') {
+    // The small model (64-256-4, batch 128), where per-step overhead shows, with the data path a
+    // user writes: raw builds each batch from per-sample rows itself; the Accelerator iterates
+    // prepare(new DataLoader(rows, { batchSize })). Blocks alternate in this one process.
+    const [nIn, nHid, nOut] = SMALL_SIZES;
+    let seed = 12345;
+    const rand = () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+    const rows = Array.from({ length: SMALL_ROWS }, () => ({ x: Float32Array.from({ length: nIn }, () => rand() * 2 - 1), y: Math.floor(rand() * nOut) }));
+    const make = () => {
+      torch.manualSeed(0);
+      const net = new nn.Sequential(new nn.Linear(nIn, nHid), new nn.ReLU(), new nn.Linear(nHid, nOut));
+      return { net, opt: new optim.AdamW(net.parameters(), { lr: 1e-3 }) };
+    };
+    const raw = make();
+    let next = 0;
+    let rawLoss = 0;
+    const rawStep = () => {
+      if (next + BATCH > rows.length) next = 0;
+      const xs = new Float32Array(BATCH * nIn);
+      const ys = new BigInt64Array(BATCH);
+      for (let r = 0; r < BATCH; r++) {
+        xs.set(rows[next + r].x, r * nIn);
+        ys[r] = BigInt(rows[next + r].y);
+      }
+      next += BATCH;
+      const x = torch.fromTypedArray(xs, [BATCH, nIn]);
+      const y = torch.fromTypedArray(ys, [BATCH]);
+      torch.tidy(() => {
+        const loss = nn.functional.crossEntropy(raw.net.forward(x), y);
+        loss.backward();
+        raw.opt.step();
+        raw.opt.zeroGrad();
+        rawLoss = loss.item();
+      });
+      x.dispose();
+      y.dispose();
+    };
+    const acc = make();
+    type B = { x: InstanceType<typeof torch.Tensor>; y: InstanceType<typeof torch.Tensor> };
+    const [m, opt, loader] = await accelerator.prepare(acc.net, acc.opt, new DataLoader<(typeof rows)[number], B>(rows, { batchSize: BATCH }));
+    let it = loader[Symbol.asyncIterator]();
+    const accStep = async () => {
+      let r = await it.next();
+      if (r.done) {
+        it = loader[Symbol.asyncIterator]();
+        r = await it.next();
+      }
+      const b = r.value as B;
+      await accelerator.accumulate(m, () =>
+        torch.tidy(() => {
+          const loss = nn.functional.crossEntropy(m.forward(b.x), b.y);
+          accelerator.backward(loss);
+          opt.step();
+          opt.zeroGrad();
+          lastLoss = loss.item();
+        }),
+      );
+      torch.dispose(b);
+    };
+    for (let i = 0; i < WARMUP; i++) {
+      rawStep();
+      await accStep();
+    }
+    const rawRate: number[] = [];
+    const accRate: number[] = [];
+    const rawCpu: number[] = [];
+    const accCpu: number[] = [];
+    const block = async (f: () => unknown, rates: number[], cpuMs: number[]) => {
+      const c0 = process.cpuUsage();
+      const t0 = performance.now();
+      for (let k = 0; k < SMALL_BLOCK; k++) await f();
+      rates.push(SMALL_BLOCK / ((performance.now() - t0) / 1000));
+      const c = process.cpuUsage(c0);
+      cpuMs.push((c.user + c.system) / 1000 / SMALL_BLOCK);
+    };
+    for (let r = 0; r < SMALL_ROUNDS; r++) {
+      // Alternate which loop goes first in a round.
+      if (r % 2 === 0) {
+        await block(rawStep, rawRate, rawCpu);
+        await block(accStep, accRate, accCpu);
+      } else {
+        await block(accStep, accRate, accCpu);
+        await block(rawStep, rawRate, rawCpu);
+      }
+    }
+    const med = (xs: number[]) => [...xs].sort((p, q) => p - q)[Math.floor(xs.length / 2)];
+    return {
+      stepsPerSec: med(accRate),
+      rawStepsPerSec: med(rawRate),
+      cpuMsPerStep: med(accCpu),
+      threads: torch.getNumThreads(),
+      version: `libtorch ${torch.version}`,
+      finalLoss: lastLoss,
+      small: {
+        ratios: accRate.map((v, i) => v / rawRate[i]),
+        cpuRatios: rawCpu.map((v, i) => v / accCpu[i]),
+        rawCpuMsPerStep: med(rawCpu),
+        rawFinalLoss: rawLoss,
+      },
+    };
   }
 
   if (mode === 'accelerator-dataloader') {
@@ -313,6 +428,8 @@ async function main(): Promise<void> {
   if (venvTorch && venvTorch !== same) configs.push({ key: 'e', label: '(e) Python torch (venv)', run: () => run(venv!, ['-'], PY_TORCH) });
   configs.push({ key: 'f', label: '(f) Accelerator + prepared DataLoader', run: () => nodeChild('accelerator-dataloader') });
   configs.push({ key: 'p', label: '(b) paired with (a) in one process', run: () => nodeChild('paired') });
+  configs.push({ key: 's', label: `(s) small ${SMALL_SIZES.join('-')}: Accelerator + DataLoader, paired`, run: () => nodeChild('small-paired') });
+  const small: { ratios: number[]; cpuRatios: number[]; raw: number[]; acc: number[]; sameLoss: boolean[] } = { ratios: [], cpuRatios: [], raw: [], acc: [], sameLoss: [] };
 
   const best: Record<string, ChildResult> = {};
   const all: Record<string, number[]> = {};
@@ -329,8 +446,15 @@ async function main(): Promise<void> {
       (all[c.key] ??= []).push(r.stepsPerSec);
       if (r.cpuMsPerStep !== undefined) (cpu[c.key] ??= []).push(r.cpuMsPerStep);
       if (r.faultsPerStep !== undefined) (faults[c.key] ??= []).push(r.faultsPerStep);
-      if (r.rawStepsPerSec) (all.pa ??= []).push(r.rawStepsPerSec);
-      if (r.rawStepsPerSec) (all.pairedRatio ??= []).push(r.stepsPerSec / r.rawStepsPerSec);
+      if (r.small) {
+        small.ratios.push(...r.small.ratios);
+        small.cpuRatios.push(...r.small.cpuRatios);
+        small.raw.push(r.rawStepsPerSec!);
+        small.acc.push(r.stepsPerSec);
+        small.sameLoss.push(r.finalLoss === r.small.rawFinalLoss);
+      }
+      if (r.rawStepsPerSec && !r.small) (all.pa ??= []).push(r.rawStepsPerSec);
+      if (r.rawStepsPerSec && !r.small) (all.pairedRatio ??= []).push(r.stepsPerSec / r.rawStepsPerSec);
       if (!best[c.key] || r.stepsPerSec > best[c.key].stepsPerSec) best[c.key] = r;
     }
   }
@@ -358,6 +482,15 @@ async function main(): Promise<void> {
     );
   }
   const pairedBA = all.pairedRatio ? median(all.pairedRatio) : null;
+  const smallBA = small.ratios.length ? median(small.ratios) : null;
+  const smallCpu = small.cpuRatios.length ? median(small.cpuRatios) : null;
+  if (smallBA !== null) {
+    console.log(
+      `small MLP ${SMALL_SIZES.join('-')}, batch ${BATCH}, AdamW: Accelerator (DataLoader of rows + prepare) / raw (batches built by hand) = ${smallBA.toFixed(3)} ` +
+        `median of ${small.ratios.length} paired rounds (${smallCpu!.toFixed(3)} by CPU time per step; target >= 0.97${smallBA >= 0.97 ? ', met' : ', NOT met'}); ` +
+        `steps/s medians ${median(small.acc).toFixed(0)} vs ${median(small.raw).toFixed(0)}; same losses: ${small.sameLoss.every(Boolean)}`,
+    );
+  }
   const targets = [
     { name: 'b/a', value: pairedBA ?? ratio('b', 'a'), target: 0.97, note: 'Accelerator vs raw addon (median of paired in-process runs; separate-process runs are in (a), (b))' },
     { name: 'b/c', value: ratio('b', 'c'), target: 1.0, note: `vs Python torch on the same libtorch (${same ? `torch ${same.version}` : 'absent'})` },
@@ -404,6 +537,18 @@ async function main(): Promise<void> {
       ]),
     ),
     paired: all.pairedRatio ? { rawRuns: all.pa, acceleratorRuns: all.p, ratios: all.pairedRatio } : null,
+    small: smallBA === null
+      ? null
+      : {
+          config: { sizes: SMALL_SIZES, batch: BATCH, rows: SMALL_ROWS, optimizer: 'AdamW lr=1e-3', rounds: SMALL_ROUNDS, block: SMALL_BLOCK, data: 'DataLoader(rows of { x: Float32Array(64), y: number }) + prepare vs batches built by hand' },
+          acceleratorOverRaw: smallBA,
+          acceleratorOverRawByCpuTime: smallCpu,
+          target: 0.97,
+          met: smallBA >= 0.97,
+          ratios: small.ratios,
+          stepsPerSecMedians: { raw: small.raw, accelerator: small.acc },
+          sameLosses: small.sameLoss.every(Boolean),
+        },
     ratios: Object.fromEntries(
       targets.map((t) => {
         const [x, y] = t.name.split('/');

@@ -262,10 +262,12 @@ function collateValues(values: readonly unknown[], path: string): unknown {
       const column = new Array<unknown>(values.length);
       for (let i = 0; i < values.length; i++) {
         const v = values[i] as Record<string, unknown>;
-        if (!(key in v)) {
+        const x = v[key];
+        // `in` only when the value is undefined: a keyed read is much cheaper, and this runs per sample and field.
+        if (x === undefined && !(key in v)) {
           throw new TypeError(`defaultCollate: sample ${i} has no field "${key}" (at ${path}) but sample 0 has. Give every sample the same fields.`);
         }
-        column[i] = v[key];
+        column[i] = x;
       }
       out[key] = collateValues(column, `${path}.${key}`);
     }
