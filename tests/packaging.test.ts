@@ -86,8 +86,8 @@ const [m, opt, data] = await accelerator.prepare(model, optimizer, loader);
 const losses = [];
 for (let epoch = 0; epoch < 6; epoch++) {
   let sum = 0, n = 0;
-  for await (const batch of data) {
-    const { input, target } = batch as unknown as { input: torch.Tensor; target: torch.Tensor };
+  // No casts: a prepared loader's batches are typed as libtorch tensors.
+  for await (const { input, target } of data) {
     const loss = nn.functional.mseLoss(m.forward(input), target);
     accelerator.backward(loss);
     opt.step();

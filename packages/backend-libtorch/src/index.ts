@@ -20,6 +20,13 @@ export { GlooProcessGroup, DEFAULT_TIMEOUT_MS, DEFAULT_GLOO_THREADS, threadSetti
 export { wrapDistributed, unwrapDistributed, setGradientSync, noSync, triggerSyncInBackward, isDistributed, ddpInfo, joinDistributed, type DistributedDataParallelOptions, type DistributedDataParallelInfo, type JoinOptions } from './ddp.js';
 
 import { registerSeedHook } from '@accelerate/core';
+import type { Tensor } from './tensor.js';
+// Prepared DataLoaders yield this package's tensors: type them so (see BackendTensorTypes).
+declare module '@accelerate/core' {
+  interface BackendTensorTypes {
+    libtorch: Tensor;
+  }
+}
 import { libtorch as libtorchFactory } from './backend.js';
 import { manualSeed as seedTorch } from './runtime.js';
 // core's setSeed seeds libtorch's generators at once, as Python's set_seed seeds torch.

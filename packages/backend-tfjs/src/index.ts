@@ -59,6 +59,13 @@ export {
 export { TfjsHostProcessGroup, initTfjsProcessGroup, tfjsMultiProcessSupport, GLOO_PACKAGE, type GlooImporter } from './distributed.js';
 
 import { registerSeedHook } from '@accelerate/core';
+import type { tf as tfTypes } from './tf.js';
+// Prepared DataLoaders yield tfjs tensors: type them so (see BackendTensorTypes).
+declare module '@accelerate/core' {
+  interface BackendTensorTypes {
+    tfjs: tfTypes.Tensor;
+  }
+}
 import { tfjs as tfjsFactory } from './backend.js';
 import { manualSeed as seedTfjs } from './rng.js';
 // core's setSeed seeds this package's generator at once (Linear's initial weights, dropout).

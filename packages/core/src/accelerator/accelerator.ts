@@ -53,6 +53,7 @@ import { PluginContainer, type PluginOption } from './plugin-container.js';
 import { applyPendingSeed } from './seed.js';
 import { joinUnevenInputs as joinUnevenInputsImpl, type JoinUnevenInputsOptions } from './join.js';
 import { optimizerStepState, unwrapPrepared, wrapOptimizer, wrapScheduler } from './wrappers.js';
+import type { Prepared } from './prepared-types.js';
 import { checkOptionNames } from './option-names.js';
 import { getLogger } from '../utils/logging.js';
 import type { ResolvedSetting } from '../config/resolve.js';
@@ -150,8 +151,6 @@ function precisionOrigin(setting: ResolvedSetting<MixedPrecision>, instead: stri
   }
 }
 
-/** The tuple `prepare` resolves to: the same types, in the same order. */
-export type Prepared<T extends readonly unknown[]> = { [K in keyof T]: T[K] };
 
 /**
  * The entry point of accelerate-ts.

@@ -6,3 +6,4 @@ export * from './seed.js';
 export type { JoinUnevenInputsOptions } from './join.js';
 export * from './backend-discovery.js';
 export { wrapOptimizer, wrapScheduler, unwrapPrepared, optimizerStepState, type AcceleratedOptimizerMembers, type OptimizerStepState } from './wrappers.js';
+export type { Prepared, BackendTensorTypes, DeviceTensor, OnDevice } from './prepared-types.js';
