@@ -808,6 +808,47 @@ async function readCheckpoint(host: CheckpointHost, dir: string, warnings: strin
   return { dir, manifest, models, optimizers, schedulers, dataloaders, scaler, custom, rng };
 }
 
+/**
+ * Throw, naming the file, when model `index`'s weights file does not fit the
+ * prepared model: a tensor of another shape, or (with `strict`) missing or
+ * unexpected names. A missing name whose tensor is the same object as a
+ * present name (tied weights, kept once in the file) is not missing.
+ */
+function checkModelFits(backend: Backend<any, any, any, any>, model: unknown, parsed: ReturnType<typeof parseSafetensors>, dir: string, index: number, strict: boolean): void {
+  // Not disposed afterwards: some backends return the model's own tensors here.
+  const sd = backend.stateDict(model) as Record<string, unknown>;
+  const file = modelFileName(index);
+  const inFile = new Set(parsed.keys());
+  // Only when the backend names tensors as the file does (one name set contains the other):
+  // a backend that converts names on load (tfjs layers: kernel <-> weight) is left to its loadStateDict.
+  const names = Object.keys(sd);
+  if (!names.every((k) => inFile.has(k)) && ![...inFile].every((k) => k in sd)) return;
+  const problems: string[] = [];
+  const present = new Set<unknown>();
+  for (const [k, t] of Object.entries(sd)) {
+    if (!inFile.has(k)) continue;
+    present.add(t);
+    const want = backend.shape(t);
+    const got = parsed.info(k).shape;
+    if (want.length !== got.length || want.some((d, j) => d !== got[j])) problems.push(`size mismatch for ${k}: the checkpoint has shape [${got.join(', ')}], the model [${want.join(', ')}]`);
+  }
+  if (strict) {
+    const list = (names: string[]) => `[${names.slice(0, 10).join(', ')}${names.length > 10 ? `, … (${names.length})` : ''}]`;
+    const missing = Object.entries(sd).filter(([k, t]) => !inFile.has(k) && !present.has(t)).map(([k]) => k);
+    const unexpected = [...inFile].filter((k) => !(k in sd));
+    if (missing.length) problems.push(`missing keys ${list(missing)}`);
+    if (unexpected.length) problems.push(`unexpected keys ${list(unexpected)}`);
+  }
+  if (problems.length > 0) {
+    throw new CheckpointError(
+      `loadState: ${join(dir, file)} does not fit model ${index}: ${problems.join('; ')}. Nothing was restored. ` +
+        `Prepare the same model as the run that saved it${strict ? ', or pass strictModelKeys: false to load the matching names only' : ''}.`,
+      dir,
+      file,
+    );
+  }
+}
+
 /** Apply a checkpoint read by {@link readCheckpoint} to this rank's objects. `scanned`: the automatic-naming folders considered. */
 async function applyOnThisRank(host: CheckpointHost, ckpt: ReadCheckpoint, scanned: string[], options: LoadStateOptions, warnings: string[]): Promise<LoadStateResult> {
   const strict = options.strict ?? false;
@@ -834,6 +875,13 @@ async function applyOnThisRank(host: CheckpointHost, ckpt: ReadCheckpoint, scann
   for (let i = 0; i < models.length; i++) {
     const file = modelFileName(i);
     if (!ckpt.models.has(i)) throw missingObject(dir, 'model', i, manifest.contents.models, models.length, file);
+  }
+
+  // Models that do not fit are refused before anything changes (same-backend checkpoints only:
+  // another backend may load through a name or layout conversion this check cannot see).
+  // Load hooks may have taken models over; those are not checked.
+  if (manifest.backend === backend.name) {
+    for (let i = 0; i < models.length; i++) checkModelFits(backend, host.unwrapModel(models[i]), ckpt.models.get(i)!, dir, i, options.strictModelKeys ?? true);
   }
 
   // Everything is read and parsed: from here on objects change. A failure now (a shape

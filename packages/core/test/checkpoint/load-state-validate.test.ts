@@ -10,7 +10,7 @@ import { AcceleratorState } from '../../src/state/accelerator-state.js';
 import { DataLoader } from '../../src/data/dataloader.js';
 import { CheckpointError, MANIFEST_NAME, type CheckpointManifest } from '../../src/checkpoint/manifest.js';
 import { loadModelFiles } from '../../src/checkpoint/save-model.js';
-import { AdamW, LambdaLR, ReferenceBackend, RegressionDataset, RegressionModel, mseLoss, type RefTensor } from '../../src/testing/index.js';
+import { AdamW, LambdaLR, LinearModel, ReferenceBackend, RegressionDataset, RegressionModel, mseLoss, type RefTensor } from '../../src/testing/index.js';
 
 const make = (opts: ConstructorParameters<typeof Accelerator>[0] = {}) => new Accelerator({ backend: new ReferenceBackend(), configFile: false, env: {}, ...opts });
 const tmp = (p = 'acc-validate-') => mkdtempSync(join(tmpdir(), p));
@@ -97,6 +97,37 @@ describe('loadState validates every file before applying any', () => {
     dl.value.datasetLength = 99;
     replaceListed(dir, 'dl_state_dict.json', JSON.stringify(dl));
     await expect(run.acc.loadState(dir)).rejects.toThrow(/loadState stopped while restoring data loader 0 \(dl_state_dict\.json\) from .*Already restored before it failed: model 0 \(model\.safetensors\), optimizer 0 \(optimizer\.json\), scheduler 0 \(scheduler\.json\)/s);
+  });
+});
+
+describe('models that do not fit are refused before anything changes', () => {
+  it('model 1 of another shape: the error names model_1.safetensors and the tensor, and model 0 keeps its weights', async () => {
+    const acc = make();
+    await acc.prepare(new RegressionModel({ a: 1, b: 2 }), new LinearModel(3, 2));
+    const dir = join(tmp(), 'c');
+    await acc.saveState(dir);
+    await AcceleratorState.resetState();
+    const acc2 = make();
+    const m0 = new RegressionModel({ a: 5, b: 6 });
+    await acc2.prepare(m0, new LinearModel(4, 2));
+    const err = await acc2.loadState(dir).catch((e) => e);
+    expect(err).toBeInstanceOf(CheckpointError);
+    expect(err.file).toBe('model_1.safetensors');
+    expect(err.message).toMatch(/model_1\.safetensors does not fit model 1: size mismatch for weight: the checkpoint has shape \[2, 3\], the model \[2, 4\]\. Nothing was restored/);
+    expect([m0.a.item(), m0.b.item()]).toEqual([5, 6]);
+  });
+
+  it('with strictModelKeys a missing name is refused up front; strictModelKeys: false loads the matching names', async () => {
+    const acc = make();
+    await acc.prepare(new LinearModel(3, 2, { bias: false }));
+    const dir = join(tmp(), 'c');
+    await acc.saveState(dir);
+    await AcceleratorState.resetState();
+    const acc2 = make();
+    const m = new LinearModel(3, 2);
+    await acc2.prepare(m);
+    await expect(acc2.loadState(dir)).rejects.toThrow(/model\.safetensors does not fit model 0: missing keys \[bias\]\. Nothing was restored.*strictModelKeys: false/);
+    await expect(acc2.loadState(dir, { strictModelKeys: false })).resolves.toBeDefined();
   });
 });
 
