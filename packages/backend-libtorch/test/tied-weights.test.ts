@@ -31,7 +31,7 @@ class TinyLM extends nn.Module {
   }
 }
 
-const values = (m: nn.Module) => Object.fromEntries(Object.entries(m.stateDict()).map(([k, v]) => [k, Array.from(v.dataSync() as Float32Array)]));
+const values = (m: torch.nn.Module) => Object.fromEntries(Object.entries(m.stateDict()).map(([k, v]) => [k, Array.from(v.dataSync() as Float32Array)]));
 const keysOf = (file: string) => [...parseSafetensors(readFileSync(file)).keys()].sort();
 
 async function accelerator() {
@@ -82,13 +82,13 @@ describe('tied weights', () => {
     expect(keysOf(join(dir, 'model.safetensors'))).toEqual(['transformer.wte.weight']);
     const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8'));
     expect(manifest.sharedTensors).toEqual({ 'model.safetensors': ['lm_head.weight'] });
-    const saved = values(acc.unwrapModel(m) as nn.Module);
+    const saved = values(acc.unwrapModel(m) as torch.nn.Module);
 
     torch.manualSeed(99);
     const acc2 = await accelerator();
     const [m2] = await acc2.prepare(new TinyLM());
     await acc2.loadState(dir);
-    expect(values(acc2.unwrapModel(m2) as nn.Module)).toEqual(saved);
+    expect(values(acc2.unwrapModel(m2) as torch.nn.Module)).toEqual(saved);
   });
 
   it('Python loads the tied file into a tied torch model (safetensors load_model strict, accelerate load_checkpoint_in_model, transformers GPT-2 from_pretrained)', async (ctx) => {
