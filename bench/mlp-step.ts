@@ -419,6 +419,8 @@ async function main(): Promise<void> {
   console.log(`OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? '(unset)'} for every side`);
   console.log(`addon: libtorch ${addonVersion}; same-libtorch Python: ${same ? `${same.python} (torch ${same.version})` : 'none'}; venv: ${venvTorch ? `${venv} (torch ${venvTorch.version})` : 'none'}`);
 
+  // BENCH_ONLY=small runs the small-model comparison alone (quick look; still writes $BENCH_OUT).
+  const only = process.env.BENCH_ONLY;
   const configs: Array<{ key: string; label: string; run: () => ChildResult | { error: string } }> = [
     { key: 'a', label: '(a) raw addon', run: () => nodeChild('raw') },
     { key: 'b', label: '(b) Accelerator + addon', run: () => nodeChild('accelerator') },
@@ -428,6 +430,7 @@ async function main(): Promise<void> {
   if (venvTorch && venvTorch !== same) configs.push({ key: 'e', label: '(e) Python torch (venv)', run: () => run(venv!, ['-'], PY_TORCH) });
   configs.push({ key: 'f', label: '(f) Accelerator + prepared DataLoader', run: () => nodeChild('accelerator-dataloader') });
   configs.push({ key: 'p', label: '(b) paired with (a) in one process', run: () => nodeChild('paired') });
+  if (only === 'small') configs.splice(0, configs.length);
   configs.push({ key: 's', label: `(s) small ${SMALL_SIZES.join('-')}: Accelerator + DataLoader, paired`, run: () => nodeChild('small-paired') });
   const small: { ratios: number[]; cpuRatios: number[]; raw: number[]; acc: number[]; sameLoss: boolean[] } = { ratios: [], cpuRatios: [], raw: [], acc: [], sameLoss: [] };
 
@@ -458,7 +461,7 @@ async function main(): Promise<void> {
       if (!best[c.key] || r.stepsPerSec > best[c.key].stepsPerSec) best[c.key] = r;
     }
   }
-  const rssRun = nodeChild('accelerator-rss', RSS_STEPS[1]);
+  const rssRun = only === 'small' ? { error: 'skipped (BENCH_ONLY=small)' } : nodeChild('accelerator-rss', RSS_STEPS[1]);
   const rss = 'error' in rssRun ? undefined : rssRun.rss;
   if ('error' in rssRun) errors.rss = rssRun.error;
 
@@ -466,7 +469,8 @@ async function main(): Promise<void> {
   for (const c of configs) {
     const b = best[c.key];
     const runs = (all[c.key] ?? []).map((v) => v.toFixed(1)).join(', ');
-    const cpuNote = cpu[c.key]?.length ? `; CPU ${median(cpu[c.key]).toFixed(2)} ms/step, ${median(faults[c.key]).toFixed(0)} page faults/step (medians)` : '';
+    const faultNote = faults[c.key]?.length ? `, ${median(faults[c.key]).toFixed(0)} page faults/step` : '';
+    const cpuNote = cpu[c.key]?.length ? `; CPU ${median(cpu[c.key]).toFixed(2)} ms/step${faultNote} (medians)` : '';
     console.log(b ? `${c.label.padEnd(42)} ${b.stepsPerSec.toFixed(1).padStart(7)} steps/s best, ${median(all[c.key]).toFixed(1).padStart(6)} median  [${runs}]  ${b.version}, ${b.threads} thread(s)${cpuNote}` : `${c.label}: failed: ${errors[c.key]}`);
   }
   // Ratio of CPU time per step (y's over x's: > 1 means x needs less CPU per step), from
