@@ -151,7 +151,6 @@ function precisionOrigin(setting: ResolvedSetting<MixedPrecision>, instead: stri
   }
 }
 
-
 /**
  * The entry point of accelerate-ts.
  *
