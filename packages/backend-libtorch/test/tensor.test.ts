@@ -167,6 +167,27 @@ describe('Tensor ops', () => {
   });
 });
 
+describe('callOp', () => {
+  it('takes Tensors (also inside list arguments) and returns Tensors', () => {
+    const a = torch.tensor([[1, 2], [3, 4]]);
+    const b = torch.tensor([[10, 20], [30, 40]]);
+    const sum = torch.callOp('aten::add', 'Tensor', a, b, 2) as torch.Tensor;
+    expect(sum).toBeInstanceOf(torch.Tensor);
+    expect(sum.tolist()).toEqual([[21, 42], [63, 84]]);
+    const mm = torch.callOp('addmm', '', torch.ones([2]), a, b) as torch.Tensor; // no aten:: prefix, default overload
+    expect(mm.tolist()).toEqual([[71, 101], [151, 221]]);
+    const cat = torch.callOp('aten::cat', '', [a, b], 1) as torch.Tensor; // Tensor[]
+    expect(cat.shape).toEqual([2, 4]);
+    const idx = torch.callOp('aten::index', 'Tensor', a, [null, torch.tensor([1], { dtype: 'int64' })]) as torch.Tensor; // Tensor?[]
+    expect(idx.tolist()).toEqual([[2], [4]]);
+    const [values, indices] = torch.callOp('aten::max', 'dim', b, 1, false) as torch.Tensor[];
+    expect(values.tolist()).toEqual([20, 40]);
+    expect(indices.dtype).toBe('int64');
+    expect(torch.callOp('aten::equal', '', a, a)).toBe(true);
+    expect(() => torch.callOp('aten::add', 'Tensor', a, {} as never)).toThrow(/other: expected a Tensor/);
+  });
+});
+
 describe('autograd', () => {
   it('backward fills grad; noGrad and detach cut the graph', () => {
     const x = torch.tensor([1, 2, 3], { requiresGrad: true });
