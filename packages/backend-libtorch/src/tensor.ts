@@ -3,7 +3,7 @@
  * scopes (`tidy`, `keep`, `dispose`) and grad-mode helpers (`noGrad`).
  * @module
  */
-import { dtypeOfHostArray, hostArrayConstructor, type DType as CoreDType, type HostArray } from '@accelerate/core';
+import { collateBatch, dtypeOfHostArray, hostArrayConstructor, type DType as CoreDType, type HostArray, type SelfCollating } from '@accelerate/core';
 import { native, opId, type NativeArg, type NativeHandle } from './native.js';
 
 /** Element types, named as in PyTorch (`torch.float32` -> `'float32'`); core's {@link CoreDType}. */
@@ -180,7 +180,7 @@ function dimsOf(dims: number[] | [number[]]): number[] {
  * names in camelCase; in-place variants end in `_` and return `this`.
  * Memory is freed by {@link Tensor.dispose}, by a {@link tidy} scope, or by GC.
  */
-export class Tensor {
+export class Tensor implements SelfCollating<Tensor> {
   /** @internal native handle */
   readonly _h: NativeHandle;
 
@@ -731,6 +731,25 @@ export class Tensor {
     if (advanced) step(t1('index', 'Tensor', out._h, tensorIdx.map((t) => (t ? t._h : null))));
     for (const c of created) if (c !== out) c.dispose();
     return out;
+  }
+
+  // ---- data loading ----
+  /**
+   * How `defaultCollate` of `@accelerate/core` batches samples that are Tensors:
+   * stacked along a new first dimension (`torch.stack`, as PyTorch's default_collate),
+   * so a DataLoader over a dataset of Tensors yields `[B, ...]` Tensors.
+   */
+  [collateBatch](samples: readonly unknown[], where: string): Tensor {
+    samples.forEach((s, i) => {
+      if (!(s instanceof Tensor)) {
+        throw new TypeError(`defaultCollate: at ${where}, sample 0 is a Tensor but sample ${i} is ${s === null ? 'null' : typeof s === 'object' ? (s.constructor?.name ?? 'object') : typeof s}. Give every sample the same structure, or pass a collateFn.`);
+      }
+    });
+    try {
+      return stack(samples as Tensor[]);
+    } catch (e) {
+      throw new RangeError(`defaultCollate: at ${where}, the samples' Tensors cannot be stacked into a batch (${(e as Error).message}). Pad samples to one shape, or pass a collateFn.`);
+    }
   }
 
   // ---- misc ----
