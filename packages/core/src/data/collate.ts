@@ -34,10 +34,10 @@ export interface SelfCollating<B = unknown> {
   [collateBatch](samples: readonly unknown[], where: string): B;
 }
 
-/** Type of `defaultCollate(samples: T[])`. */
-export type Collated<T> = T extends SelfCollating<infer B>
-  ? B
-  : T extends HostTensor | HostArray | number | bigint | boolean
+/** Type of `defaultCollate(samples: T[])` (`any` skips the {@link SelfCollating} test, which would make it `unknown`). */
+export type Collated<T> = 0 extends 1 & T ? CollatedPlain<T> : T extends SelfCollating<infer B> ? B : CollatedPlain<T>;
+
+type CollatedPlain<T> = T extends HostTensor | HostArray | number | bigint | boolean
   ? HostTensor
   : T extends string
     ? string[]
