@@ -22,6 +22,8 @@
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
 
+#include <malloc.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -190,7 +192,25 @@ static Napi::Value AllocatorStats(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// mallocStats() -> glibc's mallinfo2() over every arena: heap bytes from sbrk and
+// mmap, bytes in use and free inside the heap. Tells a leak (inUse grows) from
+// fragmentation (free grows) in soak runs.
+static Napi::Value MallocStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+  struct mallinfo2 m = mallinfo2();
+  o.Set("arenaBytes", Napi::Number::New(env, static_cast<double>(m.arena)));
+  o.Set("mmapBytes", Napi::Number::New(env, static_cast<double>(m.hblkhd)));
+  o.Set("inUseBytes", Napi::Number::New(env, static_cast<double>(m.uordblks)));
+  o.Set("freeBytes", Napi::Number::New(env, static_cast<double>(m.fordblks)));
+  o.Set("releasableBytes", Napi::Number::New(env, static_cast<double>(m.keepcost)));
+#endif
+  return o;
+}
+
 void InitAllocator(Napi::Env env, Napi::Object exports) {
+  ACC_FN(exports, "mallocStats", MallocStats);
   ACC_FN(exports, "emptyCache", EmptyCache);
   ACC_FN(exports, "allocatorStats", AllocatorStats);
 }

@@ -52,15 +52,36 @@ int64_t AccountedBytes(const at::Tensor& t) {
 }
 
 void TensorWrap::Init(Napi::Env env, Napi::Object exports) {
-  Napi::Function ctor = DefineClass(env, "NativeTensor",
-                                    {InstanceMethod<&TensorWrap::Dispose>("dispose"),
-                                     InstanceMethod<&TensorWrap::IsDisposed>("isDisposed")});
-  g_tensor_ctor = new Napi::FunctionReference(Napi::Persistent(ctor));
-  exports.Set("NativeTensor", ctor);
+  const napi_property_descriptor methods[] = {
+      {"dispose", nullptr, &TensorWrap::Dispose, nullptr, nullptr, nullptr, napi_default_method, nullptr},
+      {"isDisposed", nullptr, &TensorWrap::IsDisposed, nullptr, nullptr, nullptr, napi_default_method, nullptr},
+  };
+  napi_value ctor;
+  NAPI_THROW_IF_FAILED_VOID(env, napi_define_class(env, "NativeTensor", NAPI_AUTO_LENGTH, &TensorWrap::Construct, nullptr, 2, methods, &ctor));
+  Napi::Function fn(env, ctor);
+  g_tensor_ctor = new Napi::FunctionReference(Napi::Persistent(fn));
+  exports.Set("NativeTensor", fn);
 }
 
-TensorWrap::TensorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorWrap>(info) {
-  napi_type_tag_object(info.Env(), info.This(), &kTensorTag);
+napi_value TensorWrap::Construct(napi_env env, napi_callback_info info) {
+  napi_value self;
+  if (napi_get_cb_info(env, info, nullptr, nullptr, &self, nullptr) != napi_ok) return nullptr;
+  auto* w = new TensorWrap();
+  // No result napi_ref: the runtime owns (and deletes) the reference, see common.h.
+  if (napi_wrap(env, self, w, &TensorWrap::Finalize, nullptr, nullptr) != napi_ok) {
+    delete w;
+    napi_throw_error(env, nullptr, "NativeTensor: napi_wrap failed");
+    return nullptr;
+  }
+  napi_type_tag_object(env, self, &kTensorTag);
+  return self;
+}
+
+void TensorWrap::Finalize(Napi::node_addon_api_basic_env env, void* data, void*) {
+  auto* w = static_cast<TensorWrap*>(data);
+  g_finalized++;
+  w->Release(Napi::BasicEnv(env));
+  delete w;
 }
 
 void TensorWrap::Attach(Napi::Env env, at::Tensor t) {
@@ -79,24 +100,33 @@ void TensorWrap::Release(Napi::BasicEnv env) {
   tensor.reset();
 }
 
-void TensorWrap::Finalize(Napi::BasicEnv env) {
-  g_finalized++;
-  Release(env);
+// `this` of a method call as a TensorWrap (nullptr, with a JS TypeError pending, otherwise).
+static TensorWrap* ThisWrap(napi_env env, napi_callback_info info) {
+  napi_value self;
+  if (napi_get_cb_info(env, info, nullptr, nullptr, &self, nullptr) != napi_ok) return nullptr;
+  TensorWrap* w = TensorWrap::Unwrap(Napi::Value(env, self));
+  if (!w) napi_throw_type_error(env, nullptr, "NativeTensor method called on another object");
+  return w;
 }
 
-Napi::Value TensorWrap::Dispose(const Napi::CallbackInfo& info) {
-  Release(info.Env());
-  return info.Env().Undefined();
+napi_value TensorWrap::Dispose(napi_env env, napi_callback_info info) {
+  TensorWrap* w = ThisWrap(env, info);
+  if (w) w->Release(Napi::BasicEnv(env));
+  return nullptr;
 }
 
-Napi::Value TensorWrap::IsDisposed(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), !tensor.defined());
+napi_value TensorWrap::IsDisposed(napi_env env, napi_callback_info info) {
+  TensorWrap* w = ThisWrap(env, info);
+  if (!w) return nullptr;
+  napi_value out;
+  napi_get_boolean(env, !w->tensor.defined(), &out);
+  return out;
 }
 
 Napi::Value TensorWrap::Make(Napi::Env env, at::Tensor t) {
   if (!t.defined()) return env.Null();
   Napi::Object obj = g_tensor_ctor->New({});
-  TensorWrap::Unwrap(obj)->Attach(env, std::move(t));
+  Unwrap(obj)->Attach(env, std::move(t));
   return obj;
 }
 
@@ -107,11 +137,18 @@ bool TensorWrap::Is(const Napi::Value& v) {
   return ok;
 }
 
+TensorWrap* TensorWrap::Unwrap(const Napi::Value& v) {
+  if (!Is(v)) return nullptr;
+  void* data = nullptr;
+  if (napi_unwrap(v.Env(), v, &data) != napi_ok) return nullptr;
+  return static_cast<TensorWrap*>(data);
+}
+
 at::Tensor& TensorWrap::Get(const Napi::Value& v, const char* what) {
-  if (!Is(v)) {
+  TensorWrap* w = Unwrap(v);
+  if (!w) {
     throw Napi::TypeError::New(v.Env(), std::string(what) + ": expected a Tensor");
   }
-  TensorWrap* w = TensorWrap::Unwrap(v.As<Napi::Object>());
   if (!w->tensor.defined()) {
     throw Napi::Error::New(v.Env(), std::string(what) + ": the tensor was disposed (dispose() or a tidy() scope freed it); keep it with keep() or clone it before disposing");
   }
@@ -275,7 +312,7 @@ static Napi::Value NewRef(const Napi::CallbackInfo& info) {
 static Napi::Value SetData(const Napi::CallbackInfo& info) {
   at::Tensor& dst = TensorWrap::Get(info[0], "setData");
   at::Tensor& src = TensorWrap::Get(info[1], "setData");
-  TensorWrap* w = TensorWrap::Unwrap(info[0].As<Napi::Object>());
+  TensorWrap* w = TensorWrap::Unwrap(info[0]);
   dst.set_data(src);
   int64_t now = AccountedBytes(dst);
   g_accounted_total += now - w->accounted;

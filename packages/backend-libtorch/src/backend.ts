@@ -27,7 +27,7 @@ import { native } from './native.js';
 import { creationDevice, Module, Parameter } from './nn/module.js';
 import { Optimizer, type OptimizerStateDict } from './optim/optimizer.js';
 import { LRScheduler } from './optim/lr-scheduler.js';
-import { callOp, empty, fromTypedArray, full, keep, noGrad, Tensor, type DType, type TypedArray } from './tensor.js';
+import { callOpHandles, empty, fromTypedArray, full, keep, noGrad, Tensor, type DType, type TypedArray } from './tensor.js';
 import { autocast } from './amp.js';
 
 const PATCHED = Symbol('accelerate.precisionForward');
@@ -356,14 +356,14 @@ export class LibtorchBackend implements Backend<Tensor, Module, Optimizer, LRSch
   /** `torch.from_file` (MAP_PRIVATE) of the whole file as bytes; tensors are dtype views of slices of it. */
   mapFile(path: string): { tensor(byteOffset: number, shape: number[], dtype: CoreDType): Tensor; close(): void } {
     const size = statSync(path).size;
-    let base: Tensor | undefined = size > 0 ? (callOp('from_file', '', path, false, size, 'uint8', null, null, null) as Tensor) : undefined;
+    let base: Tensor | undefined = size > 0 ? (callOpHandles('from_file', '', path, false, size, 'uint8', null, null, null) as Tensor) : undefined;
     return {
       tensor: (byteOffset: number, shape: number[], dtype: CoreDType): Tensor => {
         const n = shape.reduce((a, b) => a * b, 1);
         if (!base) throw new Error(`mapFile: ${path} is closed or empty.`);
         if (n === 0) return empty(shape, { dtype: dtype as DType });
         const slice = base.narrow(0, byteOffset, n * dtypeElementBytes(dtype));
-        const typed = dtype === 'uint8' ? slice : (callOp('view', 'dtype', slice._h, dtype) as Tensor);
+        const typed = dtype === 'uint8' ? slice : (callOpHandles('view', 'dtype', slice._h, dtype) as Tensor);
         const out = typed.view(shape);
         if (typed !== slice) typed.dispose();
         slice.dispose();

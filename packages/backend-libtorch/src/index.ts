@@ -15,7 +15,7 @@ export * as optim from './optim/index.js';
 export * as jit from './jit.js';
 export { autocast, isAutocastEnabled } from './amp.js';
 export { LibtorchBackend, LibtorchGradScaler, libtorch, type LibtorchBackendOptions } from './backend.js';
-export { manualSeed, getRngState, setRngState, setNumThreads, getNumThreads, version, cudaAvailable, emptyCache, allocatorStats, type AllocatorStats } from './runtime.js';
+export { manualSeed, getRngState, setRngState, setNumThreads, getNumThreads, version, cudaAvailable, emptyCache, allocatorStats, mallocStats, type AllocatorStats, type MallocStats } from './runtime.js';
 export { GlooProcessGroup, DEFAULT_TIMEOUT_MS, DEFAULT_GLOO_THREADS, threadSettings, type GroupData, type ThreadSettings } from './distributed.js';
 export { wrapDistributed, unwrapDistributed, setGradientSync, noSync, triggerSyncInBackward, isDistributed, ddpInfo, joinDistributed, type DistributedDataParallelOptions, type DistributedDataParallelInfo, type JoinOptions } from './ddp.js';
 

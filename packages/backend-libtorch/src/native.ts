@@ -52,6 +52,7 @@ export interface NativeAddon {
   storageBytes(h: NativeHandle): number;
   handleStats(): { live: number; finalized: number; accountedBytes: number };
   emptyCache(): void;
+  mallocStats(): { arenaBytes?: number; mmapBytes?: number; inUseBytes?: number; freeBytes?: number; releasableBytes?: number };
   allocatorStats(): { cachedBytes: number; limitBytes: number; hits: number; misses: number };
   backward(t: NativeHandle, grad: NativeHandle | null, retainGraph?: boolean, createGraph?: boolean): void;
   grad(h: NativeHandle): NativeHandle | null;

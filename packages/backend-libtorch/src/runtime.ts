@@ -50,5 +50,28 @@ export function allocatorStats(): AllocatorStats {
 export function emptyCache(): void {
   native.emptyCache();
 }
+/** What {@link mallocStats} reports: glibc's `mallinfo2()` summed over every malloc arena. */
+export interface MallocStats {
+  /** Bytes of heap obtained with sbrk/mmap'd arenas (not counting large mmapped blocks). */
+  arenaBytes: number;
+  /** Bytes in large blocks malloc mapped separately. */
+  mmapBytes: number;
+  /** Bytes handed out by malloc and not freed yet. */
+  inUseBytes: number;
+  /** Bytes free inside the arenas (fragmentation shows here). */
+  freeBytes: number;
+  /** Free bytes at the top of the main heap that malloc_trim could return. */
+  releasableBytes: number;
+}
+/**
+ * The process's malloc counters (every thread, libtorch, V8's off-heap allocations and
+ * the addon alike), or undefined where the C library has no `mallinfo2` (non-glibc, glibc
+ * < 2.33). In a long run, a growing {@link MallocStats.inUseBytes} is a leak and a
+ * growing {@link MallocStats.freeBytes} is fragmentation; `bench/soak.ts` reports both.
+ */
+export function mallocStats(): MallocStats | undefined {
+  const s = native.mallocStats();
+  return s.inUseBytes === undefined ? undefined : (s as MallocStats);
+}
 /** libtorch's version string, e.g. `1.13.0`. */
 export const version: string = native.torchVersion;

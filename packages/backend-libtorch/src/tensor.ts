@@ -3,7 +3,7 @@
  * scopes (`tidy`, `keep`, `dispose`) and grad-mode helpers (`noGrad`).
  * @module
  */
-import { dtypeOfHostArray, hostArrayConstructor, type DType as CoreDType, type HostArray } from '@accelerate/core';
+import { collateBatch, dtypeOfHostArray, hostArrayConstructor, type DType as CoreDType, type HostArray, type SelfCollating } from '@accelerate/core';
 import { native, opId, type NativeArg, type NativeHandle } from './native.js';
 
 /** Element types, named as in PyTorch (`torch.float32` -> `'float32'`); core's {@link CoreDType}. */
@@ -134,9 +134,31 @@ export type Arg = Tensor | number | boolean;
 const h = (x: Arg | null | undefined): NativeArg => (x instanceof Tensor ? x._h : x);
 const hs = (xs: readonly Tensor[]): NativeHandle[] => xs.map((t) => t._h);
 
-/** Call an ATen operator by name and overload and wrap tensor results (takes native handles). @internal */
-export function callOp(name: string, overload: string, ...args: NativeArg[]): any {
+/** Call an ATen operator with native handles as arguments (the fast path behind every method). @internal */
+export function callOpHandles(name: string, overload: string, ...args: NativeArg[]): any {
   return wrapResult(native.op(opId(name, overload), ...args));
+}
+
+/**
+ * An argument of {@link callOp}, converted by the operator's schema: a {@link Tensor}
+ * (a number or boolean where a Tensor is expected acts as a Python number), an int,
+ * float, bool, Scalar, string, dtype name (`'float32'`), device name, null for an
+ * optional argument, or an array for list arguments (`int[]`, `Tensor[]`, `Tensor?[]`).
+ */
+export type OpArg = Tensor | number | boolean | string | bigint | null | undefined | readonly OpArg[];
+
+const unwrapArg = (a: OpArg): NativeArg => (a instanceof Tensor ? a._h : Array.isArray(a) ? a.map(unwrapArg) : (a as NativeArg));
+
+/**
+ * Call any ATen operator by schema name and overload name, e.g.
+ * `torch.callOp('aten::add', 'Tensor', a, b, 1)` or `callOp('addmm', '', bias, x, w)`
+ * (the `aten::` prefix is optional; `''` is the default overload). Arguments are
+ * positional as in the schema; missing trailing ones take the schema's defaults.
+ * Tensor results come back as {@link Tensor}s (tracked by the current {@link tidy}
+ * scope), several results as an array, others as JS values.
+ */
+export function callOp(name: string, overload: string, ...args: OpArg[]): any {
+  return wrapResult(native.op(opId(name, overload), ...args.map(unwrapArg)));
 }
 
 function wrapResult(r: any): any {
@@ -145,7 +167,7 @@ function wrapResult(r: any): any {
   return new Tensor(r as NativeHandle);
 }
 
-const t1 = (name: string, overload: string, ...args: NativeArg[]): Tensor => callOp(name, overload, ...args) as Tensor;
+const t1 = (name: string, overload: string, ...args: NativeArg[]): Tensor => callOpHandles(name, overload, ...args) as Tensor;
 
 function dimsOf(dims: number[] | [number[]]): number[] {
   return Array.isArray(dims[0]) ? (dims[0] as number[]) : (dims as number[]);
@@ -158,7 +180,7 @@ function dimsOf(dims: number[] | [number[]]): number[] {
  * names in camelCase; in-place variants end in `_` and return `this`.
  * Memory is freed by {@link Tensor.dispose}, by a {@link tidy} scope, or by GC.
  */
-export class Tensor {
+export class Tensor implements SelfCollating<Tensor> {
   /** @internal native handle */
   readonly _h: NativeHandle;
 
@@ -249,7 +271,7 @@ export class Tensor {
     return t1('detach', '', this._h);
   }
   detach_(): this {
-    callOp('detach_', '', this._h);
+    callOpHandles('detach_', '', this._h);
     return this;
   }
 
@@ -439,63 +461,63 @@ export class Tensor {
 
   // ---- in place ----
   add_(other: Arg, alpha = 1): this {
-    callOp('add_', 'Tensor', this._h, h(other), alpha);
+    callOpHandles('add_', 'Tensor', this._h, h(other), alpha);
     return this;
   }
   sub_(other: Arg, alpha = 1): this {
-    callOp('sub_', 'Tensor', this._h, h(other), alpha);
+    callOpHandles('sub_', 'Tensor', this._h, h(other), alpha);
     return this;
   }
   mul_(other: Arg): this {
-    callOp('mul_', 'Tensor', this._h, h(other));
+    callOpHandles('mul_', 'Tensor', this._h, h(other));
     return this;
   }
   div_(other: Arg): this {
-    callOp('div_', 'Tensor', this._h, h(other));
+    callOpHandles('div_', 'Tensor', this._h, h(other));
     return this;
   }
   pow_(exponent: number): this {
-    callOp('pow_', 'Scalar', this._h, exponent);
+    callOpHandles('pow_', 'Scalar', this._h, exponent);
     return this;
   }
   clamp_(min?: number | null, max?: number | null): this {
-    callOp('clamp_', '', this._h, min ?? null, max ?? null);
+    callOpHandles('clamp_', '', this._h, min ?? null, max ?? null);
     return this;
   }
   relu_(): this {
-    callOp('relu_', '', this._h);
+    callOpHandles('relu_', '', this._h);
     return this;
   }
   neg_(): this {
-    callOp('neg_', '', this._h);
+    callOpHandles('neg_', '', this._h);
     return this;
   }
   zero_(): this {
-    callOp('zero_', '', this._h);
+    callOpHandles('zero_', '', this._h);
     return this;
   }
   fill_(value: number): this {
-    callOp('fill_', 'Scalar', this._h, value);
+    callOpHandles('fill_', 'Scalar', this._h, value);
     return this;
   }
   copy_(src: Tensor): this {
-    callOp('copy_', '', this._h, src._h, false);
+    callOpHandles('copy_', '', this._h, src._h, false);
     return this;
   }
   uniform_(low = 0, high = 1): this {
-    callOp('uniform_', '', this._h, low, high);
+    callOpHandles('uniform_', '', this._h, low, high);
     return this;
   }
   normal_(mean = 0, std = 1): this {
-    callOp('normal_', '', this._h, mean, std);
+    callOpHandles('normal_', '', this._h, mean, std);
     return this;
   }
   addcmul_(t1_: Tensor, t2: Tensor, value = 1): this {
-    callOp('addcmul_', '', this._h, t1_._h, t2._h, value);
+    callOpHandles('addcmul_', '', this._h, t1_._h, t2._h, value);
     return this;
   }
   addcdiv_(t1_: Tensor, t2: Tensor, value = 1): this {
-    callOp('addcdiv_', '', this._h, t1_._h, t2._h, value);
+    callOpHandles('addcdiv_', '', this._h, t1_._h, t2._h, value);
     return this;
   }
 
@@ -535,10 +557,10 @@ export class Tensor {
   }
   /** Elementwise closeness as torch.allclose. */
   allclose(other: Tensor, rtol = 1e-5, atol = 1e-8): boolean {
-    return callOp('allclose', '', this._h, other._h, rtol, atol, false) as boolean;
+    return callOpHandles('allclose', '', this._h, other._h, rtol, atol, false) as boolean;
   }
   equal(other: Tensor): boolean {
-    return callOp('equal', '', this._h, other._h) as boolean;
+    return callOpHandles('equal', '', this._h, other._h) as boolean;
   }
   /** `where(cond, this, other)`: elements of this where `cond`, else `other`. */
   maskedFill(mask: Tensor, value: number): Tensor {
@@ -568,12 +590,12 @@ export class Tensor {
   max(): Tensor;
   max(dim: number, keepdim?: boolean): [Tensor, Tensor];
   max(dim?: number, keepdim = false): Tensor | [Tensor, Tensor] {
-    return dim === undefined ? t1('max', '', this._h) : callOp('max', 'dim', this._h, dim, keepdim);
+    return dim === undefined ? t1('max', '', this._h) : callOpHandles('max', 'dim', this._h, dim, keepdim);
   }
   min(): Tensor;
   min(dim: number, keepdim?: boolean): [Tensor, Tensor];
   min(dim?: number, keepdim = false): Tensor | [Tensor, Tensor] {
-    return dim === undefined ? t1('min', '', this._h) : callOp('min', 'dim', this._h, dim, keepdim);
+    return dim === undefined ? t1('min', '', this._h) : callOpHandles('min', 'dim', this._h, dim, keepdim);
   }
   amax(dim: number | number[] = [], keepdim = false): Tensor {
     return t1('amax', '', this._h, typeof dim === 'number' ? [dim] : dim, keepdim);
@@ -604,10 +626,10 @@ export class Tensor {
   }
   /** `[values, indices]` of the k largest along `dim`. */
   topk(k: number, dim = -1, largest = true, sorted = true): [Tensor, Tensor] {
-    return callOp('topk', '', this._h, k, dim, largest, sorted);
+    return callOpHandles('topk', '', this._h, k, dim, largest, sorted);
   }
   sort(dim = -1, descending = false): [Tensor, Tensor] {
-    return callOp('sort', '', this._h, dim, descending);
+    return callOpHandles('sort', '', this._h, dim, descending);
   }
 
   // ---- shape ----
@@ -656,11 +678,11 @@ export class Tensor {
   }
   split(splitSize: number | number[], dim = 0): Tensor[] {
     return typeof splitSize === 'number'
-      ? callOp('split', 'Tensor', this._h, splitSize, dim)
-      : callOp('split_with_sizes', '', this._h, splitSize, dim);
+      ? callOpHandles('split', 'Tensor', this._h, splitSize, dim)
+      : callOpHandles('split_with_sizes', '', this._h, splitSize, dim);
   }
   chunk(chunks: number, dim = 0): Tensor[] {
-    return callOp('chunk', '', this._h, chunks, dim);
+    return callOpHandles('chunk', '', this._h, chunks, dim);
   }
   gather(dim: number, index: Tensor): Tensor {
     return t1('gather', '', this._h, dim, index._h, false);
@@ -709,6 +731,25 @@ export class Tensor {
     if (advanced) step(t1('index', 'Tensor', out._h, tensorIdx.map((t) => (t ? t._h : null))));
     for (const c of created) if (c !== out) c.dispose();
     return out;
+  }
+
+  // ---- data loading ----
+  /**
+   * How `defaultCollate` of `@accelerate/core` batches samples that are Tensors:
+   * stacked along a new first dimension (`torch.stack`, as PyTorch's default_collate),
+   * so a DataLoader over a dataset of Tensors yields `[B, ...]` Tensors.
+   */
+  [collateBatch](samples: readonly unknown[], where: string): Tensor {
+    samples.forEach((s, i) => {
+      if (!(s instanceof Tensor)) {
+        throw new TypeError(`defaultCollate: at ${where}, sample 0 is a Tensor but sample ${i} is ${s === null ? 'null' : typeof s === 'object' ? (s.constructor?.name ?? 'object') : typeof s}. Give every sample the same structure, or pass a collateFn.`);
+      }
+    });
+    try {
+      return stack(samples as Tensor[]);
+    } catch (e) {
+      throw new RangeError(`defaultCollate: at ${where}, the samples' Tensors cannot be stacked into a batch (${(e as Error).message}). Pad samples to one shape, or pass a collateFn.`);
+    }
   }
 
   // ---- misc ----

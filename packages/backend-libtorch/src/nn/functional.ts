@@ -4,12 +4,12 @@
  * @module
  */
 import { REDUCTION } from '../native.js';
-import { callOp, Tensor } from '../tensor.js';
+import { callOpHandles, Tensor } from '../tensor.js';
 
 /** How a loss reduces over the batch. */
 export type Reduction = 'none' | 'mean' | 'sum';
 
-const t1 = (name: string, overload: string, ...args: unknown[]): Tensor => callOp(name, overload, ...(args as never[])) as Tensor;
+const t1 = (name: string, overload: string, ...args: unknown[]): Tensor => callOpHandles(name, overload, ...(args as never[])) as Tensor;
 const oh = (t: Tensor | null | undefined) => (t ? t._h : null);
 
 export function linear(input: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {

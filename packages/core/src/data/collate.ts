@@ -20,8 +20,24 @@ import {
 } from '../tensor/host-tensor.js';
 import { allocHostArray } from './dataset.js';
 
-/** Type of `defaultCollate(samples: T[])`. */
-export type Collated<T> = T extends HostTensor | HostArray | number | bigint | boolean
+/**
+ * The key of the method by which a backend's tensor class batches its samples in
+ * {@link defaultCollate} (a libtorch `Tensor` stacks them along a new first dimension,
+ * as PyTorch's `default_collate` calls `torch.stack`). Core knows no backend tensor
+ * type; a value whose class has this method is collated by it:
+ * `first[collateBatch](samples, where)`, `where` naming the position for errors.
+ */
+export const collateBatch: unique symbol = Symbol.for('@accelerate/core.collateBatch');
+
+/** A sample value that batches itself (see {@link collateBatch}). */
+export interface SelfCollating<B = unknown> {
+  [collateBatch](samples: readonly unknown[], where: string): B;
+}
+
+/** Type of `defaultCollate(samples: T[])` (`any` skips the {@link SelfCollating} test, which would make it `unknown`). */
+export type Collated<T> = 0 extends 1 & T ? CollatedPlain<T> : T extends SelfCollating<infer B> ? B : CollatedPlain<T>;
+
+type CollatedPlain<T> = T extends HostTensor | HostArray | number | bigint | boolean
   ? HostTensor
   : T extends string
     ? string[]
@@ -134,8 +150,9 @@ export function sliceRows(t: HostTensor, start: number, end: number): HostTensor
  * PyTorch's `default_collate`, structure-preserving: numbers become a tensor
  * (all integers -> int64, otherwise float64), booleans a bool tensor,
  * bigints int64; tensors and typed arrays are stacked with a leading batch
- * dimension; objects and arrays are collated field by field; strings become
- * `string[]`; anything else is passed through as the list of samples.
+ * dimension (a backend's tensors by their {@link collateBatch} method); objects
+ * and arrays are collated field by field; strings become `string[]`; anything
+ * else is passed through as the list of samples.
  */
 export function defaultCollate<T>(samples: readonly T[]): Collated<T> {
   return collateValues(samples as readonly unknown[], 'batch') as Collated<T>;
@@ -273,7 +290,11 @@ function collateValues(values: readonly unknown[], path: string): unknown {
     }
     return out;
   }
-  // null, undefined, class instances...: left to the user, untouched.
+  // A backend's tensor (e.g. libtorch's) batches itself.
+  if (typeof (first as Partial<SelfCollating> | null)?.[collateBatch] === 'function') {
+    return (first as SelfCollating)[collateBatch](values, path);
+  }
+  // null, undefined, other class instances...: left to the user, untouched.
   return [...values];
 }
 

@@ -46,6 +46,7 @@ export {
 } from './sampler.js';
 export {
   batchSizeOf,
+  collateBatch,
   concatBatches,
   concatTensors,
   defaultCollate,
@@ -53,6 +54,7 @@ export {
   sliceRows,
   stackTensors,
   type Collated,
+  type SelfCollating,
 } from './collate.js';
 export { broadcastBatch, broadcastBytes, decodeBatch, encodeBatch, type BroadcastGroup } from './serialize.js';
 export { DataLoader, type DataLoaderOptions } from './dataloader.js';
