@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <functional>
 #include <map>
@@ -54,7 +55,7 @@ struct DiagHub {
       if (!d.dirty) return;
       d.dirty = false;
       key = d.keyPrefix + std::to_string(d.rank);
-      value = std::to_string(d.posSeq) + "|" + d.state + "|" + (d.pos ? *d.pos : std::string());
+      value = std::to_string(d.posSeq) + "|" + d.state + "|" + std::to_string(d.sinceMs) + "|" + (d.pos ? *d.pos : std::string());
     }
     try {
       client->set(key, std::vector<uint8_t>(value.begin(), value.end()));
@@ -180,6 +181,10 @@ static std::string ExplainTransportError(const std::string& what) {
          "). The process group cannot be used any more; every rank must pass tensors of the same shape and dtype";
 }
 
+static int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
 std::string ShapeOf(const at::Tensor& t) {
   std::string s = "[";
   for (int64_t i = 0; i < t.dim(); i++) s += (i ? ", " : "") + std::to_string(t.size(i));
@@ -220,6 +225,7 @@ Ticket Issue(GroupState& g, const std::string& op, const std::string& shape, con
     d.posSeq = t.seq;
     d.pos = t.what;
     d.state = "issued";
+    d.sinceMs = NowMs();
     d.dirty = true;
   }
   return t;
@@ -231,6 +237,7 @@ static void MarkState(GroupState& g, const Ticket& t, const char* state) {
   std::lock_guard<std::mutex> l(d.mu);
   if (d.posId != t.id) return;  // a later op is this rank's position now
   d.state = state;
+  d.sinceMs = NowMs();
   d.dirty = true;
 }
 
@@ -257,6 +264,7 @@ static std::string Diagnose(GroupState& g, const Ticket& t, const std::string& c
   struct Rec {
     bool known = false;
     int64_t seq = 0;
+    int64_t sinceMs = 0;
     std::string state, pos;
   };
   std::vector<Rec> recs(g.size);
@@ -269,12 +277,14 @@ static std::string Diagnose(GroupState& g, const Ticket& t, const std::string& c
         if (!g.hub->client->check({key})) continue;
         auto raw = g.hub->client->get(key);
         std::string v(raw.begin(), raw.end());
-        size_t a = v.find('|'), b = a == std::string::npos ? a : v.find('|', a + 1);
-        if (b == std::string::npos) continue;
+        // "<seq>|<state>|<since ms>|<position>"
+        size_t a = v.find('|'), b = a == std::string::npos ? a : v.find('|', a + 1), c = b == std::string::npos ? b : v.find('|', b + 1);
+        if (c == std::string::npos) continue;
         recs[r].known = true;
         recs[r].seq = std::stoll(v.substr(0, a));
         recs[r].state = v.substr(a + 1, b - a - 1);
-        recs[r].pos = v.substr(b + 1);
+        recs[r].sinceMs = std::stoll(v.substr(b + 1, c - b - 1));
+        recs[r].pos = v.substr(c + 1);
       }
     } catch (const std::exception& e) {
       storeError = e.what();
@@ -285,7 +295,8 @@ static std::string Diagnose(GroupState& g, const Ticket& t, const std::string& c
     return m.str();
   }
 
-  // Ranks grouped by identical position, lowest sequence number first.
+  // Ranks grouped by position (sequence number, then op and shape), lowest first; ranks at
+  // the same collective share a group whatever their state (completed, waiting, ...).
   std::map<std::pair<int64_t, std::string>, std::vector<int>> byPos;
   std::vector<int> unknown;
   int64_t lo = INT64_MAX, hi = INT64_MIN;
@@ -294,33 +305,55 @@ static std::string Diagnose(GroupState& g, const Ticket& t, const std::string& c
       unknown.push_back(r);
       continue;
     }
-    byPos[{recs[r].seq, recs[r].pos + " (" + recs[r].state + ")"}].push_back(r);
+    byPos[{recs[r].seq, recs[r].pos}].push_back(r);
     lo = std::min(lo, recs[r].seq);
     hi = std::max(hi, recs[r].seq);
   }
+  auto states = [&](const std::vector<int>& ranks) {
+    bool same = true;
+    for (int r : ranks) same = same && recs[r].state == recs[ranks[0]].state;
+    if (same) return "(" + recs[ranks[0]].state + ")";
+    std::string s = "(";
+    for (size_t i = 0; i < ranks.size(); i++) s += (i ? ", " : "") + std::string("rank ") + std::to_string(ranks[i]) + " " + recs[ranks[i]].state;
+    return s + ")";
+  };
   m << " Where each rank is: ";
   bool first = true;
   for (auto& [k, ranks] : byPos) {
-    m << (first ? "" : "; ") << RankList(ranks) << (first ? (ranks.size() == 1 ? " is at " : " are at ") : " at ") << k.second;
+    m << (first ? "" : "; ") << RankList(ranks) << (first ? (ranks.size() == 1 ? " is at " : " are at ") : " at ") << k.second << " " << states(ranks);
     first = false;
   }
   if (!unknown.empty()) m << (first ? "" : "; ") << RankList(unknown) << " recorded no position (no collective issued on this group yet, or the store was unreachable)";
   m << ".";
+  int64_t now = NowMs();
+  auto ago = [&](int r) {
+    std::ostringstream o;
+    o.setf(std::ios::fixed);
+    o.precision(1);
+    o << std::max<int64_t>(0, now - recs[r].sinceMs) / 1000.0 << " s ago";
+    return o.str();
+  };
   if (!byPos.empty() && lo < hi) {
-    std::vector<int> behind;
+    // Behind is not wrong: a rank still computing, or one that skipped a collective, looks
+    // the same from here. Say where each late rank is and since when.
+    std::vector<int> ahead, behind;
     for (int r = 0; r < g.size; r++)
-      if (recs[r].known && recs[r].seq < hi) behind.push_back(r);
-    std::string who = RankList(behind);
-    who[0] = 'R';
-    m << " " << who << (behind.size() == 1 ? " has" : " have") << " not issued collective #" << hi;
+      if (recs[r].known) (recs[r].seq < hi ? behind : ahead).push_back(r);
+    for (int r : behind)
+      m << " Rank " << r << " is late: still at collective #" << recs[r].seq << " (" << recs[r].pos << ", " << recs[r].state << "), last seen "
+        << ago(r) << ", while " << RankList(ahead) << (ahead.size() == 1 ? " is" : " are") << " at #" << hi << ".";
     if (timedOut)
-      m << ": look for a collective skipped on " << (behind.size() == 1 ? "that rank" : "those ranks")
-        << " (a condition that differs between ranks), an exception, or a long computation there.";
+      m << " Look on " << (behind.size() == 1 ? "that rank" : "those ranks")
+        << " for a long computation, a collective skipped there (a condition that differs between ranks), or an exception; if it is only slow, raise the timeout.";
     else
-      m << " and a connection failed: " << (behind.size() == 1 ? "it" : "they") << " most likely exited or crashed; see "
+      m << " A connection failed meanwhile: " << (behind.size() == 1 ? "it" : "they") << " most likely exited or crashed; see "
         << (behind.size() == 1 ? "its" : "their") << " output.";
   } else if (byPos.size() > 1) {
     m << " The ranks issued different collectives at #" << hi << ": every rank must issue the same collectives (op and shape) in the same order.";
+  } else if (byPos.size() == 1 && unknown.empty()) {
+    m << " Every rank issued this same collective, so the ranks agree on the order of collectives; "
+      << (timedOut ? "the data did not arrive in time (a slow or broken connection between the machines, or a rank stopped inside the collective)."
+                   : "a rank or its connection failed inside it.");
   }
   return m.str();
 }
@@ -350,52 +383,116 @@ static void PublishError(GroupState& g, const std::string& message) {
   }
 }
 
+// Set from a collective's future callback: lets a wait sleep in slices without calling
+// Work::wait(timeout). A timed Work::wait that expires throws "Operation timed out!" (and
+// 1.13 builds a backtrace for it), so a work finishing during that throw looked timed out.
+struct DoneSignal {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+};
+
+static std::string CauseOf(std::exception_ptr ep) {
+  try {
+    std::rethrow_exception(ep);
+  } catch (const c10::Error& e) {
+    return e.what_without_backtrace();
+  } catch (const std::exception& e) {
+    std::string s = e.what();
+    return s.empty() ? "unknown error" : s;
+  } catch (...) {
+    return "unknown error";
+  }
+}
+
+// Between slices: a transport failure recorded by OnTerminate, or a failure another rank
+// published, ends the wait at once. Throws; returns when nothing happened.
+static void CheckBetweenSlices(GroupState& g, const Ticket& t, int slice) {
+  std::string transport = TransportError();
+  if (!transport.empty()) {
+    std::string explained = ExplainTransportError(transport);
+    PublishError(g, explained);
+    // Let the other ranks' reporter threads write where they are before reading it.
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    throw std::runtime_error(Diagnose(g, t, explained, false));
+  }
+  if (slice % 2 == 1) {
+    std::string peer = PeerError(g);
+    if (!peer.empty()) {
+      {
+        std::lock_guard<std::mutex> l(g.failMu);
+        g.failure = peer;
+      }
+      throw std::runtime_error(Diagnose(g, t, "another rank's collective failed: " + peer, false));
+    }
+  }
+}
+
 void WaitFor(GroupState& g, const c10::intrusive_ptr<c10d::Work>& work, const Ticket& t) {
   MarkState(g, t, "waiting");
-  std::string cause;
-  bool timedOut = false;
   auto deadline = std::chrono::steady_clock::now() + g.timeout;
   constexpr std::chrono::milliseconds kSlice{500};
-  for (int slice = 0;; slice++) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    bool sliced = !t.p2p && left > kSlice;  // send/recv Work fails for good when a timed wait expires
+  std::string cause;
+  bool expired = false;
+
+  std::shared_ptr<DoneSignal> done;
+  if (!t.p2p) {
+    // send/recv Work has no future, and a timed wait on it fails for good (gloo signals the
+    // timeout to the whole context): those get one wait for the full timeout below.
     try {
-      work->wait(sliced ? kSlice : std::max(left, std::chrono::milliseconds(1)));
-      break;
-    } catch (const c10::Error& e) {
-      cause = e.what_without_backtrace();
-    } catch (const std::exception& e) {
-      cause = e.what();
-      if (cause.empty()) cause = "unknown error";
-    } catch (...) {
-      cause = "unknown error";
-    }
-    if (!sliced || work->isCompleted()) break;  // a real failure, or the last slice expired
-    cause.clear();
-    std::string transport = TransportError();
-    if (!transport.empty()) {
-      std::string explained = ExplainTransportError(transport);
-      PublishError(g, explained);
-      // Let the other ranks' reporter threads write where they are before reading it.
-      std::this_thread::sleep_for(std::chrono::milliseconds(300));
-      throw std::runtime_error(Diagnose(g, t, explained, false));
-    }
-    if (slice % 2 == 1) {
-      std::string peer = PeerError(g);
-      if (!peer.empty()) {
+      auto sig = std::make_shared<DoneSignal>();
+      work->getFuture()->addCallback([sig](c10::ivalue::Future&) {
         {
-          std::lock_guard<std::mutex> l(g.failMu);
-          g.failure = peer;
+          std::lock_guard<std::mutex> l(sig->mu);
+          sig->done = true;
         }
-        throw std::runtime_error(Diagnose(g, t, "another rank's collective failed: " + peer, false));
+        sig->cv.notify_all();
+      });
+      done = sig;
+    } catch (...) {
+      done.reset();
+    }
+  }
+
+  if (done) {
+    for (int slice = 0;; slice++) {
+      bool finished;
+      {
+        std::unique_lock<std::mutex> l(done->mu);
+        auto until = std::min(deadline, std::chrono::steady_clock::now() + kSlice);
+        finished = done->cv.wait_until(l, until, [&] { return done->done; });
+      }
+      if (finished || work->isCompleted()) break;
+      if (std::chrono::steady_clock::now() >= deadline) {
+        expired = true;
+        break;
+      }
+      CheckBetweenSlices(g, t, slice);
+    }
+    if (!expired) {
+      // Finished: an untimed wait returns at once, or rethrows the collective's own error.
+      try {
+        work->wait();
+      } catch (...) {
+        cause = CauseOf(std::current_exception());
       }
     }
+  } else {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    try {
+      work->wait(std::max(left, std::chrono::milliseconds(1)));
+    } catch (...) {
+      cause = CauseOf(std::current_exception());
+    }
+  }
+  if (expired) {
+    throw std::runtime_error(Diagnose(g, t, "the collective had not finished when the timeout ran out", true));
   }
   if (cause.empty()) {
     MarkState(g, t, "completed");
     return;
   }
-  timedOut = cause.find("imed out") != std::string::npos || cause.find("imeout") != std::string::npos;
+  bool timedOut = cause.find("imed out") != std::string::npos || cause.find("imeout") != std::string::npos;
   throw std::runtime_error(Diagnose(g, t, cause, timedOut));
 }
 
