@@ -12,15 +12,26 @@
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <map>
 #include <sstream>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace acc {
@@ -252,7 +263,7 @@ static std::string Diagnose(GroupState& g, const Ticket& t, const std::string& c
   std::ostringstream m;
   m << *t.what << " on rank " << g.rank << " of group '" << g.name << "' ";
   if (timedOut)
-    m << "did not complete within " << g.timeout.count() << " ms (the timeout of InitProcessGroupKwargs timeoutSeconds; " << cause << ").";
+    m << "did not complete within " << g.timeout.count() << " ms (the timeout: InitProcessGroupKwargs timeoutSeconds, or accelerate launch --timeout / ACCELERATE_PROCESS_GROUP_TIMEOUT; " << cause << ").";
   else
     m << "failed (" << cause << ").";
   if (!g.hub) {
@@ -540,6 +551,217 @@ Napi::Promise RunAsync(Napi::Env env, std::function<void()> work, std::function<
   return Run(env, std::move(work), std::move(done));
 }
 
+// ---- which address this rank's gloo device listens on ---------------------------------
+//
+// Every rank listens on one address and publishes it through the store; the others
+// connect to it. torch.distributed picks it as: GLOO_SOCKET_IFNAME's interface(s); else
+// the address this machine's hostname resolves to, if a socket can bind it; else
+// loopback. We follow that, with two differences, both for addresses torch would pick
+// that cannot work:
+// - when the master address is loopback, every rank is on this machine: loopback;
+// - on several machines, a hostname that resolves only to loopback (Debian's
+//   127.0.1.1) or to an address this machine does not have is skipped for the local
+//   address the kernel routes toward the master, which the others can reach if they
+//   can reach the master.
+
+namespace {
+
+using Device = std::decay_t<decltype(c10d::ProcessGroupGloo::createDeviceForHostname(std::string()))>;
+
+struct Resolved {
+  std::string text;  // numeric address
+  bool loopback = false;
+  bool bindable = false;
+};
+
+bool IsLoopback(const sockaddr* sa) {
+  if (sa->sa_family == AF_INET) return (ntohl(reinterpret_cast<const sockaddr_in*>(sa)->sin_addr.s_addr) >> 24) == 127;
+  if (sa->sa_family == AF_INET6) return IN6_IS_ADDR_LOOPBACK(&reinterpret_cast<const sockaddr_in6*>(sa)->sin6_addr);
+  return false;
+}
+
+std::string NumericHost(const sockaddr* sa, socklen_t len) {
+  char buf[NI_MAXHOST];
+  if (getnameinfo(sa, len, buf, sizeof(buf), nullptr, 0, NI_NUMERICHOST) != 0) return std::string();
+  return buf;
+}
+
+bool CanBind(const sockaddr* sa, socklen_t len) {
+  int fd = socket(sa->sa_family, SOCK_STREAM, 0);
+  if (fd < 0) return false;
+  sockaddr_storage copy{};
+  std::memcpy(&copy, sa, len);
+  if (copy.ss_family == AF_INET) reinterpret_cast<sockaddr_in*>(&copy)->sin_port = 0;
+  if (copy.ss_family == AF_INET6) reinterpret_cast<sockaddr_in6*>(&copy)->sin6_port = 0;
+  bool ok = bind(fd, reinterpret_cast<sockaddr*>(&copy), len) == 0;
+  close(fd);
+  return ok;
+}
+
+std::vector<Resolved> Resolve(const std::string& host) {
+  std::vector<Resolved> out;
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  if (getaddrinfo(host.c_str(), nullptr, &hints, &res) != 0) return out;
+  for (addrinfo* a = res; a; a = a->ai_next) {
+    Resolved r;
+    r.text = NumericHost(a->ai_addr, a->ai_addrlen);
+    r.loopback = IsLoopback(a->ai_addr);
+    r.bindable = CanBind(a->ai_addr, a->ai_addrlen);
+    if (!r.text.empty()) out.push_back(r);
+  }
+  freeaddrinfo(res);
+  return out;
+}
+
+// The local address the kernel would use to reach `host` (a UDP "connect" sends nothing).
+std::string RouteSourceToward(const std::string& host) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_DGRAM;
+  addrinfo* res = nullptr;
+  if (getaddrinfo(host.c_str(), "9", &hints, &res) != 0) return std::string();
+  std::string out;
+  for (addrinfo* a = res; a && out.empty(); a = a->ai_next) {
+    int fd = socket(a->ai_family, SOCK_DGRAM, 0);
+    if (fd < 0) continue;
+    if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
+      sockaddr_storage local{};
+      socklen_t len = sizeof(local);
+      if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) == 0) out = NumericHost(reinterpret_cast<sockaddr*>(&local), len);
+    }
+    close(fd);
+  }
+  freeaddrinfo(res);
+  return out;
+}
+
+std::vector<std::string> InterfaceNames() {
+  std::vector<std::string> names;
+  ifaddrs* ifs = nullptr;
+  if (getifaddrs(&ifs) != 0) return names;
+  for (ifaddrs* i = ifs; i; i = i->ifa_next)
+    if (i->ifa_name && std::find(names.begin(), names.end(), i->ifa_name) == names.end()) names.push_back(i->ifa_name);
+  freeifaddrs(ifs);
+  return names;
+}
+
+std::string Join(const std::vector<std::string>& v) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); i++) s += (i ? ", " : "") + v[i];
+  return s;
+}
+
+}  // namespace
+
+// True when `host` names this machine's loopback (every rank then runs here).
+static bool IsLoopbackHost(const std::string& host) {
+  if (host == "localhost") return true;
+  auto addrs = Resolve(host);
+  if (addrs.empty()) return false;
+  for (auto& a : addrs)
+    if (!a.loopback) return false;
+  return true;
+}
+
+// The gloo devices of this rank, and how they were chosen (for errors).
+static std::vector<Device> ChooseDevices(const std::string& master, std::string* how) {
+  std::vector<Device> devices;
+  const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
+  if (ifname && *ifname) {
+    auto have = InterfaceNames();
+    std::string list = ifname;
+    size_t start = 0;
+    while (start <= list.size()) {
+      size_t comma = list.find(',', start);
+      std::string name = list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+      start = comma == std::string::npos ? list.size() + 1 : comma + 1;
+      if (name.empty()) continue;
+      if (std::find(have.begin(), have.end(), name) == have.end())
+        throw std::runtime_error("GLOO_SOCKET_IFNAME=" + list + ": this machine has no network interface '" + name + "' (it has: " + Join(have) +
+                                 "). Set GLOO_SOCKET_IFNAME to the interface that reaches the other machines (comma-separated for several), or unset it.");
+      devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(name));
+    }
+    *how = "interface " + list + " (GLOO_SOCKET_IFNAME)";
+    return devices;
+  }
+  if (IsLoopbackHost(master)) {
+    devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(master));
+    *how = "loopback address " + master + " (the master address is loopback: every rank is on this machine)";
+    return devices;
+  }
+  char name[256] = {0};
+  std::string hostname = gethostname(name, sizeof(name) - 1) == 0 ? std::string(name) : std::string();
+  std::string hostnameNote;
+  if (!hostname.empty()) {
+    auto addrs = Resolve(hostname);
+    for (auto& a : addrs)
+      if (a.bindable && !a.loopback) {
+        devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(hostname));
+        *how = "this machine's hostname '" + hostname + "' (" + a.text + ")";
+        return devices;
+      }
+    if (addrs.empty())
+      hostnameNote = "hostname '" + hostname + "' does not resolve";
+    else
+      hostnameNote = "hostname '" + hostname + "' resolves to " + addrs[0].text + (addrs[0].loopback ? ", a loopback address" : ", not an address of this machine");
+  }
+  std::string route = RouteSourceToward(master);
+  if (!route.empty()) {
+    devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(route));
+    *how = "address " + route + ", this machine's route toward the master address " + master + (hostnameNote.empty() ? "" : " (" + hostnameNote + ")");
+    return devices;
+  }
+  devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+  *how = "loopback 127.0.0.1: no route toward the master address " + master + " was found" + (hostnameNote.empty() ? "" : " and " + hostnameNote);
+  return devices;
+}
+
+// ---- rank 0's store socket ------------------------------------------------------------
+
+// torch >= 2.2 lets the store take over a socket we bound (masterListenFd); 1.13 always
+// listens on every interface.
+template <typename O, typename = void>
+struct HasListenFd : std::false_type {};
+template <typename O>
+struct HasListenFd<O, std::void_t<decltype(std::declval<O&>().masterListenFd)>> : std::true_type {};
+
+// When every rank is on this machine, rank 0's store listens on loopback only, so other
+// machines on the network cannot reach it. Returns false when this libtorch cannot.
+template <typename O>
+static bool ListenOnLoopbackOnly(O& o, const std::string& host) {
+  if constexpr (HasListenFd<O>::value) {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* res = nullptr;
+    std::string port = std::to_string(o.port);
+    if (getaddrinfo(host.c_str(), port.c_str(), &hints, &res) != 0 || !res) return false;
+    int fd = socket(res->ai_family, SOCK_STREAM, 0);
+    bool ok = fd >= 0;
+    if (ok) {
+      int one = 1;
+      setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+      ok = bind(fd, res->ai_addr, res->ai_addrlen) == 0 && listen(fd, 2048) == 0;
+    }
+    freeaddrinfo(res);
+    if (!ok) {
+      std::string why = std::strerror(errno);
+      if (fd >= 0) close(fd);
+      throw std::runtime_error("rank 0 could not listen on " + host + ":" + port + " for the rendezvous store: " + why +
+                               ". Pass a free --main_process_port (or 0 to pick one).");
+    }
+    o.masterListenFd = fd;
+    return true;
+  } else {
+    (void)o;
+    (void)host;
+    return false;
+  }
+}
+
 // ---- Work ---------------------------------------------------------------------------
 
 class WorkWrap : public Napi::ObjectWrap<WorkWrap> {
@@ -613,11 +835,22 @@ class GroupWrap : public Napi::ObjectWrap<GroupWrap> {
     return o;
   }
 
+  // `host` is the master address: it decides which address this rank listens on.
   static std::shared_ptr<State> Connect(std::shared_ptr<State> st, const std::string& host) {
     auto opts = c10d::ProcessGroupGloo::Options::create(st->timeout);
-    opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(host));
+    std::string how;
+    opts->devices = ChooseDevices(host, &how);
     opts->threads = st->threads;
-    st->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(st->store, st->rank, st->size, opts);
+    try {
+      st->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(st->store, st->rank, st->size, opts);
+    } catch (const std::exception& e) {
+      std::string cause = e.what();
+      if (auto* ce = dynamic_cast<const c10::Error*>(&e)) cause = ce->what_without_backtrace();
+      throw std::runtime_error("rank " + std::to_string(st->rank) + " of group '" + st->name + "' could not connect to the other ranks (gloo listens on " + how +
+                               " here; timeout " + std::to_string(st->timeout.count()) + " ms): " + cause +
+                               ". Every rank must reach every other rank's address: if a machine has several networks, set GLOO_SOCKET_IFNAME to the interface "
+                               "that reaches the others (as torch.distributed), and check that no firewall blocks the ports.");
+    }
     st->diag->keyPrefix = "accelerate_diag/" + st->name + "/";
     st->diag->rank = st->rank;
     if (st->hub) st->hub->Add(st->diag);
@@ -798,7 +1031,23 @@ static Napi::Value InitGroup(const Napi::CallbackInfo& info) {
         o.numWorkers = static_cast<std::size_t>(st->size);
         o.waitWorkers = !agentStore;
         o.timeout = st->timeout;
-        auto tcp = c10::make_intrusive<c10d::TCPStore>(host, o);
+        if (o.isServer && IsLoopbackHost(host)) ListenOnLoopbackOnly(o, host);
+        c10::intrusive_ptr<c10d::TCPStore> tcp;
+        try {
+          tcp = c10::make_intrusive<c10d::TCPStore>(host, o);
+        } catch (const std::exception& e) {
+          std::string cause = e.what();
+          if (auto* ce = dynamic_cast<const c10::Error*>(&e)) cause = ce->what_without_backtrace();
+          std::string where = host + ":" + std::to_string(port);
+          if (o.isServer)
+            throw std::runtime_error("rank 0 hosts the rendezvous store at " + where + " and not every rank reached it within " + std::to_string(st->timeout.count()) +
+                                     " ms (" + cause + "). Each other machine must reach " + where +
+                                     ": check that they were started with --main_process_ip set to this machine's address as they see it, the same --main_process_port, "
+                                     "and that no firewall blocks the port.");
+          throw std::runtime_error("rank " + std::to_string(st->rank) + " could not reach the rendezvous store at " + where + " (the master address, hosted by rank 0 on machine_rank 0) within " +
+                                   std::to_string(st->timeout.count()) + " ms (" + cause + "). Check that machine_rank 0 is started and that " + where +
+                                   " is its address as this machine sees it (--main_process_ip, --main_process_port) and reachable from here (no firewall, the link is up).");
+        }
         if (agentStore)
           st->root = c10::make_intrusive<c10d::PrefixStore>(agentPrefix, tcp);
         else
@@ -821,7 +1070,32 @@ static Napi::Value InitGroup(const Napi::CallbackInfo& info) {
             st->hub.reset();
           }
         }
-        GroupWrap::Connect(st, host);
+        // Every rank marks its arrival, so a failed connect can say which ranks never
+        // reached the store (1.13's rank 0 stops waiting for them without an error).
+        std::string arrived = "accelerate_arrived/";
+        try {
+          std::string me = std::to_string(st->rank);
+          st->root->set(arrived + me, std::vector<uint8_t>(me.begin(), me.end()));
+        } catch (...) {
+        }
+        try {
+          GroupWrap::Connect(st, host);
+        } catch (const std::exception& e) {
+          std::vector<int> missing;
+          try {
+            for (int r = 0; r < st->size; r++)
+              if (!st->root->check({arrived + std::to_string(r)})) missing.push_back(r);
+          } catch (...) {
+          }
+          if (missing.empty()) throw;
+          std::string who = RankList(missing);
+          throw std::runtime_error("rank " + std::to_string(st->rank) + ": " + who + " never reached the rendezvous store at " + host + ":" + std::to_string(port) +
+                                   " (hosted by rank 0) within " + std::to_string(st->timeout.count()) + " ms. Check that " +
+                                   (missing.size() == 1 ? "its machine was" : "their machines were") + " started with --main_process_ip " + host +
+                                   " --main_process_port " + std::to_string(port) + ", that " + host +
+                                   " is reachable from there (the link is up, no firewall blocks the port), and look at " + (missing.size() == 1 ? "its" : "their") +
+                                   " output. (" + e.what() + ")");
+        }
       },
       [st](Napi::Env e) { return GroupWrap::Make(e, st); });
 }
