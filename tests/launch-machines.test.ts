@@ -108,7 +108,8 @@ describe.skipIf(skipReason !== null)('two machines (network namespaces joined by
       expect(m1!.stderr).toContain(`rank 1 could not reach the rendezvous store at ${IP[0]}:${PORT}`);
       expect(m1!.stderr).toContain('within 4000 ms');
       expect(m0!.code).not.toBe(0);
-      expect(m0!.stderr).toContain(`rank 0: rank 1 never reached the rendezvous store at ${IP[0]}:${PORT} (hosted by rank 0) within 4000 ms`);
+      // torch 2.x's store counts the ranks that joined; 1.13's lets rank 0 go on, and the arrival marks name them.
+      expect(m0!.stderr).toMatch(new RegExp(`rank 0: (rank 1|1 of 2 ranks) never reached the rendezvous store at ${IP[0]}:${PORT} \\(hosted by rank 0\\) within 4000 ms`));
       expect(Math.max(m0!.ms, m1!.ms)).toBeLessThan(40_000);
     } finally {
       ip('-n', NS[1]!, 'link', 'set', VETH[1]!, 'up');

@@ -1180,11 +1180,26 @@ static Napi::Value InitGroup(const Napi::CallbackInfo& info) {
           std::string cause = e.what();
           if (auto* ce = dynamic_cast<const c10::Error*>(&e)) cause = ce->what_without_backtrace();
           std::string where = host + ":" + std::to_string(port);
-          if (o.isServer)
-            throw std::runtime_error("rank 0 hosts the rendezvous store at " + where + " and not every rank reached it within " + std::to_string(st->timeout.count()) +
-                                     " ms (" + cause + "). Each other machine must reach " + where +
-                                     ": check that they were started with --main_process_ip set to this machine's address as they see it, the same --main_process_port, "
-                                     "and that no firewall blocks the port.");
+          if (o.isServer) {
+            // torch 2.x: "... waiting for clients. 1/2 clients joined." (1.13 does not throw here)
+            std::string who = "some ranks";
+            size_t slash = cause.find(" clients joined");
+            if (slash != std::string::npos) {
+              size_t sp = cause.rfind(' ', slash - 1);
+              std::string frac = cause.substr(sp + 1, slash - sp - 1);
+              size_t sl = frac.find('/');
+              if (sl != std::string::npos) {
+                try {
+                  int joined = std::stoi(frac.substr(0, sl)), total = std::stoi(frac.substr(sl + 1));
+                  who = std::to_string(total - joined) + " of " + std::to_string(total) + " ranks";
+                } catch (...) {
+                }
+              }
+            }
+            throw std::runtime_error("rank 0: " + who + " never reached the rendezvous store at " + where + " (hosted by rank 0) within " + std::to_string(st->timeout.count()) +
+                                     " ms (" + cause + "). Check that every other machine was started with --main_process_ip " + host + " --main_process_port " +
+                                     std::to_string(port) + ", that " + host + " is reachable from there (the link is up, no firewall blocks the port), and look at their output.");
+          }
           throw std::runtime_error("rank " + std::to_string(st->rank) + " could not reach the rendezvous store at " + where + " (the master address, hosted by rank 0 on machine_rank 0) within " +
                                    std::to_string(st->timeout.count()) + " ms (" + cause + "). Check that machine_rank 0 is started and that " + where +
                                    " is its address as this machine sees it (--main_process_ip, --main_process_port) and reachable from here (no firewall, the link is up).");
