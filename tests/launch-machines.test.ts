@@ -17,10 +17,19 @@ function ip(...args: string[]): { ok: boolean; err: string } {
   return { ok: r.status === 0, err: `${r.error?.message ?? ''}${r.stderr ?? ''}`.trim() };
 }
 
-function setUp(): string | null {
+// Whether namespaces can be made here, checked without leaving any behind.
+function probe(): string | null {
   if (process.getuid?.() !== 0) return 'network namespaces need root';
-  const probe = spawnSync('ip', ['-V'], { encoding: 'utf8' });
-  if (probe.error || probe.status !== 0) return `\`ip\` (iproute2) is not available: ${probe.error?.message ?? probe.stderr}`;
+  const v = spawnSync('ip', ['-V'], { encoding: 'utf8' });
+  if (v.error || v.status !== 0) return `\`ip\` (iproute2) is not available: ${v.error?.message ?? v.stderr}`;
+  const ns = `acc-probe-${tag}`;
+  const made = ip('netns', 'add', ns);
+  if (!made.ok) return `\`ip netns add\` failed: ${made.err}`;
+  ip('netns', 'del', ns);
+  return null;
+}
+
+function setUp(): void {
   const steps: string[][] = [
     ['netns', 'add', NS[0]!],
     ['netns', 'add', NS[1]!],
@@ -34,9 +43,8 @@ function setUp(): string | null {
   }
   for (const s of steps) {
     const r = ip(...s);
-    if (!r.ok) return `\`ip ${s.join(' ')}\` failed: ${r.err}`;
+    if (!r.ok) throw new Error(`setting up the two machines: \`ip ${s.join(' ')}\` failed: ${r.err}`);
   }
-  return null;
 }
 
 function tearDown() {
@@ -65,14 +73,14 @@ const machineArgs = (m: number, procs: number, extra: string[] = []) => [
   '--num_processes', String(procs), '--mixed_precision', 'no', ...extra, fixture('train.ts'),
 ];
 
-const skipReason = setUp();
-if (skipReason) {
-  tearDown();
-  console.log(`tests/launch-machines.test.ts skipped: ${skipReason}`);
-}
+const skipReason = probe();
+if (skipReason) console.log(`tests/launch-machines.test.ts skipped: ${skipReason}`);
 
 describe.skipIf(skipReason !== null)('two machines (network namespaces joined by a veth pair)', () => {
-  beforeAll(() => undefined);
+  beforeAll(() => {
+    tearDown(); // leftovers of an interrupted run with the same tag
+    setUp();
+  });
   afterAll(tearDown);
 
   for (const procs of [2, 4]) {
