@@ -10,7 +10,9 @@
  *       /usr/bin/python3's torch (Debian's 1.13, the libtorch the addon is built against),
  * plus the latency of a 1K-float all-reduce and the cost of issuing one, with hang
  * diagnosis on and off (ACCELERATE_C10D_DIAG=0), to show what recording collective
- * positions costs.
+ * positions costs, and the latency of a 1K-float broadcast and allGather and the time of
+ * a 10M-float broadcast (these carry a shape header with the data, see c10d.cc).
+ * BENCH_PYTHON=none skips the Python side.
  * Both sides use 2 gloo threads and loopback. Runs are interleaved BENCH_REPS times and
  * the best run kept, as the machine may be shared. Writes bench/results/allreduce.json.
  */
@@ -44,14 +46,20 @@ async function worker(): Promise<void> {
   const rank = Number(process.env.RANK);
   const pg = await torch.GlooProcessGroup.init({ rank, worldSize: 2, masterAddr: '127.0.0.1', masterPort: Number(process.env.MASTER_PORT), timeoutMs: 120_000 });
   const out: Timings = {};
-  const time = async (n: number, iters: number) => {
+  type Op = 'allReduce' | 'broadcast' | 'allGather';
+  const time = async (n: number, iters: number, op: Op = 'allReduce') => {
     const t = torch.ones([n]);
-    for (let i = 0; i < 3; i++) await pg.allReduce(t).wait();
+    const run = async () => {
+      if (op === 'broadcast') await pg.broadcast(t, 0).wait();
+      else if (op === 'allGather') for (const g of await pg.allGather(t).wait()) (g as { dispose(): void }).dispose();
+      else await pg.allReduce(t).wait();
+    };
+    for (let i = 0; i < 3; i++) await run();
     const ms: number[] = [];
     for (let i = 0; i < iters; i++) {
       await pg.barrier().wait();
       const t0 = process.hrtime.bigint();
-      await pg.allReduce(t).wait();
+      await run();
       ms.push(Number(process.hrtime.bigint() - t0) / 1e6);
     }
     t.dispose();
@@ -59,6 +67,9 @@ async function worker(): Promise<void> {
   };
   if (process.env.SMALL_ONLY !== '1') for (const n of SIZES) out[String(n)] = await time(n, ITERS[n]!);
   out[String(SMALL)] = await time(SMALL, SMALL_ITERS);
+  out.broadcastSmall = await time(SMALL, SMALL_ITERS, 'broadcast');
+  out.allGatherSmall = await time(SMALL, SMALL_ITERS, 'allGather');
+  if (process.env.SMALL_ONLY !== '1') out.broadcast10M = await time(10_000_000, ITERS[10_000_000]!, 'broadcast');
   // Issue cost alone (sequence number, position record, gloo enqueue): 2000 back-to-back
   // issues of a 1-float all-reduce, waited for afterwards.
   const one = torch.ones([1]);
@@ -118,7 +129,7 @@ async function main(): Promise<void> {
   const pyFile = join(tmpdir(), `allreduce-bench-${process.pid}.py`);
   writeFileSync(pyFile, PY);
   const pyVersion = spawnSync(PYTHON, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8' });
-  const havePython = pyVersion.status === 0;
+  const havePython = PYTHON !== 'none' && pyVersion.status === 0;
   const node: Timings[] = [];
   const nodeNoDiag: Timings[] = [];
   const python: Timings[] = [];
@@ -147,6 +158,9 @@ async function main(): Promise<void> {
     issueDiagOnUs: round(best(node, 'issue') * 1e3),
     issueDiagOffUs: round(best(nodeNoDiag, 'issue') * 1e3),
     pythonUs: havePython ? round(best(python, String(SMALL)) * 1e3) : null,
+    broadcastUs: round(best(node, 'broadcastSmall') * 1e3),
+    allGatherUs: round(best(node, 'allGatherSmall') * 1e3),
+    broadcast10MMs: round(best(node, 'broadcast10M')),
   };
   const torchVersion = JSON.parse(readFileSync(join(ROOT, 'packages/backend-libtorch/build/libtorch.json'), 'utf8')).version ?? null;
   const result = {

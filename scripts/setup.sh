@@ -8,7 +8,7 @@ export DEBIAN_FRONTEND=noninteractive
 # libtorch (C++), gloo headers for c10d, a fast BLAS, and python3-torch for
 # numerics/interop references, chromium for the dashboard's browser test.
 # Skipped when already present.
-APT_PKGS="libtorch-dev libgloo-dev libopenblas0 python3-torch chromium"
+APT_PKGS="libtorch-dev libgloo-dev libopenblas0 python3-torch chromium iproute2"
 missing=""
 for p in $APT_PKGS; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

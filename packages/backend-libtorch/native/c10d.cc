@@ -8,18 +8,31 @@
 #include "c10d.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <map>
 #include <sstream>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace acc {
@@ -54,7 +67,7 @@ struct DiagHub {
       if (!d.dirty) return;
       d.dirty = false;
       key = d.keyPrefix + std::to_string(d.rank);
-      value = std::to_string(d.posSeq) + "|" + d.state + "|" + (d.pos ? *d.pos : std::string());
+      value = std::to_string(d.posSeq) + "|" + d.state + "|" + std::to_string(d.sinceMs) + "|" + (d.pos ? *d.pos : std::string());
     }
     try {
       client->set(key, std::vector<uint8_t>(value.begin(), value.end()));
@@ -111,8 +124,9 @@ struct DiagHub {
 // extra round trip (a collective or a store read) per call, which would cost a hot path such
 // as DDP's bucket all-reduces about as much as the small collectives themselves. The
 // handler costs nothing until a mismatch happens. Mismatches that gloo does not detect
-// (a peer sends fewer bytes, e.g. a broadcast into a larger tensor) are not caught here;
-// debug mode (ACCELERATE_DEBUG_MODE) checks shapes in core before such calls.
+// (a peer sends fewer bytes, e.g. a broadcast into a larger tensor) are caught for
+// broadcast and allGather by their shape headers (below); debug mode
+// (ACCELERATE_DEBUG_MODE) checks every collective in core.
 
 static std::mutex g_failMu;
 static std::string g_transportError;           // gloo's message; empty while none happened
@@ -180,6 +194,10 @@ static std::string ExplainTransportError(const std::string& what) {
          "). The process group cannot be used any more; every rank must pass tensors of the same shape and dtype";
 }
 
+static int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
 std::string ShapeOf(const at::Tensor& t) {
   std::string s = "[";
   for (int64_t i = 0; i < t.dim(); i++) s += (i ? ", " : "") + std::to_string(t.size(i));
@@ -220,6 +238,7 @@ Ticket Issue(GroupState& g, const std::string& op, const std::string& shape, con
     d.posSeq = t.seq;
     d.pos = t.what;
     d.state = "issued";
+    d.sinceMs = NowMs();
     d.dirty = true;
   }
   return t;
@@ -231,6 +250,7 @@ static void MarkState(GroupState& g, const Ticket& t, const char* state) {
   std::lock_guard<std::mutex> l(d.mu);
   if (d.posId != t.id) return;  // a later op is this rank's position now
   d.state = state;
+  d.sinceMs = NowMs();
   d.dirty = true;
 }
 
@@ -245,7 +265,7 @@ static std::string Diagnose(GroupState& g, const Ticket& t, const std::string& c
   std::ostringstream m;
   m << *t.what << " on rank " << g.rank << " of group '" << g.name << "' ";
   if (timedOut)
-    m << "did not complete within " << g.timeout.count() << " ms (the timeout of InitProcessGroupKwargs timeoutSeconds; " << cause << ").";
+    m << "did not complete within " << g.timeout.count() << " ms (the timeout: InitProcessGroupKwargs timeoutSeconds, or accelerate launch --timeout / ACCELERATE_PROCESS_GROUP_TIMEOUT; " << cause << ").";
   else
     m << "failed (" << cause << ").";
   if (!g.hub) {
@@ -257,6 +277,7 @@ static std::string Diagnose(GroupState& g, const Ticket& t, const std::string& c
   struct Rec {
     bool known = false;
     int64_t seq = 0;
+    int64_t sinceMs = 0;
     std::string state, pos;
   };
   std::vector<Rec> recs(g.size);
@@ -269,12 +290,14 @@ static std::string Diagnose(GroupState& g, const Ticket& t, const std::string& c
         if (!g.hub->client->check({key})) continue;
         auto raw = g.hub->client->get(key);
         std::string v(raw.begin(), raw.end());
-        size_t a = v.find('|'), b = a == std::string::npos ? a : v.find('|', a + 1);
-        if (b == std::string::npos) continue;
+        // "<seq>|<state>|<since ms>|<position>"
+        size_t a = v.find('|'), b = a == std::string::npos ? a : v.find('|', a + 1), c = b == std::string::npos ? b : v.find('|', b + 1);
+        if (c == std::string::npos) continue;
         recs[r].known = true;
         recs[r].seq = std::stoll(v.substr(0, a));
         recs[r].state = v.substr(a + 1, b - a - 1);
-        recs[r].pos = v.substr(b + 1);
+        recs[r].sinceMs = std::stoll(v.substr(b + 1, c - b - 1));
+        recs[r].pos = v.substr(c + 1);
       }
     } catch (const std::exception& e) {
       storeError = e.what();
@@ -285,7 +308,8 @@ static std::string Diagnose(GroupState& g, const Ticket& t, const std::string& c
     return m.str();
   }
 
-  // Ranks grouped by identical position, lowest sequence number first.
+  // Ranks grouped by position (sequence number, then op and shape), lowest first; ranks at
+  // the same collective share a group whatever their state (completed, waiting, ...).
   std::map<std::pair<int64_t, std::string>, std::vector<int>> byPos;
   std::vector<int> unknown;
   int64_t lo = INT64_MAX, hi = INT64_MIN;
@@ -294,33 +318,55 @@ static std::string Diagnose(GroupState& g, const Ticket& t, const std::string& c
       unknown.push_back(r);
       continue;
     }
-    byPos[{recs[r].seq, recs[r].pos + " (" + recs[r].state + ")"}].push_back(r);
+    byPos[{recs[r].seq, recs[r].pos}].push_back(r);
     lo = std::min(lo, recs[r].seq);
     hi = std::max(hi, recs[r].seq);
   }
+  auto states = [&](const std::vector<int>& ranks) {
+    bool same = true;
+    for (int r : ranks) same = same && recs[r].state == recs[ranks[0]].state;
+    if (same) return "(" + recs[ranks[0]].state + ")";
+    std::string s = "(";
+    for (size_t i = 0; i < ranks.size(); i++) s += (i ? ", " : "") + std::string("rank ") + std::to_string(ranks[i]) + " " + recs[ranks[i]].state;
+    return s + ")";
+  };
   m << " Where each rank is: ";
   bool first = true;
   for (auto& [k, ranks] : byPos) {
-    m << (first ? "" : "; ") << RankList(ranks) << (first ? (ranks.size() == 1 ? " is at " : " are at ") : " at ") << k.second;
+    m << (first ? "" : "; ") << RankList(ranks) << (first ? (ranks.size() == 1 ? " is at " : " are at ") : " at ") << k.second << " " << states(ranks);
     first = false;
   }
   if (!unknown.empty()) m << (first ? "" : "; ") << RankList(unknown) << " recorded no position (no collective issued on this group yet, or the store was unreachable)";
   m << ".";
+  int64_t now = NowMs();
+  auto ago = [&](int r) {
+    std::ostringstream o;
+    o.setf(std::ios::fixed);
+    o.precision(1);
+    o << std::max<int64_t>(0, now - recs[r].sinceMs) / 1000.0 << " s ago";
+    return o.str();
+  };
   if (!byPos.empty() && lo < hi) {
-    std::vector<int> behind;
+    // Behind is not wrong: a rank still computing, or one that skipped a collective, looks
+    // the same from here. Say where each late rank is and since when.
+    std::vector<int> ahead, behind;
     for (int r = 0; r < g.size; r++)
-      if (recs[r].known && recs[r].seq < hi) behind.push_back(r);
-    std::string who = RankList(behind);
-    who[0] = 'R';
-    m << " " << who << (behind.size() == 1 ? " has" : " have") << " not issued collective #" << hi;
+      if (recs[r].known) (recs[r].seq < hi ? behind : ahead).push_back(r);
+    for (int r : behind)
+      m << " Rank " << r << " is late: still at collective #" << recs[r].seq << " (" << recs[r].pos << ", " << recs[r].state << "), last seen "
+        << ago(r) << ", while " << RankList(ahead) << (ahead.size() == 1 ? " is" : " are") << " at #" << hi << ".";
     if (timedOut)
-      m << ": look for a collective skipped on " << (behind.size() == 1 ? "that rank" : "those ranks")
-        << " (a condition that differs between ranks), an exception, or a long computation there.";
+      m << " Look on " << (behind.size() == 1 ? "that rank" : "those ranks")
+        << " for a long computation, a collective skipped there (a condition that differs between ranks), or an exception; if it is only slow, raise the timeout.";
     else
-      m << " and a connection failed: " << (behind.size() == 1 ? "it" : "they") << " most likely exited or crashed; see "
+      m << " A connection failed meanwhile: " << (behind.size() == 1 ? "it" : "they") << " most likely exited or crashed; see "
         << (behind.size() == 1 ? "its" : "their") << " output.";
   } else if (byPos.size() > 1) {
     m << " The ranks issued different collectives at #" << hi << ": every rank must issue the same collectives (op and shape) in the same order.";
+  } else if (byPos.size() == 1 && unknown.empty()) {
+    m << " Every rank issued this same collective, so the ranks agree on the order of collectives; "
+      << (timedOut ? "the data did not arrive in time (a slow or broken connection between the machines, or a rank stopped inside the collective)."
+                   : "a rank or its connection failed inside it.");
   }
   return m.str();
 }
@@ -350,52 +396,116 @@ static void PublishError(GroupState& g, const std::string& message) {
   }
 }
 
+// Set from a collective's future callback: lets a wait sleep in slices without calling
+// Work::wait(timeout). A timed Work::wait that expires throws "Operation timed out!" (and
+// 1.13 builds a backtrace for it), so a work finishing during that throw looked timed out.
+struct DoneSignal {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+};
+
+static std::string CauseOf(std::exception_ptr ep) {
+  try {
+    std::rethrow_exception(ep);
+  } catch (const c10::Error& e) {
+    return e.what_without_backtrace();
+  } catch (const std::exception& e) {
+    std::string s = e.what();
+    return s.empty() ? "unknown error" : s;
+  } catch (...) {
+    return "unknown error";
+  }
+}
+
+// Between slices: a transport failure recorded by OnTerminate, or a failure another rank
+// published, ends the wait at once. Throws; returns when nothing happened.
+static void CheckBetweenSlices(GroupState& g, const Ticket& t, int slice) {
+  std::string transport = TransportError();
+  if (!transport.empty()) {
+    std::string explained = ExplainTransportError(transport);
+    PublishError(g, explained);
+    // Let the other ranks' reporter threads write where they are before reading it.
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    throw std::runtime_error(Diagnose(g, t, explained, false));
+  }
+  if (slice % 2 == 1) {
+    std::string peer = PeerError(g);
+    if (!peer.empty()) {
+      {
+        std::lock_guard<std::mutex> l(g.failMu);
+        g.failure = peer;
+      }
+      throw std::runtime_error(Diagnose(g, t, "another rank's collective failed: " + peer, false));
+    }
+  }
+}
+
 void WaitFor(GroupState& g, const c10::intrusive_ptr<c10d::Work>& work, const Ticket& t) {
   MarkState(g, t, "waiting");
-  std::string cause;
-  bool timedOut = false;
   auto deadline = std::chrono::steady_clock::now() + g.timeout;
   constexpr std::chrono::milliseconds kSlice{500};
-  for (int slice = 0;; slice++) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    bool sliced = !t.p2p && left > kSlice;  // send/recv Work fails for good when a timed wait expires
+  std::string cause;
+  bool expired = false;
+
+  std::shared_ptr<DoneSignal> done;
+  if (!t.p2p) {
+    // send/recv Work has no future, and a timed wait on it fails for good (gloo signals the
+    // timeout to the whole context): those get one wait for the full timeout below.
     try {
-      work->wait(sliced ? kSlice : std::max(left, std::chrono::milliseconds(1)));
-      break;
-    } catch (const c10::Error& e) {
-      cause = e.what_without_backtrace();
-    } catch (const std::exception& e) {
-      cause = e.what();
-      if (cause.empty()) cause = "unknown error";
-    } catch (...) {
-      cause = "unknown error";
-    }
-    if (!sliced || work->isCompleted()) break;  // a real failure, or the last slice expired
-    cause.clear();
-    std::string transport = TransportError();
-    if (!transport.empty()) {
-      std::string explained = ExplainTransportError(transport);
-      PublishError(g, explained);
-      // Let the other ranks' reporter threads write where they are before reading it.
-      std::this_thread::sleep_for(std::chrono::milliseconds(300));
-      throw std::runtime_error(Diagnose(g, t, explained, false));
-    }
-    if (slice % 2 == 1) {
-      std::string peer = PeerError(g);
-      if (!peer.empty()) {
+      auto sig = std::make_shared<DoneSignal>();
+      work->getFuture()->addCallback([sig](c10::ivalue::Future&) {
         {
-          std::lock_guard<std::mutex> l(g.failMu);
-          g.failure = peer;
+          std::lock_guard<std::mutex> l(sig->mu);
+          sig->done = true;
         }
-        throw std::runtime_error(Diagnose(g, t, "another rank's collective failed: " + peer, false));
+        sig->cv.notify_all();
+      });
+      done = sig;
+    } catch (...) {
+      done.reset();
+    }
+  }
+
+  if (done) {
+    for (int slice = 0;; slice++) {
+      bool finished;
+      {
+        std::unique_lock<std::mutex> l(done->mu);
+        auto until = std::min(deadline, std::chrono::steady_clock::now() + kSlice);
+        finished = done->cv.wait_until(l, until, [&] { return done->done; });
+      }
+      if (finished || work->isCompleted()) break;
+      if (std::chrono::steady_clock::now() >= deadline) {
+        expired = true;
+        break;
+      }
+      CheckBetweenSlices(g, t, slice);
+    }
+    if (!expired) {
+      // Finished: an untimed wait returns at once, or rethrows the collective's own error.
+      try {
+        work->wait();
+      } catch (...) {
+        cause = CauseOf(std::current_exception());
       }
     }
+  } else {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    try {
+      work->wait(std::max(left, std::chrono::milliseconds(1)));
+    } catch (...) {
+      cause = CauseOf(std::current_exception());
+    }
+  }
+  if (expired) {
+    throw std::runtime_error(Diagnose(g, t, "the collective had not finished when the timeout ran out", true));
   }
   if (cause.empty()) {
     MarkState(g, t, "completed");
     return;
   }
-  timedOut = cause.find("imed out") != std::string::npos || cause.find("imeout") != std::string::npos;
+  bool timedOut = cause.find("imed out") != std::string::npos || cause.find("imeout") != std::string::npos;
   throw std::runtime_error(Diagnose(g, t, cause, timedOut));
 }
 
@@ -443,6 +553,285 @@ Napi::Promise RunAsync(Napi::Env env, std::function<void()> work, std::function<
   return Run(env, std::move(work), std::move(done));
 }
 
+// ---- which address this rank's gloo device listens on ---------------------------------
+//
+// Every rank listens on one address and publishes it through the store; the others
+// connect to it. torch.distributed picks it as: GLOO_SOCKET_IFNAME's interface(s); else
+// the address this machine's hostname resolves to, if a socket can bind it; else
+// loopback. We follow that, with two differences, both for addresses torch would pick
+// that cannot work:
+// - when the master address is loopback, every rank is on this machine: loopback;
+// - on several machines, a hostname that resolves only to loopback (Debian's
+//   127.0.1.1) or to an address this machine does not have is skipped for the local
+//   address the kernel routes toward the master, which the others can reach if they
+//   can reach the master.
+
+namespace {
+
+using Device = std::decay_t<decltype(c10d::ProcessGroupGloo::createDeviceForHostname(std::string()))>;
+
+struct Resolved {
+  std::string text;  // numeric address
+  bool loopback = false;
+  bool bindable = false;
+};
+
+bool IsLoopback(const sockaddr* sa) {
+  if (sa->sa_family == AF_INET) return (ntohl(reinterpret_cast<const sockaddr_in*>(sa)->sin_addr.s_addr) >> 24) == 127;
+  if (sa->sa_family == AF_INET6) return IN6_IS_ADDR_LOOPBACK(&reinterpret_cast<const sockaddr_in6*>(sa)->sin6_addr);
+  return false;
+}
+
+std::string NumericHost(const sockaddr* sa, socklen_t len) {
+  char buf[NI_MAXHOST];
+  if (getnameinfo(sa, len, buf, sizeof(buf), nullptr, 0, NI_NUMERICHOST) != 0) return std::string();
+  return buf;
+}
+
+bool CanBind(const sockaddr* sa, socklen_t len) {
+  int fd = socket(sa->sa_family, SOCK_STREAM, 0);
+  if (fd < 0) return false;
+  sockaddr_storage copy{};
+  std::memcpy(&copy, sa, len);
+  if (copy.ss_family == AF_INET) reinterpret_cast<sockaddr_in*>(&copy)->sin_port = 0;
+  if (copy.ss_family == AF_INET6) reinterpret_cast<sockaddr_in6*>(&copy)->sin6_port = 0;
+  bool ok = bind(fd, reinterpret_cast<sockaddr*>(&copy), len) == 0;
+  close(fd);
+  return ok;
+}
+
+std::vector<Resolved> Resolve(const std::string& host) {
+  std::vector<Resolved> out;
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  if (getaddrinfo(host.c_str(), nullptr, &hints, &res) != 0) return out;
+  for (addrinfo* a = res; a; a = a->ai_next) {
+    Resolved r;
+    r.text = NumericHost(a->ai_addr, a->ai_addrlen);
+    r.loopback = IsLoopback(a->ai_addr);
+    r.bindable = CanBind(a->ai_addr, a->ai_addrlen);
+    if (!r.text.empty()) out.push_back(r);
+  }
+  freeaddrinfo(res);
+  return out;
+}
+
+// The local address the kernel would use to reach `host` (a UDP "connect" sends nothing).
+std::string RouteSourceToward(const std::string& host) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_DGRAM;
+  addrinfo* res = nullptr;
+  if (getaddrinfo(host.c_str(), "9", &hints, &res) != 0) return std::string();
+  std::string out;
+  for (addrinfo* a = res; a && out.empty(); a = a->ai_next) {
+    int fd = socket(a->ai_family, SOCK_DGRAM, 0);
+    if (fd < 0) continue;
+    if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
+      sockaddr_storage local{};
+      socklen_t len = sizeof(local);
+      if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) == 0) out = NumericHost(reinterpret_cast<sockaddr*>(&local), len);
+    }
+    close(fd);
+  }
+  freeaddrinfo(res);
+  return out;
+}
+
+std::vector<std::string> InterfaceNames() {
+  std::vector<std::string> names;
+  ifaddrs* ifs = nullptr;
+  if (getifaddrs(&ifs) != 0) return names;
+  for (ifaddrs* i = ifs; i; i = i->ifa_next)
+    if (i->ifa_name && std::find(names.begin(), names.end(), i->ifa_name) == names.end()) names.push_back(i->ifa_name);
+  freeifaddrs(ifs);
+  return names;
+}
+
+std::string Join(const std::vector<std::string>& v) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); i++) s += (i ? ", " : "") + v[i];
+  return s;
+}
+
+}  // namespace
+
+// True when `host` names this machine's loopback (every rank then runs here).
+static bool IsLoopbackHost(const std::string& host) {
+  if (host == "localhost") return true;
+  auto addrs = Resolve(host);
+  if (addrs.empty()) return false;
+  for (auto& a : addrs)
+    if (!a.loopback) return false;
+  return true;
+}
+
+// The gloo devices of this rank, and how they were chosen (for errors).
+static std::vector<Device> ChooseDevices(const std::string& master, std::string* how) {
+  std::vector<Device> devices;
+  const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
+  if (ifname && *ifname) {
+    auto have = InterfaceNames();
+    std::string list = ifname;
+    size_t start = 0;
+    while (start <= list.size()) {
+      size_t comma = list.find(',', start);
+      std::string name = list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+      start = comma == std::string::npos ? list.size() + 1 : comma + 1;
+      if (name.empty()) continue;
+      if (std::find(have.begin(), have.end(), name) == have.end())
+        throw std::runtime_error("GLOO_SOCKET_IFNAME=" + list + ": this machine has no network interface '" + name + "' (it has: " + Join(have) +
+                                 "). Set GLOO_SOCKET_IFNAME to the interface that reaches the other machines (comma-separated for several), or unset it.");
+      devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(name));
+    }
+    *how = "interface " + list + " (GLOO_SOCKET_IFNAME)";
+    return devices;
+  }
+  if (IsLoopbackHost(master)) {
+    devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(master));
+    *how = "loopback address " + master + " (the master address is loopback: every rank is on this machine)";
+    return devices;
+  }
+  char name[256] = {0};
+  std::string hostname = gethostname(name, sizeof(name) - 1) == 0 ? std::string(name) : std::string();
+  std::string hostnameNote;
+  if (!hostname.empty()) {
+    auto addrs = Resolve(hostname);
+    for (auto& a : addrs)
+      if (a.bindable && !a.loopback) {
+        devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(hostname));
+        *how = "this machine's hostname '" + hostname + "' (" + a.text + ")";
+        return devices;
+      }
+    if (addrs.empty())
+      hostnameNote = "hostname '" + hostname + "' does not resolve";
+    else
+      hostnameNote = "hostname '" + hostname + "' resolves to " + addrs[0].text + (addrs[0].loopback ? ", a loopback address" : ", not an address of this machine");
+  }
+  std::string route = RouteSourceToward(master);
+  if (!route.empty()) {
+    devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(route));
+    *how = "address " + route + ", this machine's route toward the master address " + master + (hostnameNote.empty() ? "" : " (" + hostnameNote + ")");
+    return devices;
+  }
+  devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+  *how = "loopback 127.0.0.1: no route toward the master address " + master + " was found" + (hostnameNote.empty() ? "" : " and " + hostnameNote);
+  return devices;
+}
+
+// ---- rank 0's store socket ------------------------------------------------------------
+
+// torch >= 2.2 lets the store take over a socket we bound (masterListenFd); 1.13 always
+// listens on every interface.
+template <typename O, typename = void>
+struct HasListenFd : std::false_type {};
+template <typename O>
+struct HasListenFd<O, std::void_t<decltype(std::declval<O&>().masterListenFd)>> : std::true_type {};
+
+// When every rank is on this machine, rank 0's store listens on loopback only, so other
+// machines on the network cannot reach it. Returns false when this libtorch cannot.
+template <typename O>
+static bool ListenOnLoopbackOnly(O& o, const std::string& host) {
+  if constexpr (HasListenFd<O>::value) {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* res = nullptr;
+    std::string port = std::to_string(o.port);
+    if (getaddrinfo(host.c_str(), port.c_str(), &hints, &res) != 0 || !res) return false;
+    int fd = socket(res->ai_family, SOCK_STREAM, 0);
+    bool ok = fd >= 0;
+    if (ok) {
+      int one = 1;
+      setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+      ok = bind(fd, res->ai_addr, res->ai_addrlen) == 0 && listen(fd, 2048) == 0;
+    }
+    freeaddrinfo(res);
+    if (!ok) {
+      std::string why = std::strerror(errno);
+      if (fd >= 0) close(fd);
+      throw std::runtime_error("rank 0 could not listen on " + host + ":" + port + " for the rendezvous store: " + why +
+                               ". Pass a free --main_process_port (or 0 to pick one).");
+    }
+    o.masterListenFd = fd;
+    return true;
+  } else {
+    (void)o;
+    (void)host;
+    return false;
+  }
+}
+
+// ---- shape headers ----------------------------------------------------------------------
+//
+// gloo only checks that a message fits the receiving buffer, so a broadcast into a larger
+// tensor, or an allGather of equal byte counts in different shapes, gives wrong data
+// without an error. Broadcast and allGather therefore send a 64-byte header (dtype and
+// shape) as a second collective issued right before the data's. Both run at once on
+// gloo's two threads, so no round trip is added to the wait, and the data is not copied
+// (packing header and data in one message cost a copy: 20 -> 60 ms for a 40 MB
+// broadcast). DDP's buckets do not go through here (they match by construction).
+
+constexpr int64_t kHeaderBytes = 64;
+
+// The JS API's dtype names (float32, int64, ...), libtorch's for the rest.
+static std::string DtypeName(c10::ScalarType t) {
+  switch (t) {
+    case c10::ScalarType::Float: return "float32";
+    case c10::ScalarType::Double: return "float64";
+    case c10::ScalarType::Half: return "float16";
+    case c10::ScalarType::BFloat16: return "bfloat16";
+    case c10::ScalarType::Long: return "int64";
+    case c10::ScalarType::Int: return "int32";
+    case c10::ScalarType::Short: return "int16";
+    case c10::ScalarType::Char: return "int8";
+    case c10::ScalarType::Byte: return "uint8";
+    case c10::ScalarType::Bool: return "bool";
+    default: return c10::toString(t);
+  }
+}
+
+struct ShapeHeader {
+  int64_t w[8] = {0};  // magic, dtype, ndim, numel, dims 0..3 (dim 3 folds the rest beyond 4)
+  bool operator==(const ShapeHeader& o) const { return std::equal(std::begin(w), std::end(w), std::begin(o.w)); }
+  std::string Describe() const {
+    std::string s = "shape [";
+    int64_t n = std::min<int64_t>(w[2], 4);
+    for (int64_t i = 0; i < n; i++) s += (i ? ", " : "") + (i == 3 && w[2] > 4 ? std::string("...") : std::to_string(w[4 + i]));
+    s += "]";
+    if (w[2] > 4) s += " (" + std::to_string(w[2]) + " dims, " + std::to_string(w[3]) + " elements)";
+    return s + " " + DtypeName(static_cast<c10::ScalarType>(w[1]));
+  }
+};
+
+static ShapeHeader HeaderOf(const at::Tensor& t) {
+  ShapeHeader h;
+  h.w[0] = 0x4143435348415045LL;  // "ACCSHAPE"
+  h.w[1] = static_cast<int64_t>(t.scalar_type());
+  h.w[2] = t.dim();
+  h.w[3] = t.numel();
+  for (int64_t i = 0; i < t.dim(); i++) {
+    if (i < 3) h.w[4 + i] = t.size(i);
+    else h.w[7] = h.w[7] * 1000003 + t.size(i);
+  }
+  return h;
+}
+
+static at::Tensor HeaderTensor(const at::Tensor& t) {
+  at::Tensor buf = at::empty({kHeaderBytes}, at::kByte);
+  ShapeHeader h = HeaderOf(t);
+  std::memcpy(buf.data_ptr<uint8_t>(), h.w, kHeaderBytes);
+  return buf;
+}
+
+static ShapeHeader ReadHeader(const at::Tensor& buf) {
+  ShapeHeader h;
+  std::memcpy(h.w, buf.data_ptr<uint8_t>(), kHeaderBytes);
+  return h;
+}
+
 // ---- Work ---------------------------------------------------------------------------
 
 class WorkWrap : public Napi::ObjectWrap<WorkWrap> {
@@ -453,8 +842,9 @@ class WorkWrap : public Napi::ObjectWrap<WorkWrap> {
   }
   explicit WorkWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<WorkWrap>(info) {}
 
+  // `after` runs on the worker thread once the collective succeeded (shape checks, unpacking).
   static Napi::Value Make(Napi::Env env, c10::intrusive_ptr<c10d::Work> work, std::vector<at::Tensor> keep, bool gatherOutputs,
-                          std::shared_ptr<GroupState> st, Ticket ticket) {
+                          std::shared_ptr<GroupState> st, Ticket ticket, std::function<void(const Ticket&)> after = nullptr) {
     Napi::Object o = ctor->New({});
     WorkWrap* w = Unwrap(o);
     w->work_ = std::move(work);
@@ -462,6 +852,7 @@ class WorkWrap : public Napi::ObjectWrap<WorkWrap> {
     w->gather_ = gatherOutputs;
     w->st_ = std::move(st);
     w->ticket_ = std::move(ticket);
+    w->after_ = std::move(after);
     return o;
   }
 
@@ -471,6 +862,7 @@ class WorkWrap : public Napi::ObjectWrap<WorkWrap> {
   bool gather_ = false;
   std::shared_ptr<GroupState> st_;
   Ticket ticket_;
+  std::function<void(const Ticket&)> after_;
 
   // wait() -> Promise<undefined | handle[]> (allgather: one tensor per rank)
   Napi::Value Wait(const Napi::CallbackInfo& info) {
@@ -479,12 +871,19 @@ class WorkWrap : public Napi::ObjectWrap<WorkWrap> {
     bool gather = gather_;
     auto st = st_;
     auto ticket = ticket_;
+    auto after = after_;
     return Run(
-        info.Env(), [work, st, ticket]() { WaitFor(*st, work, ticket); },
-        [outs, gather](Napi::Env env) -> Napi::Value {
+        info.Env(),
+        [work, st, ticket, after]() {
+          WaitFor(*st, work, ticket);
+          if (after) after(ticket);
+        },
+        [outs, gather, st](Napi::Env env) -> Napi::Value {
           if (!gather) return env.Undefined();
-          Napi::Array a = Napi::Array::New(env, outs.size() - 1);
-          for (size_t i = 1; i < outs.size(); i++) a.Set(static_cast<uint32_t>(i - 1), TensorWrap::Make(env, outs[i]));
+          // keep = {input, one output per rank, ...buffers kept alive for the transfer}
+          auto n = static_cast<uint32_t>(st->size);
+          Napi::Array a = Napi::Array::New(env, n);
+          for (uint32_t i = 0; i < n; i++) a.Set(i, TensorWrap::Make(env, outs[i + 1]));
           return a;
         });
   }
@@ -516,11 +915,22 @@ class GroupWrap : public Napi::ObjectWrap<GroupWrap> {
     return o;
   }
 
+  // `host` is the master address: it decides which address this rank listens on.
   static std::shared_ptr<State> Connect(std::shared_ptr<State> st, const std::string& host) {
     auto opts = c10d::ProcessGroupGloo::Options::create(st->timeout);
-    opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(host));
+    std::string how;
+    opts->devices = ChooseDevices(host, &how);
     opts->threads = st->threads;
-    st->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(st->store, st->rank, st->size, opts);
+    try {
+      st->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(st->store, st->rank, st->size, opts);
+    } catch (const std::exception& e) {
+      std::string cause = e.what();
+      if (auto* ce = dynamic_cast<const c10::Error*>(&e)) cause = ce->what_without_backtrace();
+      throw std::runtime_error("rank " + std::to_string(st->rank) + " of group '" + st->name + "' could not connect to the other ranks (gloo listens on " + how +
+                               " here; timeout " + std::to_string(st->timeout.count()) + " ms): " + cause +
+                               ". Every rank must reach every other rank's address: if a machine has several networks, set GLOO_SOCKET_IFNAME to the interface "
+                               "that reaches the others (as torch.distributed), and check that no firewall blocks the ports.");
+    }
     st->diag->keyPrefix = "accelerate_diag/" + st->name + "/";
     st->diag->rank = st->rank;
     if (st->hub) st->hub->Add(st->diag);
@@ -547,11 +957,12 @@ class GroupWrap : public Napi::ObjectWrap<GroupWrap> {
 
   // Runs `issue` (which starts the collective) and wraps its Work; libtorch errors become JS errors.
   template <typename F>
-  Napi::Value Start(Napi::Env env, const std::string& op, const std::string& shape, bool p2p, std::vector<at::Tensor> keep, bool gather, F issue) {
+  Napi::Value Start(Napi::Env env, const std::string& op, const std::string& shape, bool p2p, std::vector<at::Tensor> keep, bool gather, F issue,
+                    std::function<void(const Ticket&)> after = nullptr) {
     State& s = S(env);
     try {
       Ticket t = Issue(s, op, shape, "", p2p);
-      return WorkWrap::Make(env, issue(*s.pg), std::move(keep), gather, st_, std::move(t));
+      return WorkWrap::Make(env, issue(*s.pg), std::move(keep), gather, st_, std::move(t), std::move(after));
     } catch (const Napi::Error&) {
       throw;
     } catch (...) {
@@ -567,20 +978,80 @@ class GroupWrap : public Napi::ObjectWrap<GroupWrap> {
     std::string label = info.Length() > 2 && info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "allReduce";
     return Start(info.Env(), label, ShapeOf(t[0]), false, t, false, [&](c10d::ProcessGroupGloo& pg) { return pg.allreduce(t, o); });
   }
+  // The root's shape header goes out as its own 64-byte broadcast, issued just before the
+  // data: the two run side by side on gloo's threads, and the data is never copied. A
+  // receiver compares the root's header with its own tensor once both finished.
   Napi::Value Broadcast(const Napi::CallbackInfo& info) {
-    std::vector<at::Tensor> t{TensorWrap::Get(info[0], "broadcast")};
+    at::Tensor t = TensorWrap::Get(info[0], "broadcast");
+    int root = info[1].As<Napi::Number>().Int32Value();
+    State& s = S(info.Env());
     c10d::BroadcastOptions o;
-    o.rootRank = info[1].As<Napi::Number>().Int64Value();
-    return Start(info.Env(), "broadcast", ShapeOf(t[0]), false, t, false, [&](c10d::ProcessGroupGloo& pg) { return pg.broadcast(t, o); });
+    o.rootRank = root;
+    std::vector<at::Tensor> hdr{HeaderTensor(t)};
+    std::vector<at::Tensor> data{t};
+    int rank = s.rank;
+    std::string group = s.name;
+    auto hdrWork = std::make_shared<c10::intrusive_ptr<c10d::Work>>();
+    return Start(
+        info.Env(), "broadcast", ShapeOf(t), false, {t, hdr[0]}, false,
+        [&](c10d::ProcessGroupGloo& pg) {
+          *hdrWork = pg.broadcast(hdr, o);
+          return pg.broadcast(data, o);
+        },
+        [t, hdr, hdrWork, root, rank, group](const Ticket& tk) {
+          (*hdrWork)->wait();  // the data arrived, so the header (issued first) has or will at once
+          if (rank == root) return;
+          ShapeHeader got = ReadHeader(hdr[0]), mine = HeaderOf(t);
+          if (!(got == mine))
+            throw std::runtime_error(*tk.what + " on rank " + std::to_string(rank) + " of group '" + group + "': the root (rank " + std::to_string(root) +
+                                     ") broadcast a tensor of " + got.Describe() + ", but this rank passed " + mine.Describe() +
+                                     ", which now holds partial data. Every rank must pass a tensor of the root's shape and dtype to broadcast (e.g. zeros of " +
+                                     got.Describe() + " on the receivers).");
+        });
   }
+  // Every rank's shape header is gathered by its own small allgather next to the data's;
+  // the outputs are returned only when all ranks passed the same shape and dtype.
   Napi::Value AllGather(const Napi::CallbackInfo& info) {
     at::Tensor in = TensorWrap::Get(info[0], "allGather");
+    State& s = S(info.Env());
     std::vector<at::Tensor> inputs{in};
     std::vector<std::vector<at::Tensor>> outputs(1);
-    for (int r = 0; r < S(info.Env()).size; r++) outputs[0].push_back(at::empty_like(in));
+    std::vector<at::Tensor> hdrIn{HeaderTensor(in)};
+    std::vector<std::vector<at::Tensor>> hdrOut(1);
+    for (int r = 0; r < s.size; r++) {
+      outputs[0].push_back(at::empty_like(in));
+      hdrOut[0].push_back(at::empty_like(hdrIn[0]));
+    }
     std::vector<at::Tensor> keep{in};
     keep.insert(keep.end(), outputs[0].begin(), outputs[0].end());
-    return Start(info.Env(), "allGather", ShapeOf(in), false, keep, true, [&](c10d::ProcessGroupGloo& pg) { return pg.allgather(outputs, inputs); });
+    keep.insert(keep.end(), hdrOut[0].begin(), hdrOut[0].end());
+    keep.push_back(hdrIn[0]);
+    int rank = s.rank;
+    std::string group = s.name;
+    auto hdrs = hdrOut[0];
+    auto mine = HeaderOf(in);
+    auto hdrWork = std::make_shared<c10::intrusive_ptr<c10d::Work>>();
+    return Start(
+        info.Env(), "allGather", ShapeOf(in), false, keep, true,
+        [&](c10d::ProcessGroupGloo& pg) {
+          *hdrWork = pg.allgather(hdrOut, hdrIn);
+          return pg.allgather(outputs, inputs);
+        },
+        [hdrs, hdrWork, mine, rank, group](const Ticket& tk) {
+          (*hdrWork)->wait();
+          std::vector<ShapeHeader> hs;
+          bool same = true;
+          for (auto& h : hdrs) {
+            hs.push_back(ReadHeader(h));
+            same = same && hs.back() == mine;
+          }
+          if (!same) {
+            std::string list;
+            for (size_t r = 0; r < hs.size(); r++) list += (r ? ", " : "") + std::string("rank ") + std::to_string(r) + " " + hs[r].Describe();
+            throw std::runtime_error(*tk.what + " on rank " + std::to_string(rank) + " of group '" + group + "': the ranks passed different shapes or dtypes (" + list +
+                                     "). allGather needs the same shape and dtype on every rank: reshape, or pad to a common shape first.");
+          }
+        });
   }
   Napi::Value Send(const Napi::CallbackInfo& info) {
     std::vector<at::Tensor> t{TensorWrap::Get(info[0], "send")};
@@ -701,7 +1172,38 @@ static Napi::Value InitGroup(const Napi::CallbackInfo& info) {
         o.numWorkers = static_cast<std::size_t>(st->size);
         o.waitWorkers = !agentStore;
         o.timeout = st->timeout;
-        auto tcp = c10::make_intrusive<c10d::TCPStore>(host, o);
+        if (o.isServer && IsLoopbackHost(host)) ListenOnLoopbackOnly(o, host);
+        c10::intrusive_ptr<c10d::TCPStore> tcp;
+        try {
+          tcp = c10::make_intrusive<c10d::TCPStore>(host, o);
+        } catch (const std::exception& e) {
+          std::string cause = e.what();
+          if (auto* ce = dynamic_cast<const c10::Error*>(&e)) cause = ce->what_without_backtrace();
+          std::string where = host + ":" + std::to_string(port);
+          if (o.isServer) {
+            // torch 2.x: "... waiting for clients. 1/2 clients joined." (1.13 does not throw here)
+            std::string who = "some ranks";
+            size_t slash = cause.find(" clients joined");
+            if (slash != std::string::npos) {
+              size_t sp = cause.rfind(' ', slash - 1);
+              std::string frac = cause.substr(sp + 1, slash - sp - 1);
+              size_t sl = frac.find('/');
+              if (sl != std::string::npos) {
+                try {
+                  int joined = std::stoi(frac.substr(0, sl)), total = std::stoi(frac.substr(sl + 1));
+                  who = std::to_string(total - joined) + " of " + std::to_string(total) + " ranks";
+                } catch (...) {
+                }
+              }
+            }
+            throw std::runtime_error("rank 0: " + who + " never reached the rendezvous store at " + where + " (hosted by rank 0) within " + std::to_string(st->timeout.count()) +
+                                     " ms (" + cause + "). Check that every other machine was started with --main_process_ip " + host + " --main_process_port " +
+                                     std::to_string(port) + ", that " + host + " is reachable from there (the link is up, no firewall blocks the port), and look at their output.");
+          }
+          throw std::runtime_error("rank " + std::to_string(st->rank) + " could not reach the rendezvous store at " + where + " (the master address, hosted by rank 0 on machine_rank 0) within " +
+                                   std::to_string(st->timeout.count()) + " ms (" + cause + "). Check that machine_rank 0 is started and that " + where +
+                                   " is its address as this machine sees it (--main_process_ip, --main_process_port) and reachable from here (no firewall, the link is up).");
+        }
         if (agentStore)
           st->root = c10::make_intrusive<c10d::PrefixStore>(agentPrefix, tcp);
         else
@@ -724,7 +1226,32 @@ static Napi::Value InitGroup(const Napi::CallbackInfo& info) {
             st->hub.reset();
           }
         }
-        GroupWrap::Connect(st, host);
+        // Every rank marks its arrival, so a failed connect can say which ranks never
+        // reached the store (1.13's rank 0 stops waiting for them without an error).
+        std::string arrived = "accelerate_arrived/";
+        try {
+          std::string me = std::to_string(st->rank);
+          st->root->set(arrived + me, std::vector<uint8_t>(me.begin(), me.end()));
+        } catch (...) {
+        }
+        try {
+          GroupWrap::Connect(st, host);
+        } catch (const std::exception& e) {
+          std::vector<int> missing;
+          try {
+            for (int r = 0; r < st->size; r++)
+              if (!st->root->check({arrived + std::to_string(r)})) missing.push_back(r);
+          } catch (...) {
+          }
+          if (missing.empty()) throw;
+          std::string who = RankList(missing);
+          throw std::runtime_error("rank " + std::to_string(st->rank) + ": " + who + " never reached the rendezvous store at " + host + ":" + std::to_string(port) +
+                                   " (hosted by rank 0) within " + std::to_string(st->timeout.count()) + " ms. Check that " +
+                                   (missing.size() == 1 ? "its machine was" : "their machines were") + " started with --main_process_ip " + host +
+                                   " --main_process_port " + std::to_string(port) + ", that " + host +
+                                   " is reachable from there (the link is up, no firewall blocks the port), and look at " + (missing.size() == 1 ? "its" : "their") +
+                                   " output. (" + e.what() + ")");
+        }
       },
       [st](Napi::Env e) { return GroupWrap::Make(e, st); });
 }

@@ -35,6 +35,7 @@ struct GroupDiag {
   int64_t posSeq = 0;
   std::shared_ptr<const std::string> pos;  // "allReduce #3 [4]"
   const char* state = "issued";
+  int64_t sinceMs = 0;    // wall clock (ms since the epoch) when `state` was entered
   bool dirty = false;
 };
 
@@ -68,7 +69,8 @@ Ticket Issue(GroupState& g, const std::string& op, const std::string& shape, con
 
 // Block until `work` finished, at most the group's timeout. On failure throws
 // std::runtime_error naming the op and every rank's position. Collectives are waited on
-// in slices of 500 ms, so a size mismatch that stopped gloo's transport (see c10d.cc), or
+// in slices of 500 ms (sleeping on the work's completion callback, never a timed
+// Work::wait, whose expiry races with completion), so a size mismatch that stopped gloo's transport (see c10d.cc), or
 // that another rank reported through the store, fails the wait at once instead of after
 // the timeout.
 void WaitFor(GroupState& g, const c10::intrusive_ptr<c10d::Work>& work, const Ticket& t);

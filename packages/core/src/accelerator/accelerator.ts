@@ -290,7 +290,11 @@ export class Accelerator {
 
   private async init(): Promise<this> {
     const backend = await this.resolveBackendOption();
-    const timeoutMs = (this.handlers.initProcessGroup ?? new InitProcessGroupKwargs()).timeoutMs(this.handlers.initProcessGroup?.fields.backend);
+    // InitProcessGroupKwargs in code wins; else --timeout / ACCELERATE_PROCESS_GROUP_TIMEOUT; else its default.
+    const pgKwargs = this.handlers.initProcessGroup ?? new InitProcessGroupKwargs();
+    const configured = this.config.value('processGroupTimeout');
+    const timeoutMs =
+      pgKwargs.fields.timeoutSeconds === undefined && configured !== undefined ? configured * 1000 : pgKwargs.timeoutMs(pgKwargs.fields.backend);
     this.partial = await PartialState.init({
       backend,
       cpu: this.config.value('cpu'),

@@ -70,6 +70,7 @@ export {
   resolveConfig,
   resolvedValues,
 } from './resolve.js';
+export { PROCESS_GROUP_TIMEOUT_ENV, parseTimeoutSeconds } from './timeout.js';
 export type {
   ConfigSource,
   DynamoBackendName,

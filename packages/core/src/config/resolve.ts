@@ -7,6 +7,7 @@
  * winner for each setting; {@link formatProvenance} prints the result.
  * @module
  */
+import { PROCESS_GROUP_TIMEOUT_ENV, parseTimeoutSeconds } from './timeout.js';
 import type { EnvironmentVariables } from '../state/environment.js';
 import type { MixedPrecision } from '../interfaces/backend.js';
 import { ConfigError, showValue, suggestClosest, type ConfigIssue } from './errors.js';
@@ -61,6 +62,11 @@ export type ResolvedValues = {
   mainProcessIp: string | undefined;
   /** Port of the rank-0 process. */
   mainProcessPort: number;
+  /**
+   * Seconds a collective or the rendezvous may wait (`--timeout`, ACCELERATE_PROCESS_GROUP_TIMEOUT);
+   * `undefined` = InitProcessGroupKwargs' default (1800 s, 600 s for nccl). InitProcessGroupKwargs in code wins.
+   */
+  processGroupTimeout: number | undefined;
   /** Distributed type from configuration (the state refines it from the launcher's variables). */
   distributedType: ConfigDistributedType;
   /** torch.compile-style backend, upper case (`NO` = off). */
@@ -97,6 +103,7 @@ export const SETTING_NAMES: readonly (keyof ResolvedValues)[] = [
   'machineRank',
   'mainProcessIp',
   'mainProcessPort',
+  'processGroupTimeout',
   'dynamoBackend',
   'useDeepspeed',
   'useFsdp',
@@ -335,6 +342,13 @@ const DEFS: { [K in keyof ResolvedValues]: SettingDef<ResolvedValues[K]> } = {
     },
     fromFile: fileKey('main_process_port'),
     defaultValue: 29500,
+  },
+  processGroupTimeout: {
+    check: (v, key) => (typeof v === 'number' && Number.isFinite(v) && v > 0 ? v : badValue(key, v, 'a positive number of seconds')),
+    env: [PROCESS_GROUP_TIMEOUT_ENV],
+    parseEnv: (n, r) => parseTimeoutSeconds(r) ?? badValue(n, r, 'a positive number of seconds (e.g. 600)'),
+    defaultValue: undefined,
+    defaultDetail: '1800 s (600 s for nccl), as InitProcessGroupKwargs',
   },
   dynamoBackend: {
     check: checkDynamo,

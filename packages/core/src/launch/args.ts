@@ -8,6 +8,7 @@
  * /x.yaml (mixed_precision)".
  * @module
  */
+import { PROCESS_GROUP_TIMEOUT_ENV, parseTimeoutSeconds } from '../config/timeout.js';
 import type { MixedPrecision } from '../interfaces/backend.js';
 import type { EnvironmentVariables } from '../state/environment.js';
 import type { ConfigSource } from '../config/resolve.js';
@@ -70,6 +71,8 @@ export interface LaunchArgs {
   maxRestarts?: number;
   monitorInterval?: number;
   gradientAccumulationSteps?: number;
+  /** Collective and rendezvous timeout in seconds (`--timeout`, ACCELERATE_PROCESS_GROUP_TIMEOUT). */
+  timeout?: number;
   /** Any other flag of {@link LAUNCH_FLAGS} by its snake_case name, e.g. `{ fsdp_offload_params: true }`. */
   extra?: Readonly<Record<string, LaunchValue>>;
 }
@@ -104,6 +107,8 @@ export interface ResolvedLaunch {
   readonly mainProcessPort: number | undefined;
   readonly numCpuThreadsPerProcess: number | undefined;
   readonly gradientAccumulationSteps: number | undefined;
+  /** Collective timeout in seconds from `--timeout` or the launcher's ACCELERATE_PROCESS_GROUP_TIMEOUT; undefined = the default. */
+  readonly processGroupTimeout: number | undefined;
   readonly paradigm: LaunchParadigm;
   readonly useParallelismConfig: boolean;
   readonly tee: string;
@@ -135,6 +140,7 @@ const TYPED_FIELDS: readonly (keyof LaunchArgs)[] = [
   'numMachines', 'numCpuThreadsPerProcess', 'enableCpuAffinity', 'dynamoBackend', 'useDeepspeed', 'useFsdp',
   'useParallelismConfig', 'useMegatronLm', 'gpuIds', 'sameNetwork', 'machineRank', 'mainProcessIp', 'mainProcessPort',
   'tee', 'logDir', 'role', 'rdzvBackend', 'rdzvConf', 'maxRestarts', 'monitorInterval', 'gradientAccumulationSteps',
+  'timeout',
 ];
 const TYPED_SNAKE = new Set(TYPED_FIELDS.map((k) => snake(k)));
 
@@ -445,6 +451,24 @@ export function resolveLaunchArgs(args: LaunchArgs, options: ResolveLaunchOption
   if (ga !== undefined && ga < 1) {
     problems.push(`${describe('gradient_accumulation_steps')} is ${ga}; pass 1 or more.`);
   }
+  // Checked here, before any rank starts: a bad value would otherwise fail every rank.
+  let processGroupTimeout: number | undefined;
+  const timeoutFlag = values.timeout as number | undefined;
+  if (timeoutFlag !== undefined) {
+    if (!(Number.isFinite(timeoutFlag) && timeoutFlag > 0)) {
+      throw new LaunchError(`${describe('timeout')} is ${timeoutFlag}; pass a positive number of seconds, e.g. --timeout 600 (10 minutes).`);
+    }
+    processGroupTimeout = timeoutFlag;
+  } else if (env[PROCESS_GROUP_TIMEOUT_ENV] !== undefined && env[PROCESS_GROUP_TIMEOUT_ENV] !== '') {
+    const raw = env[PROCESS_GROUP_TIMEOUT_ENV]!;
+    const seconds = parseTimeoutSeconds(raw);
+    if (seconds === undefined) {
+      throw new LaunchError(
+        `${PROCESS_GROUP_TIMEOUT_ENV}=${JSON.stringify(raw)} is not a positive number of seconds. Set it to e.g. 600 (10 minutes), pass --timeout <seconds>, or unset it for the default (1800).`,
+      );
+    }
+    processGroupTimeout = seconds;
+  }
   const tee = String(values.tee);
   const teeValid = collect(() => (parseTee(tee), tee)) !== undefined;
   const logDir = values.log_dir as string | undefined;
@@ -500,6 +524,7 @@ export function resolveLaunchArgs(args: LaunchArgs, options: ResolveLaunchOption
     mainProcessPort: port,
     numCpuThreadsPerProcess: threads,
     gradientAccumulationSteps: ga,
+    processGroupTimeout,
     paradigm,
     useParallelismConfig,
     tee,

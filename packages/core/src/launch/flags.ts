@@ -124,6 +124,7 @@ export const LAUNCH_FLAGS: readonly LaunchFlagSpec[] = [
   f('gpu_ids', 'string', 'distributed', 'native', 'Comma-separated device ids this machine uses, or `all` (sets CUDA_VISIBLE_DEVICES).', { valueName: 'ids' }),
   f('same_network', 'boolean', 'distributed', 'native', 'All machines share one network (accelerate-ts always rendezvous at main_process_ip:main_process_port).'),
   f('machine_rank', 'integer', 'distributed', 'native', 'Rank of this machine, 0 .. num_machines-1.', { valueName: 'rank' }),
+  f('timeout', 'number', 'distributed', 'native', 'Seconds a collective or the rendezvous may wait before failing (ACCELERATE_PROCESS_GROUP_TIMEOUT); default 1800, as InitProcessGroupKwargs. InitProcessGroupKwargs(timeoutSeconds) in code wins.', { valueName: 'seconds' }),
   f('main_process_ip', 'string', 'distributed', 'native', 'Address of the machine running rank 0.', { valueName: 'ip' }),
   f('main_process_port', 'integer', 'distributed', 'native', 'Port of rank 0; 0 or absent on one machine = a free port.', { valueName: 'port' }),
   f('tee', 'string', 'distributed', 'native', 'With --log_dir: also write 1 = stdout, 2 = stderr, 3 = both to log files (per rank: "0:3,1:1").', { short: 't', default: '0', valueName: 'streams' }),

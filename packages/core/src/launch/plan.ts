@@ -77,6 +77,7 @@ const OWNED_ENV = [
   'ACCELERATE_USE_CPU',
   'ACCELERATE_DEBUG_MODE',
   'ACCELERATE_GRADIENT_ACCUMULATION_STEPS',
+  'ACCELERATE_PROCESS_GROUP_TIMEOUT',
   'ACCELERATE_USE_DEEPSPEED',
   'ACCELERATE_USE_FSDP',
   'ACCELERATE_USE_MEGATRON_LM',
@@ -167,6 +168,10 @@ export function buildLaunchPlan(resolved: ResolvedLaunch, options: BuildLaunchPl
     if (baseEnv.KMP_BLOCKTIME === undefined) put('KMP_BLOCKTIME', '1');
   }
   if (resolved.debug) put('ACCELERATE_DEBUG_MODE', 'true', origin('debug'));
+  if (resolved.processGroupTimeout !== undefined) {
+    const fromFlag = o.timeout !== undefined;
+    put('ACCELERATE_PROCESS_GROUP_TIMEOUT', String(resolved.processGroupTimeout), fromFlag ? origin('timeout') : undefined);
+  }
   if (resolved.gradientAccumulationSteps !== undefined) {
     put('ACCELERATE_GRADIENT_ACCUMULATION_STEPS', String(resolved.gradientAccumulationSteps), origin('gradient_accumulation_steps'));
   }

@@ -6,6 +6,7 @@
  * gives an error that says which value conflicts and how to proceed.
  * @module
  */
+import { PROCESS_GROUP_TIMEOUT_ENV, parseTimeoutSeconds } from '../config/timeout.js';
 import type { Backend, DeviceInfo } from '../interfaces/backend.js';
 import type { ProcessGroup } from '../interfaces/process-group.js';
 import { DistributedType, multiTypeForDeviceKind } from './distributed-type.js';
@@ -20,7 +21,10 @@ export interface PartialStateOptions {
   backend: Backend<any, any, any, any>;
   /** Environment to read (defaults to `process.env`). */
   env?: Readonly<Record<string, string | undefined>>;
-  /** Collective timeout in ms (InitProcessGroupKwargs.timeout), default 1 800 000 (30 min) as Accelerate's gloo default. */
+  /**
+   * Collective timeout in ms (InitProcessGroupKwargs.timeout); default: `ACCELERATE_PROCESS_GROUP_TIMEOUT`
+   * (seconds, set by `accelerate launch --timeout`) when set, else 1 800 000 (30 min) as Accelerate's gloo default.
+   */
   timeoutMs?: number;
   /** Transport for the process group (`gloo`, `nccl`, `mpi`); default: the backend's choice. */
   processGroupBackend?: string;
@@ -153,7 +157,7 @@ export class PartialState {
         masterAddr: world.masterAddr ?? '127.0.0.1',
         masterPort: world.masterPort,
         backend: options.processGroupBackend,
-        timeoutMs: options.timeoutMs ?? 1_800_000,
+        timeoutMs: options.timeoutMs ?? timeoutFromEnv(env) ?? 1_800_000,
       });
     }
     return new PartialState({ world, distributedType, device, backend, group, debug: options.debug ?? false, cpu });
@@ -213,4 +217,15 @@ export class PartialState {
   async waitForEveryone(): Promise<void> {
     if (this.group) await this.group.barrier().wait();
   }
+}
+
+/** `ACCELERATE_PROCESS_GROUP_TIMEOUT` (seconds) in ms; undefined when unset; an error naming it when malformed. */
+function timeoutFromEnv(env: Readonly<Record<string, string | undefined>>): number | undefined {
+  const raw = env[PROCESS_GROUP_TIMEOUT_ENV];
+  if (raw === undefined || raw === '') return undefined;
+  const seconds = parseTimeoutSeconds(raw);
+  if (seconds === undefined) {
+    throw new Error(`${PROCESS_GROUP_TIMEOUT_ENV}=${JSON.stringify(raw)} is not a positive number of seconds. Set it to e.g. 600 (10 minutes), or unset it for the default (1800).`);
+  }
+  return seconds * 1000;
 }

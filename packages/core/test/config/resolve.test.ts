@@ -281,6 +281,7 @@ describe('formatProvenance', () => {
       'machineRank                0        default',
       'mainProcessIp              (unset)  default      this machine (127.0.0.1)',
       'mainProcessPort            29500    default',
+      'processGroupTimeout        (unset)  default      1800 s (600 s for nccl), as InitProcessGroupKwargs',
       'dynamoBackend              NO       default',
       'useDeepspeed               false    default',
       'useFsdp                    false    default',

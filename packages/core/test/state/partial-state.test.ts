@@ -37,6 +37,17 @@ describe('PartialState', () => {
     expect(s.group?.size).toBe(2);
   });
 
+  it('without timeoutMs, uses ACCELERATE_PROCESS_GROUP_TIMEOUT (seconds) and names it when malformed', async () => {
+    const world = { RANK: '0', WORLD_SIZE: '2', LOCAL_RANK: '0', MASTER_ADDR: '127.0.0.1', MASTER_PORT: '29611' };
+    const backend = new GroupedBackend();
+    await PartialState.init({ backend, env: { ...world, ACCELERATE_PROCESS_GROUP_TIMEOUT: '90' } });
+    expect(backend.joined?.timeoutMs).toBe(90_000);
+    await AcceleratorState.resetState();
+    await expect(PartialState.init({ backend: new GroupedBackend(), env: { ...world, ACCELERATE_PROCESS_GROUP_TIMEOUT: 'soon' } })).rejects.toThrow(
+      /ACCELERATE_PROCESS_GROUP_TIMEOUT="soon" is not a positive number of seconds/,
+    );
+  });
+
   it('picks the accelerator device of its local rank (MULTI_GPU), or the CPU when asked', async () => {
     const env = { RANK: '3', WORLD_SIZE: '4', LOCAL_RANK: '3', LOCAL_WORLD_SIZE: '4' };
     const gpu = await PartialState.init({ backend: new GroupedBackend({ devices: ['cuda:0', 'cuda:1'] }), env });
