@@ -259,6 +259,19 @@ export class BatchSampler implements ResumableBatchSampler {
   /** Batches of the order with its first `start.samples` indices (or `start.batches` batches) left out. */
   *iterateFrom(start: ResumePoint, onSkipped?: SkippedIndices): Iterable<number[]> {
     const skip = (start.samples ?? 0) + (start.batches ?? 0) * this.batchSize;
+    if (Object.getPrototypeOf(this.sampler) === SequentialSampler.prototype && (skip === 0 || !onSkipped)) {
+      // In order 0..n-1: build each batch by counting instead of pulling one index at a time through
+      // the sampler's generator (that runs on every training step; same batches as below).
+      const n = this.sampler.length;
+      for (let first = skip; first < n; first += this.batchSize) {
+        const size = Math.min(this.batchSize, n - first);
+        if (size < this.batchSize && this.dropLast) return;
+        const batch: number[] = [];
+        for (let k = 0; k < size; k++) batch.push(first + k);
+        yield batch;
+      }
+      return;
+    }
     let seen = 0;
     let batch: number[] = [];
     let skipped: number[] = [];
