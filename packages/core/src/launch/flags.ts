@@ -285,7 +285,7 @@ export function parseLaunchFlagValue(spec: LaunchFlagSpec, raw: string): LaunchV
     }
     case 'number': {
       const n = Number(text);
-      if (text === '' || !Number.isFinite(n)) throw new LaunchError(`${flag} got ${JSON.stringify(raw)}, which is not a number; pass e.g. ${flag} ${spec.default ?? 1}.`);
+      if (text === '' || !Number.isFinite(n)) throw new LaunchError(`${flag} got ${JSON.stringify(raw)}, which is not a number; pass e.g. ${flag} ${spec.default ?? (spec.valueName === 'seconds' ? 600 : 1)}.`);
       return n;
     }
     case 'list':

@@ -15,6 +15,8 @@ describe('--timeout and ACCELERATE_PROCESS_GROUP_TIMEOUT', () => {
   it('the flag exists in the launch table, in seconds', () => {
     expect(launchFlag('timeout')).toMatchObject({ type: 'number', group: 'distributed', support: 'native' });
     expect(parseLaunchFlagValue(launchFlag('timeout')!, '90')).toBe(90);
+    // The example in the message is a sensible timeout, not 1 second.
+    expect(() => parseLaunchFlagValue(launchFlag('timeout')!, 'abc')).toThrow(/--timeout got "abc", which is not a number; pass e\.g\. --timeout 600\./);
   });
 
   it('bad values are refused before spawning, naming the flag or variable, the value and the fix', () => {
