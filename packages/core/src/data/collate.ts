@@ -49,8 +49,6 @@ type CollatedPlain<T> = T extends HostTensor | HostArray | number | bigint | boo
           ? { [K in keyof T]: Collated<T[K]> }
           : T[];
 
-const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
-
 type Settable = { set(src: ArrayLike<number | bigint>, offset?: number): void };
 
 function isPlainObject(x: unknown): x is Record<string, unknown> {
@@ -92,22 +90,22 @@ function joinArrays(dtype: DType, parts: readonly HostArray[]): HostArray {
 export function stackTensors(tensors: readonly HostTensor[]): HostTensor {
   if (tensors.length === 0) throw new RangeError('stackTensors: nothing to stack.');
   const { shape, dtype } = tensors[0];
-  tensors.forEach((t, i) => {
-    if (t.dtype !== dtype || t.shape.length !== shape.length || t.shape.some((d, k) => d !== shape[k])) {
+  const per = tensors[0].data.length;
+  // Check and copy in one pass: this runs for every tensor field of every batch.
+  const out = allocHostArray(dtype, tensors.length * per) as unknown as Settable;
+  for (let i = 0; i < tensors.length; i++) {
+    const t = tensors[i];
+    let same = t.dtype === dtype && t.shape.length === shape.length;
+    for (let k = 0; same && k < shape.length; k++) same = t.shape[k] === shape[k];
+    if (!same) {
       throw new RangeError(
         `stackTensors: every sample must have the same shape and dtype to be stacked into a batch; sample 0 is ${describe(tensors[0])} but sample ${i} is ${describe(t)}. ` +
           'Pad samples to one shape, or pass a collateFn.',
       );
     }
-  });
-  return new HostTensor(
-    joinArrays(
-      dtype,
-      tensors.map((t) => t.data),
-    ),
-    [tensors.length, ...shape],
-    dtype,
-  );
+    out.set(t.data as unknown as ArrayLike<number>, i * per);
+  }
+  return new HostTensor(out as unknown as HostArray, [tensors.length, ...shape], dtype);
 }
 
 /** Concatenate tensors along dimension 0 (same dtype and trailing dimensions). */
@@ -159,60 +157,32 @@ export function defaultCollate<T>(samples: readonly T[]): Collated<T> {
 }
 
 /**
- * The common shapes in one pass with one allocation: equal-length typed arrays
- * of one kind, equal-shape HostTensors, all-number columns. Returns undefined
- * when the values do not fit (the general path then collates them, or throws
- * its precise error).
+ * The common column shapes, checked in one pass before the one copy: equal-length
+ * typed arrays of one kind, all-number columns. Returns undefined when the values
+ * do not fit (the general path then collates them, or throws its precise error).
+ * HostTensors need no fast path: {@link stackTensors} checks and copies in one pass.
  */
 function collateFast(values: readonly unknown[]): HostTensor | undefined {
   const n = values.length;
   const first = values[0];
-  if (first instanceof HostTensor) {
-    const { shape, dtype } = first;
-    const per = first.data.length;
-    const Ctor = first.data.constructor as new (len: number) => HostArray;
-    const out = new Ctor(n * per) as unknown as Settable;
-    for (let i = 0; i < n; i++) {
-      const v = values[i];
-      if (!(v instanceof HostTensor) || v.dtype !== dtype || v.data.length !== per || v.shape.length !== shape.length) return undefined;
-      for (let k = 0; k < shape.length; k++) if (v.shape[k] !== shape[k]) return undefined;
-      out.set(v.data as unknown as ArrayLike<number>, i * per);
-    }
-    return new HostTensor(out as unknown as HostArray, [n, ...shape], dtype);
-  }
   if (isHostArray(first)) {
-    const Ctor = first.constructor as new (len: number) => HostArray;
+    const Ctor = first.constructor;
     const per = first.length;
-    const out = new Ctor(n * per) as unknown as Settable;
     for (let i = 0; i < n; i++) {
       const v = values[i] as HostArray;
       if (v === null || typeof v !== 'object' || v.constructor !== Ctor || v.length !== per) return undefined;
-      out.set(v as unknown as ArrayLike<number>, i * per);
     }
-    return new HostTensor(out as unknown as HostArray, [n, per], dtypeOfHostArray(first));
+    const dtype = dtypeOfHostArray(first);
+    return new HostTensor(joinArrays(dtype, values as HostArray[]), [n, per], dtype);
   }
   if (typeof first === 'number') {
-    const f = new Float64Array(n);
     let ints = true;
     for (let i = 0; i < n; i++) {
       const v = values[i];
       if (typeof v !== 'number') return undefined;
-      f[i] = v;
       if (ints && !Number.isInteger(v)) ints = false;
     }
-    if (!ints) return new HostTensor(f, [n], 'float64');
-    const out = new BigInt64Array(n);
-    // Class labels and indices fit in 32 bits: write both halves through an int32 view (little-endian
-    // hosts) instead of making a BigInt per element.
-    const words = LITTLE_ENDIAN ? new Int32Array(out.buffer) : undefined;
-    for (let i = 0; i < n; i++) {
-      const v = f[i];
-      if (words && v >= -2147483648 && v <= 2147483647) {
-        words[2 * i] = v;
-        words[2 * i + 1] = v < 0 ? -1 : 0;
-      } else out[i] = BigInt(v);
-    }
-    return new HostTensor(out, [n], 'int64');
+    return HostTensor.fromNumbers(values as number[], [n], ints ? 'int64' : 'float64');
   }
   return undefined;
 }

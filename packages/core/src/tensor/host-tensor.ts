@@ -112,12 +112,29 @@ export class HostTensor {
   static fromNumbers(values: readonly number[], shape: readonly number[] = [values.length], dtype?: DType): HostTensor {
     const dt: DType = dtype ?? (values.every(Number.isInteger) ? 'int64' : 'float64');
     const Ctor = hostArrayConstructor(dt);
-    const data =
-      Ctor === BigInt64Array
-        ? BigInt64Array.from(values, (v) => BigInt(Math.trunc(v)))
-        : (Ctor as Float64ArrayConstructor).from(values);
+    const data = Ctor === BigInt64Array ? int64FromNumbers(values) : (Ctor as Float64ArrayConstructor).from(values);
     return new HostTensor(data as HostArray, shape, dt);
   }
+}
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+/**
+ * Numbers truncated into an int64 array. Class labels and indices fit in 32 bits:
+ * on little-endian hosts both halves of such a value are written through an int32
+ * view instead of making a BigInt per element (collate does this for every batch).
+ */
+function int64FromNumbers(values: readonly number[]): BigInt64Array {
+  const out = new BigInt64Array(values.length);
+  const words = LITTLE_ENDIAN ? new Int32Array(out.buffer) : undefined;
+  for (let i = 0; i < values.length; i++) {
+    const v = Math.trunc(values[i]);
+    if (words && v >= -2147483648 && v <= 2147483647) {
+      words[2 * i] = v;
+      words[2 * i + 1] = v < 0 ? -1 : 0;
+    } else out[i] = BigInt(v);
+  }
+  return out;
 }
 
 /** True for any typed array a {@link HostTensor} can hold. */
