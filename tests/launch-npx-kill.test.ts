@@ -9,6 +9,8 @@ import { BIN, cleanEnv, fixture, isAlive, rankResults, ROOT, waitGone } from './
 
 const NPM = join(dirname(process.execPath), 'npm');
 const linux = existsSync('/proc/self/stat');
+if (!linux) console.log('tests/launch-npx-kill.test.ts skipped: the launcher finds npm\'s shell through /proc, which this system lacks');
+else if (!existsSync(NPM)) console.log(`tests/launch-npx-kill.test.ts skipped: no npm beside node at ${NPM}`);
 
 /** Parent pid of `pid` from /proc (the field after the parenthesised command name). */
 function ppidOf(pid: number): number {
