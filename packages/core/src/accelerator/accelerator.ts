@@ -4,8 +4,10 @@
  * registered backend.
  * @module
  */
-import type { Backend, BackendFactory, GradScaler, Loss, MixedPrecision } from '../interfaces/backend.js';
-import type { PluginContext } from '../interfaces/plugin.js';
+import { requireCapability, type Backend, type BackendFactory, type GradScaler, type Loss, type MixedPrecision } from '../interfaces/backend.js';
+import type { Plugin, PluginContext } from '../interfaces/plugin.js';
+import type { CheckpointParticipant } from '../interfaces/checkpoint.js';
+import type { DistributionStrategy, StrategyContext } from '../interfaces/strategy.js';
 import type { Tracker } from '../interfaces/tracker.js';
 import { TrackerHub, type LogWith } from '../tracking/hub.js';
 import { GradientState, type GradientAccumulationOptions } from '../state/gradient-state.js';
@@ -50,6 +52,9 @@ import { discoverInstalledBackends } from './backend-discovery.js';
 import { normalizeProjectConfiguration, type DataLoaderConfiguration, type ProjectConfiguration } from './configurations.js';
 import { indexKwargsHandlers, type AnyKwargsHandler, GradScalerKwargs, InitProcessGroupKwargs } from './kwargs-handlers.js';
 import { PluginContainer, type PluginOption } from './plugin-container.js';
+import { ddpStrategy, singleProcessStrategy } from './builtin-strategies.js';
+import { missingStrategyPackage, requestedStrategy, strategyProvider } from './strategy-selection.js';
+import { loadStrategyPlugin } from './strategy-discovery.js';
 import { applyPendingSeed } from './seed.js';
 import { joinUnevenInputs as joinUnevenInputsImpl, type JoinUnevenInputsOptions } from './join.js';
 import { optimizerStepState, unwrapPrepared, wrapOptimizer, wrapScheduler } from './wrappers.js';
@@ -191,6 +196,13 @@ export class Accelerator {
   private generation = -1;
   private scaler: GradScaler<any, any> | undefined;
   private triggerFlag = false;
+  /** The one distribution strategy, chosen with the plugins at the first prepare. */
+  private activeStrategy: DistributionStrategy<any, any> | undefined;
+  private strategyCtx: StrategyContext<any> | undefined;
+  /** Checkpoint participants plugins added through their context. */
+  private readonly pluginParticipants: CheckpointParticipant[] = [];
+  /** The plugin of the strategy package the configuration names, loaded by `ready()`. */
+  private configuredStrategyPlugin: Plugin | undefined;
 
   /** The run's trackers (see {@link AcceleratorOptions.logWith}). */
   readonly trackerHub: TrackerHub;
@@ -305,6 +317,7 @@ export class Accelerator {
     });
     this.generation = PartialState.generation;
     applyPendingSeed(backend, this.partial.processIndex);
+    await this.findRequestedStrategy();
     const precision = this.mixedPrecision;
     if (precision === 'fp16') {
       if (this.partial.device === 'cpu') {
@@ -314,10 +327,10 @@ export class Accelerator {
       }
       const scalerKwargs = this.handlers.gradScaler ?? new GradScalerKwargs();
       if (scalerKwargs.fields.enabled) {
-        if (!backend.createGradScaler) {
-          throw new Error(`The "${backend.name}" backend has no loss scaler, which fp16 training needs. Use mixedPrecision "bf16" or "no".`);
+        if (!backend.precision?.createGradScaler) {
+          throw new Error(`The "${backend.name}" backend has no loss scaler (precision.createGradScaler), which fp16 training needs. Use mixedPrecision "bf16" or "no".`);
         }
-        this.scaler = backend.createGradScaler({ ...scalerKwargs.fields });
+        this.scaler = backend.precision.createGradScaler({ ...scalerKwargs.fields });
       }
     }
     if (precision === 'fp8') {
@@ -326,6 +339,21 @@ export class Accelerator {
       );
     }
     return this;
+  }
+
+  /**
+   * When the configuration names a strategy (`distributed_type: FSDP`, …) and
+   * no plugin given in code provides one, load the package that does — or
+   * stop here, before any training, with an error naming it.
+   */
+  private async findRequestedStrategy(): Promise<void> {
+    const requested = requestedStrategy(this.config.values());
+    if (!requested) return;
+    const flat = (this.pluginOptions.flat(Infinity as 1) as unknown[]).filter(Boolean) as Plugin[];
+    if (flat.some((p) => p.strategy !== undefined)) return; // checked against `requested` at setup
+    const found = await loadStrategyPlugin(requested);
+    if (!found.plugin) throw missingStrategyPackage(requested, found.reason);
+    this.configuredStrategyPlugin = found.plugin;
   }
 
   private async resolveBackendOption(): Promise<Backend<any, any, any, any>> {
@@ -362,7 +390,17 @@ export class Accelerator {
   }
   /** Distributed type (FSDP / DEEPSPEED / MEGATRON_LM when requested on a multi-process run). */
   get distributedType(): DistributedType {
-    return this.state.distributedType;
+    return this.activeStrategy?.distributedType ?? this.state.distributedType;
+  }
+  /**
+   * The active distribution strategy (`single-process`, `DDP`, or the one a
+   * plugin provides); chosen at the first `prepare`.
+   */
+  get strategy(): DistributionStrategy<any, any> {
+    if (!this.activeStrategy) {
+      throw new Error('The distribution strategy is chosen at the first prepare(): call `await accelerator.prepare(...)` before reading accelerator.strategy.');
+    }
+    return this.activeStrategy;
   }
   get numProcesses(): number {
     return this.partialState.numProcesses;
@@ -431,22 +469,101 @@ export class Accelerator {
     return this;
   }
 
-  private pluginContext(): PluginContext {
+  /** The context hooks of `plugin` receive (a generic one for core's own use when no plugin is given). */
+  private pluginContext(plugin?: Plugin): PluginContext {
+    const state = this.partialState;
+    const values = this.config.values();
+    const prefix = plugin ? `[${plugin.name}] ` : '';
+    const base = getLogger(plugin ? `accelerate.plugin.${plugin.name}` : 'accelerate.plugins');
     return {
-      config: this.config.values(),
-      processIndex: this.processIndex,
-      numProcesses: this.numProcesses,
-      device: this.device,
+      config: values,
+      resolvedConfig: this.config,
+      options: plugin ? this.pluginOptionsOf(plugin) : {},
+      state: this.state,
+      backend: state.backend,
+      group: state.group,
+      newGroup: async (ranks) => {
+        if (!state.group) throw new Error(`${prefix}newGroup(): there is no process group on one process.`);
+        return state.group.newGroup(ranks);
+      },
+      logger: prefixedLogger(base, prefix),
+      addCheckpointParticipant: (participant) => {
+        if (this.pluginParticipants.some((p) => p.name === participant.name)) {
+          throw new Error(`${prefix}addCheckpointParticipant: a participant named "${participant.name}" was added already; give each a unique name.`);
+        }
+        this.pluginParticipants.push(participant);
+      },
+      processIndex: state.processIndex,
+      numProcesses: state.numProcesses,
+      device: state.device,
     };
+  }
+
+  /**
+   * A plugin's own settings: its config section (file, env, flags) over the
+   * defaults its `config` hook contributes.
+   */
+  private pluginOptionsOf(plugin: Plugin): Record<string, unknown> {
+    const defaults = (plugin.config?.(this.config.values()) ?? {}) as Record<string, unknown>;
+    const section = plugin.section ? sectionValues(this.config, plugin.section) : {};
+    return { ...defaults, ...section };
   }
 
   private async plugins(): Promise<PluginContainer> {
     if (!this.pluginContainer) {
-      this.pluginContainer = new PluginContainer(this.pluginOptions, this.config.values());
-      await this.pluginContainer.notify('configResolved', this.pluginContext());
-      if (this.partialState.group) await this.pluginContainer.notify('processGroupReady', this.pluginContext());
+      const container = new PluginContainer(this.pluginOptions, this.config.values());
+      const ctxOf = (p: Plugin) => this.pluginContext(p);
+      await container.notify('configResolved', ctxOf);
+      if (this.partialState.group) await container.notify('processGroupReady', ctxOf);
+      await this.setupStrategy(container);
+      this.pluginContainer = container;
     }
     return this.pluginContainer;
+  }
+
+  /**
+   * Choose and set up the one distribution strategy: a plugin's, else the
+   * installed package the configuration names (`distributed_type: FSDP`, …),
+   * else DDP on several processes and `single-process` on one.
+   */
+  private async setupStrategy(container: PluginContainer): Promise<void> {
+    const requested = requestedStrategy(this.config.values());
+    let provider = strategyProvider(container.plugins);
+    if (!provider && this.configuredStrategyPlugin) {
+      provider = this.configuredStrategyPlugin;
+      container.add(provider);
+      await container.notifyOne(provider, 'configResolved', this.pluginContext(provider));
+      if (this.partialState.group) await container.notifyOne(provider, 'processGroupReady', this.pluginContext(provider));
+    }
+    let strategy: DistributionStrategy<any, any>;
+    if (provider) {
+      const s = provider.strategy!;
+      strategy = typeof s === 'function' ? await s(this.pluginContext(provider)) : s;
+      if (requested && strategy.distributedType !== requested) {
+        throw new Error(
+          `The configuration asks for ${requested}, but plugin "${provider.name}" provides the "${strategy.name}" strategy (${strategy.distributedType ?? 'data parallel'}). ` +
+            `Remove distributed_type: ${requested} (or --use_${requested.toLowerCase()}) from the configuration, or use the plugin for ${requested}.`,
+        );
+      }
+    } else {
+      strategy = this.useDistributed ? ddpStrategy({ ...this.handlers.ddp?.fields }) : singleProcessStrategy();
+    }
+    const backend = this.backend;
+    for (const capability of strategy.requires ?? []) {
+      requireCapability(backend, capability, `The "${strategy.name}" strategy${provider ? ` (plugin "${provider.name}")` : ''}`);
+    }
+    const state = this.partialState;
+    const ctx: StrategyContext<any> = {
+      backend,
+      group: state.group,
+      processIndex: state.processIndex,
+      numProcesses: state.numProcesses,
+      device: state.device,
+      logger: prefixedLogger(getLogger(`accelerate.strategy.${strategy.name}`), `[${strategy.name}] `),
+    };
+    await strategy.setup?.(ctx);
+    this.activeStrategy = strategy;
+    this.strategyCtx = ctx;
   }
 
   /**
@@ -462,20 +579,21 @@ export class Accelerator {
     await this.ready();
     const backend = this.backend;
     const plugins = await this.plugins();
-    const ctx = this.pluginContext();
+    const models = requireCapability(backend, 'models', 'Accelerator.prepare');
+    const optimizers = requireCapability(backend, 'optimizers', 'Accelerator.prepare');
     const out: unknown[] = [...objects];
     for (let i = 0; i < out.length; i++) {
       const obj = out[i];
       const existing = this.alreadyPrepared(obj);
       if (existing !== undefined) out[i] = existing;
-      else if (obj instanceof DataLoader) out[i] = await this.prepareDataLoaderInternal(obj, plugins, ctx);
-      else if (backend.isModel(obj)) out[i] = await this.prepareModel(obj, plugins, ctx);
-      else if (backend.isOptimizer(obj)) out[i] = await this.prepareOptimizer(obj, plugins, ctx);
+      else if (obj instanceof DataLoader) out[i] = await this.prepareDataLoaderInternal(obj, plugins);
+      else if (models.isModel(obj)) out[i] = await this.prepareModel(obj, plugins);
+      else if (optimizers.isOptimizer(obj)) out[i] = await this.prepareOptimizer(obj as object, plugins);
     }
     for (let i = 0; i < out.length; i++) {
       const obj = out[i];
       if (this.preparedOutputs.has(obj as object)) continue; // prepared above or earlier
-      if (backend.isScheduler?.(obj)) out[i] = await this.prepareScheduler(obj, plugins, ctx);
+      if (optimizers.isScheduler?.(obj)) out[i] = await this.prepareScheduler(obj as object, plugins);
     }
     return out as unknown as Prepared<T>;
   }
@@ -513,54 +631,54 @@ export class Accelerator {
     return result;
   }
 
-  /** Prepare one model: plugins, device placement, autocast, data parallelism. */
-  async prepareModel<M>(model: M, plugins?: PluginContainer, ctx?: PluginContext): Promise<M> {
+  /**
+   * Prepare one model: plugins' `prepareModel` hooks, device placement, the
+   * precision wrapper, then the distribution strategy's `wrapModel` (DDP by
+   * default on several processes).
+   */
+  async prepareModel<M>(model: M, plugins?: PluginContainer): Promise<M> {
     await this.ready();
     const existing = this.alreadyPrepared(model);
     if (existing !== undefined) return existing as M;
     plugins ??= await this.plugins();
-    ctx ??= this.pluginContext();
     const backend = this.backend as Backend<unknown, M>;
-    let m = (await plugins.transform('prepareModel', model, ctx)) as M;
-    if (this.devicePlacement) backend.moveModel(m, this.device);
-    if (this.mixedPrecision !== 'no' && backend.wrapForwardForPrecision) m = backend.wrapForwardForPrecision(m, this.mixedPrecision);
-    if (this.useDistributed) {
-      if (!backend.wrapDistributed) {
-        throw new Error(`The "${backend.name}" backend cannot wrap models for data parallelism; run a single process or use @accelerate/backend-libtorch.`);
-      }
-      m = await backend.wrapDistributed(m, this.partialState.group!, { ...this.handlers.ddp?.fields });
-    }
+    const models = requireCapability(backend, 'models', 'Accelerator.prepare(model)');
+    let m = (await plugins.transform('prepareModel', model, (p) => this.pluginContext(p))) as M;
+    if (this.devicePlacement) models.moveModel(m, this.device);
+    const precision = backend.precision;
+    if (this.mixedPrecision !== 'no' && precision?.wrapForwardForPrecision) m = precision.wrapForwardForPrecision(m, this.mixedPrecision);
+    m = (await this.strategy.wrapModel(m, this.strategyCtx!)) as M;
     this.models.push(m);
     return this.remember(model, m);
   }
 
   /** Prepare one optimizer (see {@link wrapOptimizer}). */
-  async prepareOptimizer<O extends object>(optimizer: O, plugins?: PluginContainer, ctx?: PluginContext): Promise<O> {
+  async prepareOptimizer<O extends object>(optimizer: O, plugins?: PluginContainer): Promise<O> {
     await this.ready();
     const existing = this.alreadyPrepared(optimizer);
     if (existing !== undefined) return existing as O;
     plugins ??= await this.plugins();
-    ctx ??= this.pluginContext();
-    const o = await plugins.transform('prepareOptimizer', optimizer, ctx);
-    if (this.devicePlacement) this.backend.moveOptimizerState?.(o, this.device);
-    const pluginCtx = ctx;
+    const o = await plugins.transform('prepareOptimizer', optimizer, (p) => this.pluginContext(p));
+    if (this.devicePlacement) this.backend.optimizers?.moveState?.(o, this.device);
+    const container = plugins;
+    const strategy = this.strategy;
     const wrapped = wrapOptimizer(o, this.backend, {
       scaler: this.scaler,
-      onStep: (raw) => plugins!.claim('optimizerStep', raw, pluginCtx),
+      onStep: (raw) => container.claim('optimizerStep', raw, (p) => this.pluginContext(p)),
+      afterStep: strategy.afterOptimizerStep ? () => strategy.afterOptimizerStep!(this.models, this.strategyCtx!) : undefined,
     });
     this.optimizers.push(wrapped);
     return this.remember(optimizer, wrapped);
   }
 
   /** Prepare one scheduler, bound to the prepared optimizer it drives (or all). */
-  async prepareScheduler<S extends object>(scheduler: S, plugins?: PluginContainer, ctx?: PluginContext): Promise<S> {
+  async prepareScheduler<S extends object>(scheduler: S, plugins?: PluginContainer): Promise<S> {
     await this.ready();
     const existing = this.alreadyPrepared(scheduler);
     if (existing !== undefined) return existing as S;
     plugins ??= await this.plugins();
-    ctx ??= this.pluginContext();
-    const s = await plugins.transform('prepareScheduler', scheduler, ctx);
-    const target = this.backend.schedulerOptimizer?.(s);
+    const s = await plugins.transform('prepareScheduler', scheduler, (p) => this.pluginContext(p));
+    const target = this.backend.optimizers?.schedulerOptimizer?.(s);
     const bound = () => {
       const match = this.optimizers.filter((o) => unwrapPrepared(o) === target);
       return match.length > 0 ? match : this.optimizers;
@@ -575,11 +693,11 @@ export class Accelerator {
     return this.remember(scheduler, wrapped);
   }
 
-  private async prepareDataLoaderInternal<T, B>(loader: DataLoader<T, B>, plugins: PluginContainer, ctx: PluginContext): Promise<PreparedDataLoader<T, B>> {
+  private async prepareDataLoaderInternal<T, B>(loader: DataLoader<T, B>, plugins: PluginContainer): Promise<PreparedDataLoader<T, B>> {
     if (loader instanceof PreparedDataLoader) return loader; // already prepared: re-preparing is a no-op, as in Accelerate
     const existing = this.alreadyPrepared(loader);
     if (existing !== undefined) return existing as PreparedDataLoader<T, B>;
-    const l = (await plugins.transform('prepareDataLoader', loader, ctx)) as DataLoader<T, B>;
+    const l = (await plugins.transform('prepareDataLoader', loader, (p) => this.pluginContext(p))) as DataLoader<T, B>;
     const backend = this.backend;
     const device = this.device;
     const prepared = prepareDataLoader(l, {
@@ -602,7 +720,7 @@ export class Accelerator {
   /** Prepare a data loader alone (Accelerate's `prepare_data_loader`). */
   async prepareDataLoader<T, B>(loader: DataLoader<T, B>): Promise<PreparedDataLoader<T, B>> {
     await this.ready();
-    return this.prepareDataLoaderInternal(loader, await this.plugins(), this.pluginContext());
+    return this.prepareDataLoaderInternal(loader, await this.plugins());
   }
 
   /**
@@ -615,9 +733,9 @@ export class Accelerator {
   backward<T>(loss: Loss<T>): void | Promise<void> {
     const plugins = this.pluginContainer;
     // The context is built only when a plugin has a backward hook (this runs every step).
-    if (plugins?.claim('backward', loss, () => this.pluginContext())) return;
+    if (plugins?.claim('backward', loss, (p) => this.pluginContext(p))) return;
     const scale = (1 / this.gradientState.numSteps) * (this.scaler ? this.scaler.getScale() : 1);
-    return this.backend.backward(loss, { scale });
+    return requireCapability(this.backend, 'autograd', 'Accelerator.backward').backward(loss, { scale });
   }
 
   /**
@@ -642,11 +760,11 @@ export class Accelerator {
    */
   triggerSyncInBackward(model: unknown): void {
     if (!this.useDistributed) return;
-    const backend = this.backend;
-    if (!backend.triggerSyncInBackward) {
-      throw new Error(`The "${backend.name}" backend cannot force a gradient sync in backward (triggerSyncInBackward).`);
+    const strategy = this.strategy;
+    if (!strategy.triggerSyncInBackward) {
+      throw new Error(`The "${strategy.name}" strategy cannot force a gradient sync in backward (triggerSyncInBackward).`);
     }
-    backend.triggerSyncInBackward(model);
+    strategy.triggerSyncInBackward(model);
   }
 
   /** Run `fn` with gradient synchronisation of `model` turned off (DDP's `no_sync`). No-op on one process. */
@@ -656,13 +774,13 @@ export class Accelerator {
   }
 
   private async withGradientSync<R>(models: unknown[], sync: boolean, fn: () => R | Promise<R>): Promise<R> {
-    const backend = this.backend;
-    if (sync || !backend.setGradientSync) return fn();
-    for (const m of models) backend.setGradientSync(m, false);
+    const strategy = this.activeStrategy;
+    if (sync || !strategy?.setGradientSync) return fn();
+    for (const m of models) strategy.setGradientSync(m, false);
     try {
       return await fn();
     } finally {
-      for (const m of models) backend.setGradientSync(m, true);
+      for (const m of models) strategy.setGradientSync(m, true);
     }
   }
 
@@ -682,10 +800,10 @@ export class Accelerator {
 
   /** Run `fn` with autocast for this accelerator's precision (or disabled with `{ enabled: false }`). */
   autocast<R>(fn: () => R, options: { enabled?: boolean } = {}): R {
-    const backend = this.backend;
+    const precision = this.backend.precision;
     const enabled = options.enabled ?? this.handlers.autocast?.fields.enabled ?? true;
-    if (this.mixedPrecision === 'no' || !backend.autocast) return fn();
-    return backend.autocast(this.mixedPrecision, fn, { enabled });
+    if (this.mixedPrecision === 'no' || !precision?.autocast) return fn();
+    return precision.autocast(this.mixedPrecision, fn, { enabled });
   }
 
   /** Divide fp16-scaled gradients by the loss scale (no-op otherwise). */
@@ -698,24 +816,29 @@ export class Accelerator {
   /**
    * Clip the global norm of `parameters` (tensors, or a model whose parameters
    * are taken) to `maxNorm`; returns the norm before clipping. Unscales fp16
-   * gradients first.
+   * gradients first. A sharded strategy computes the norm across ranks and
+   * returns a promise (`await` the result to be portable across strategies).
    */
-  clipGradNorm(parameters: unknown, maxNorm: number, normType = 2): number {
+  clipGradNorm(parameters: unknown, maxNorm: number, normType = 2): number | Promise<number> {
     this.unscaleGradients();
-    return this.backend.clipGradNorm(this.paramList(parameters), maxNorm, normType);
+    const params = this.paramList(parameters);
+    const strategy = this.activeStrategy;
+    if (strategy?.clipGradNorm) return strategy.clipGradNorm(params, maxNorm, normType);
+    return requireCapability(this.backend, 'autograd', 'Accelerator.clipGradNorm').clipGradNorm(params, maxNorm, normType);
   }
 
   /** Clamp every gradient element of `parameters` into `[-clipValue, clipValue]`. */
   clipGradValue(parameters: unknown, clipValue: number): void {
-    const backend = this.backend;
-    if (!backend.clipGradValue) throw new Error(`The "${backend.name}" backend does not implement clipGradValue.`);
+    const autograd = requireCapability(this.backend, 'autograd', 'Accelerator.clipGradValue');
+    if (!autograd.clipGradValue) throw new Error(`The "${this.backend.name}" backend does not implement autograd.clipGradValue.`);
     this.unscaleGradients();
-    backend.clipGradValue(this.paramList(parameters), clipValue);
+    autograd.clipGradValue(this.paramList(parameters), clipValue);
   }
 
   private paramList(parameters: unknown): unknown[] {
     const backend = this.backend;
-    if (backend.isModel(parameters)) return backend.namedParameters(parameters).map(([, p]) => p);
+    const models = backend.models;
+    if (models?.isModel(parameters)) return models.namedParameters(parameters).map(([, p]) => p);
     if (Array.isArray(parameters)) return parameters;
     return [...(parameters as Iterable<unknown>)];
   }
@@ -726,12 +849,20 @@ export class Accelerator {
    * when it has one (`Backend.checkpointStateDict`). Tied weights (one tensor under two
    * names) map to the same HostTensor so savers can de-duplicate them.
    */
-  getStateDict(model: unknown): Record<string, HostTensor> {
+  async getStateDict(model: unknown): Promise<Record<string, HostTensor>> {
+    const strategy = this.activeStrategy;
+    if (strategy?.stateDict) return strategy.stateDict(unwrapPrepared(model), { type: 'full' });
+    return this.localStateDict(model);
+  }
+
+  /** The full state dict of a model every rank holds whole (no strategy involved). */
+  private localStateDict(model: unknown): Record<string, HostTensor> {
     const backend = this.backend;
+    const models = requireCapability(backend, 'models', 'getStateDict');
     const unwrapped = this.unwrapModel(model);
     // Backends whose own layout is not torch's convert here, so Python and libtorch can load the file.
-    if (backend.checkpointStateDict) return backend.checkpointStateDict(unwrapped);
-    const sd = backend.stateDict(unwrapped);
+    if (models.checkpointStateDict) return models.checkpointStateDict(unwrapped);
+    const sd = models.stateDict(unwrapped);
     const seen = new Map<unknown, HostTensor>();
     const out: Record<string, HostTensor> = {};
     for (const [name, t] of Object.entries(sd)) {
@@ -751,7 +882,7 @@ export class Accelerator {
    */
   async saveModel(model: unknown, dir: string, options: Omit<SaveModelOptions, 'isMainProcess'> = {}): Promise<SaveModelResult> {
     await this.ready();
-    const stateDict = this.getStateDict(model);
+    const stateDict = await this.getStateDict(model);
     const result = await saveModelFiles(stateDict, dir, { ...options, isMainProcess: this.isMainProcess });
     await this.waitForEveryone();
     return result;
@@ -808,6 +939,9 @@ export class Accelerator {
       customObjects: this.customObjects,
       plugins: this.pluginContainer?.plugins ?? [],
       pluginContext: this.pluginContext(),
+      pluginContextOf: (p) => this.pluginContext(p),
+      participants: this.pluginParticipants,
+      strategy: this.activeStrategy,
       saveHooks: this.saveStateHooks.values(),
       loadHooks: this.loadStateHooks.values(),
       projectConfiguration: this.projectConfiguration,
@@ -884,13 +1018,16 @@ export class Accelerator {
   }
 
   /**
-   * Undo `prepare`'s wrappers (data parallelism, optimizer proxy). The
+   * Undo `prepare`'s wrappers (the strategy's, the optimizer proxy). The
    * mixed-precision forward (autocast + fp32 outputs) stays unless
    * `keepFp32Wrapper` is false, as in Accelerate.
    */
   unwrapModel<M>(model: M, options: { keepFp32Wrapper?: boolean } = {}): M {
-    const raw = unwrapPrepared(model);
-    return (this.backend.unwrapModel?.(raw, { keepFp32Wrapper: options.keepFp32Wrapper ?? true }) ?? raw) as M;
+    let m = unwrapPrepared(model);
+    const strategy = this.activeStrategy;
+    if (strategy?.unwrapModel) m = strategy.unwrapModel(m);
+    if (options.keepFp32Wrapper === false) m = this.backend.precision?.unwrapForwardForPrecision?.(m) ?? m;
+    return m as M;
   }
 
   // ---- collectives --------------------------------------------------------------
@@ -1038,8 +1175,8 @@ export class Accelerator {
     const backend = this.partial?.backend;
     return findBatchSizeImpl(fn, {
       startingBatchSize,
-      isOutOfMemoryError: backend ? (e: unknown) => backend.isOutOfMemoryError(e) : undefined,
-      clearCache: () => backend?.emptyCache?.(),
+      isOutOfMemoryError: backend?.memory ? (e: unknown) => backend.memory!.isOutOfMemoryError(e) : undefined,
+      clearCache: () => backend?.memory?.emptyCache?.(),
     });
   }
 
@@ -1050,7 +1187,7 @@ export class Accelerator {
     this.schedulers.length = 0;
     this.dataloaders.length = 0;
     this.step = 0;
-    this.partial?.backend.emptyCache?.();
+    this.partial?.backend.memory?.emptyCache?.();
   }
 
   // ---- trackers -----------------------------------------------------------------
@@ -1079,7 +1216,41 @@ export class Accelerator {
   /** Finish the run: trackers and plugins' teardown; in a distributed run every process waits for the others. */
   async endTraining(): Promise<void> {
     await this.trackerHub.endTraining();
-    if (this.pluginContainer && this.partial) await this.pluginContainer.notify('teardown', this.pluginContext());
+    if (this.pluginContainer && this.partial) {
+      await this.pluginContainer.notify('teardown', (p) => this.pluginContext(p));
+      await this.activeStrategy?.teardown?.();
+    }
     if (this.partial?.group) await this.waitForEveryone();
   }
+}
+
+/** A logger whose messages start with `prefix` (`[fsdp] `). */
+function prefixedLogger(base: ReturnType<typeof getLogger>, prefix: string): ReturnType<typeof getLogger> {
+  if (!prefix) return base;
+  return new Proxy(base, {
+    get(target, key, receiver) {
+      const v = Reflect.get(target, key, receiver);
+      if (typeof v !== 'function') return v;
+      if (key === 'log') return (level: never, message: string, options?: never) => v.call(target, level, prefix + message, options);
+      if (['debug', 'info', 'warning', 'warn', 'error', 'critical'].includes(key as string)) {
+        return (message: string, options?: never) => v.call(target, prefix + message, options);
+      }
+      return v.bind(target);
+    },
+  });
+}
+
+/** The values of one settings section (`fsdp`, `deepspeed`, …) of the resolved configuration, or `{}`. */
+function sectionValues(config: ResolvedConfig, name: string): Record<string, unknown> {
+  const withSections = config as ResolvedConfig & { section?(name: string): unknown };
+  if (typeof withSections.section !== 'function') return {};
+  const section = withSections.section(name) as Record<string, unknown> | undefined;
+  if (!section) return {};
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(section)) {
+    // A section entry may carry its provenance ({ value, source }); plugins get the value.
+    const value = v !== null && typeof v === 'object' && 'value' in v && 'source' in v ? (v as { value: unknown }).value : v;
+    if (value !== undefined) out[k] = value;
+  }
+  return out;
 }

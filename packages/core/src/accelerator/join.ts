@@ -6,6 +6,7 @@
  * @module
  */
 import type { Backend } from '../interfaces/backend.js';
+import type { DistributionStrategy } from '../interfaces/strategy.js';
 import { DataLoaderDispatcher, DataLoaderShard } from '../data/loaders.js';
 import { BatchSamplerShard } from '../data/shard.js';
 import { SkipBatchSampler } from '../data/sampler.js';
@@ -30,6 +31,8 @@ export interface JoinUnevenInputsOptions {
 export interface JoinHost {
   ready(): Promise<unknown>;
   readonly backend: Backend<any, any, any, any>;
+  /** The active distribution strategy (its `joinUnevenInputs` does the joining). */
+  readonly strategy: DistributionStrategy<any, any>;
   readonly useDistributed: boolean;
   readonly distributedType: DistributedType;
   readonly evenBatches: boolean;
@@ -68,9 +71,10 @@ export async function joinUnevenInputs<R>(host: JoinHost, models: unknown, optio
   const list = Array.isArray(models) ? models : [models];
   if (!host.useDistributed) return fn();
   const backend = host.backend;
-  if (!DDP_TYPES.has(host.distributedType) || !backend.joinUnevenInputs) {
+  const strategy = host.strategy;
+  if (!DDP_TYPES.has(host.distributedType) || !strategy.joinUnevenInputs) {
     process.emitWarning(
-      `Joining uneven inputs is only supported for multi-device data parallel training (DDP), not ${host.distributedType} with the "${backend.name}" backend: joinUnevenInputs will have no effect.`,
+      `Joining uneven inputs is only supported for multi-device data parallel training (DDP), not ${host.distributedType} with the "${strategy.name}" strategy and the "${backend.name}" backend: joinUnevenInputs will have no effect.`,
       'AccelerateWarning',
     );
     return fn();
@@ -99,7 +103,7 @@ export async function joinUnevenInputs<R>(host: JoinHost, models: unknown, optio
   }
   try {
     if (evenBatches) return await fn();
-    return await backend.joinUnevenInputs(list, fn, { divideByInitialWorldSize: options.divideByInitialWorldSize ?? true });
+    return await strategy.joinUnevenInputs(list, fn, { divideByInitialWorldSize: options.divideByInitialWorldSize ?? true });
   } finally {
     for (const [shard, value] of restore) shard.evenBatches = value;
   }

@@ -6,12 +6,16 @@
  * @module
  */
 import type { Plugin, PluginContext, PluginHook } from '../interfaces/plugin.js';
+import type { ResolvedValues } from '../config/resolve.js';
 
 /** Plugins as users pass them: nested arrays and falsy entries (conditional plugins) allowed. */
 export type PluginOption = Plugin | false | null | undefined | PluginOption[];
 
+/** The context a hook receives, built per plugin (each gets its own options and logger). */
+export type PluginContextOf = (plugin: Plugin) => PluginContext;
+
 /** Hook names a {@link Plugin} may define. */
-export type PluginHookName = Exclude<keyof Plugin, 'name' | 'enforce' | 'conflictsWith' | 'apply'>;
+export type PluginHookName = Exclude<keyof Plugin, 'name' | 'enforce' | 'conflictsWith' | 'apply' | 'section' | 'config' | 'strategy'>;
 
 function flatten(options: readonly PluginOption[], out: Plugin[] = []): Plugin[] {
   for (const o of options) {
@@ -26,9 +30,9 @@ const enforceRank = (p: Plugin) => (p.enforce === 'pre' ? 0 : p.enforce === 'pos
 /** The resolved plugin list of one Accelerator. */
 export class PluginContainer {
   /** Plugins in run order. */
-  readonly plugins: readonly Plugin[];
+  plugins: readonly Plugin[];
 
-  constructor(options: readonly PluginOption[], config: Readonly<Record<string, unknown>>) {
+  constructor(options: readonly PluginOption[], config: Readonly<ResolvedValues>) {
     const all = flatten(options);
     const seen = new Map<string, Plugin>();
     for (const p of all) {
@@ -77,29 +81,46 @@ export class PluginContainer {
     return [...pre, ...normal, ...post];
   }
 
+  /**
+   * Add a plugin found after construction (the strategy package a
+   * configuration names), at the end of its enforce class.
+   */
+  add(plugin: Plugin): void {
+    if (this.plugins.some((p) => p.name === plugin.name)) throw new Error(`Plugin "${plugin.name}" was given twice. Pass each plugin once.`);
+    const list = [...this.plugins, plugin];
+    this.plugins = list.map((p, i) => ({ p, i })).sort((a, b) => enforceRank(a.p) - enforceRank(b.p) || a.i - b.i).map((x) => x.p);
+    this.handlerCache.clear();
+  }
+
   /** Run an object-transforming hook: each plugin may return a replacement. */
-  async transform<T>(hook: 'prepareModel' | 'prepareOptimizer' | 'prepareDataLoader' | 'prepareScheduler', value: T, ctx: PluginContext): Promise<T> {
+  async transform<T>(hook: 'prepareModel' | 'prepareOptimizer' | 'prepareDataLoader' | 'prepareScheduler', value: T, ctxOf: PluginContextOf): Promise<T> {
     let v = value;
-    for (const { fn } of this.handlers(hook)) {
-      const r = await fn(v, ctx);
+    for (const { plugin, fn } of this.handlers(hook)) {
+      const r = await fn(v, ctxOf(plugin));
       if (r !== undefined) v = r as T;
     }
     return v;
   }
 
   /** Run a notification hook on every plugin, in order. */
-  async notify(hook: 'configResolved' | 'processGroupReady' | 'teardown', ctx: PluginContext): Promise<void> {
-    for (const { fn } of this.handlers(hook)) await fn(ctx);
+  async notify(hook: 'configResolved' | 'processGroupReady' | 'teardown', ctxOf: PluginContextOf): Promise<void> {
+    for (const { plugin, fn } of this.handlers(hook)) await fn(ctxOf(plugin));
   }
 
-  /** Run a hook that a plugin may claim (returns true when one handled it). Synchronous: backward and step sit on the hot path. */
-  claim(hook: 'backward' | 'optimizerStep', value: unknown, ctx: PluginContext | (() => PluginContext)): boolean {
+  /** Run a notification hook of one plugin only (a plugin added late catches up). */
+  async notifyOne(plugin: Plugin, hook: 'configResolved' | 'processGroupReady', ctx: PluginContext): Promise<void> {
+    for (const h of this.handlers(hook)) if (h.plugin === plugin) await h.fn(ctx);
+  }
+
+  /**
+   * Run a hook that a plugin may claim (returns true when one handled it).
+   * Synchronous: backward and step sit on the hot path, and contexts are
+   * built only for plugins that have the hook.
+   */
+  claim(hook: 'backward' | 'optimizerStep', value: unknown, ctxOf: PluginContextOf): boolean {
     const list = this.handlers(hook);
-    if (list.length === 0) return false;
-    // The context may be given lazily, so the common no-plugin case builds nothing.
-    if (typeof ctx === 'function') ctx = ctx();
-    for (const { fn } of list) {
-      if (fn(value, ctx) === true) return true;
+    for (const { plugin, fn } of list) {
+      if (fn(value, ctxOf(plugin)) === true) return true;
     }
     return false;
   }

@@ -60,11 +60,11 @@ export function setSeed(seed: number, options: SetSeedOptions = {}): void {
   const deviceSpecific = options.deviceSpecific ?? false;
   const offset = deviceSpecific ? processIndexNow() : 0;
   seedDataGenerator(seed + offset);
-  for (const b of options.backends ?? []) b.manualSeed(seed + offset);
+  for (const b of options.backends ?? []) b.rng?.manualSeed(seed + offset);
   for (const fn of seedHooks.values()) fn(seed + offset);
   last = { seed, deviceSpecific };
   if (state) {
-    if (!seedHooks.has(state.backend.name)) state.backend.manualSeed(seed + offset);
+    if (!seedHooks.has(state.backend.name)) state.backend.rng?.manualSeed(seed + offset);
     pending = undefined;
   } else {
     pending = { seed, deviceSpecific, hooked: new Set(seedHooks.keys()) };
@@ -81,5 +81,5 @@ export function applyPendingSeed(backend: Backend<any, any, any, any>, processIn
   if (p.hooked.has(backend.name)) return;
   const s = p.seed + (p.deviceSpecific ? processIndex : 0);
   seedDataGenerator(s);
-  backend.manualSeed(s);
+  backend.rng?.manualSeed(s);
 }

@@ -6,7 +6,7 @@
  * scaling for fp16, and scheduler steps counted in optimizer updates.
  * @module
  */
-import type { Backend, GradScaler } from '../interfaces/backend.js';
+import { requireCapability, type Backend, type GradScaler } from '../interfaces/backend.js';
 import { GradientState, schedulerStepsPerCall } from '../state/gradient-state.js';
 
 const RAW = Symbol.for('accelerate.raw');
@@ -58,30 +58,41 @@ function proxyWith<T extends object>(target: T, overrides: Record<PropertyKey, (
 export function wrapOptimizer<O extends object>(
   optimizer: O,
   backend: Backend<any, any, O, any>,
-  options: { scaler?: GradScaler<any, O>; onStep?: (optimizer: O) => boolean } = {},
+  options: {
+    scaler?: GradScaler<any, O>;
+    onStep?: (optimizer: O) => boolean;
+    /** Runs after every step that updated the parameters (the strategy's `afterOptimizerStep`). */
+    afterStep?: () => void | Promise<void>;
+  } = {},
 ): O & AcceleratedOptimizerMembers {
+  const ops = requireCapability(backend, 'optimizers', 'Accelerator.prepare(optimizer)');
   const gs = new GradientState();
   const state: OptimizerStepState = { stepWasSkipped: false, updates: 0 };
-  const step = () => {
+  const afterStep = options.afterStep;
+  // Returns the strategy's promise when its after-step work is asynchronous
+  // (e.g. averaging parameters across ranks): `await optimizer.step()` then.
+  const step = (): void | Promise<void> => {
     if (!gs.syncGradients) return;
     if (options.onStep?.(optimizer)) {
       state.stepWasSkipped = false;
       state.updates += 1;
-      return;
+      return afterStep?.();
     }
     if (options.scaler) {
       const stepped = options.scaler.step(optimizer);
       options.scaler.update();
       state.stepWasSkipped = !stepped;
-      if (stepped) state.updates += 1;
+      if (!stepped) return;
+      state.updates += 1;
     } else {
-      backend.optimizerStep(optimizer);
+      ops.step(optimizer);
       state.stepWasSkipped = false;
       state.updates += 1;
     }
+    return afterStep?.();
   };
   const zeroGrad = (setToNone = true) => {
-    if (gs.syncGradients) backend.optimizerZeroGrad(optimizer, setToNone);
+    if (gs.syncGradients) ops.zeroGrad(optimizer, setToNone);
   };
   return proxyWith(optimizer, {
     step: () => step,
@@ -114,7 +125,7 @@ export function wrapScheduler<S extends object>(
 ): S {
   const gs = new GradientState();
   const realStep = () => {
-    if (backend.schedulerStep) backend.schedulerStep(scheduler);
+    if (backend.optimizers?.schedulerStep) backend.optimizers.schedulerStep(scheduler);
     else (scheduler as unknown as { step(): void }).step();
   };
   let lastUpdates = -1;

@@ -30,7 +30,9 @@
 import * as fsp from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import type { Backend, GradScaler } from '../interfaces/backend.js';
+import { requireCapability, type Backend, type GradScaler } from '../interfaces/backend.js';
+import type { CheckpointParticipant } from '../interfaces/checkpoint.js';
+import type { DistributionStrategy } from '../interfaces/strategy.js';
 import type { Plugin, PluginContext, PluginHook } from '../interfaces/plugin.js';
 import { HostTensor } from '../tensor/host-tensor.js';
 import { defaultGenerator, type GeneratorState } from '../data/random.js';
@@ -170,6 +172,12 @@ export interface CheckpointHost {
   readonly customObjects: unknown[];
   readonly plugins: readonly Plugin[];
   readonly pluginContext: PluginContext;
+  /** The context one plugin's hooks receive. */
+  readonly pluginContextOf?: (plugin: Plugin) => PluginContext;
+  /** Checkpoint participants plugins added. */
+  readonly participants?: readonly CheckpointParticipant[];
+  /** The active distribution strategy. */
+  readonly strategy?: DistributionStrategy<any, any>;
   readonly saveHooks: SaveStateHook[];
   readonly loadHooks: LoadStateHook[];
   readonly projectConfiguration: { projectDir?: string; automaticCheckpointNaming: boolean; totalLimit?: number; iteration: number };
@@ -178,7 +186,7 @@ export interface CheckpointHost {
   readonly accumulationStep: number;
   readonly accumulationSteps: number;
   step: number;
-  getStateDict(model: unknown): Record<string, HostTensor>;
+  getStateDict(model: unknown): Promise<Record<string, HostTensor>>;
   unwrapModel(model: unknown): unknown;
   gatherObject<E>(obj: E[]): Promise<E[]>;
 }
@@ -262,20 +270,20 @@ function describe(obj: unknown): string {
 }
 
 function optimizerState(backend: Backend<any, any, any, any>, opt: unknown, i: number): unknown {
-  if (backend.optimizerStateDict) return backend.optimizerStateDict(opt);
+  if (backend.optimizers?.stateDict) return backend.optimizers.stateDict(opt);
   const o = opt as { stateDict?: () => unknown };
   if (typeof o?.stateDict === 'function') return o.stateDict();
   throw new Error(
-    `saveState: optimizer ${i} (${describe(opt)}) has no state dict: the "${backend.name}" backend has no optimizerStateDict and the optimizer no stateDict() method.`,
+    `saveState: optimizer ${i} (${describe(opt)}) has no state dict: the "${backend.name}" backend has no optimizers.stateDict and the optimizer no stateDict() method.`,
   );
 }
 
 function schedulerState(backend: Backend<any, any, any, any>, s: unknown, i: number): unknown {
-  if (backend.schedulerStateDict) return backend.schedulerStateDict(s);
+  if (backend.optimizers?.schedulerStateDict) return backend.optimizers.schedulerStateDict(s);
   const o = s as { stateDict?: () => unknown };
   if (typeof o?.stateDict === 'function') return o.stateDict();
   throw new Error(
-    `saveState: scheduler ${i} (${describe(s)}) has no state dict: the "${backend.name}" backend has no schedulerStateDict and the scheduler no stateDict() method.`,
+    `saveState: scheduler ${i} (${describe(s)}) has no state dict: the "${backend.name}" backend has no optimizers.schedulerStateDict and the scheduler no stateDict() method.`,
   );
 }
 
@@ -468,7 +476,8 @@ export async function saveAcceleratorState(host: CheckpointHost, outputDir: stri
       };
 
       const models = [...host.models];
-      const weights = models.map((m) => host.getStateDict(m));
+      const weights: Array<Record<string, HostTensor>> = [];
+      for (const m of models) weights.push(await host.getStateDict(m));
       for (const hook of host.saveHooks) await hook(models, weights, temp);
       contents.models = weights.length;
 
@@ -509,7 +518,7 @@ export async function saveAcceleratorState(host: CheckpointHost, outputDir: stri
         rank: host.processIndex,
         step: host.step,
         accumulationStep: host.accumulationStep,
-        backend: { name: backend.name, state: backend.getRngState() },
+        backend: { name: backend.name, state: requireCapability(backend, 'rng', 'saveState').getState() },
         dataGenerator: defaultGenerator().getState(),
       };
       await writeState('random_states', randomStatesFileNames(host.processIndex), rng as unknown as StateValue, `random states of rank ${host.processIndex}`);
@@ -518,7 +527,7 @@ export async function saveAcceleratorState(host: CheckpointHost, outputDir: stri
         checkPluginName(plugin.name);
         const dir = join(temp, PLUGINS_DIR, plugin.name);
         await fsp.mkdir(dir, { recursive: true });
-        await fn(dir, host.pluginContext);
+        await fn(dir, host.pluginContextOf?.(plugin) ?? host.pluginContext);
         contents.plugins.push(plugin.name);
         await written();
       }
@@ -816,7 +825,7 @@ async function readCheckpoint(host: CheckpointHost, dir: string, warnings: strin
  */
 function checkModelFits(backend: Backend<any, any, any, any>, model: unknown, parsed: ReturnType<typeof parseSafetensors>, dir: string, index: number, strict: boolean): void {
   // Not disposed afterwards: some backends return the model's own tensors here.
-  const sd = backend.stateDict(model) as Record<string, unknown>;
+  const sd = requireCapability(backend, 'models', 'loadState').stateDict(model) as Record<string, unknown>;
   const file = modelFileName(index);
   const inFile = new Set(parsed.keys());
   // Only when the backend names tensors as the file does (one name set contains the other):
@@ -906,7 +915,7 @@ async function applyOnThisRank(host: CheckpointHost, ckpt: ReadCheckpoint, scann
     for (let i = 0; i < models.length; i++) {
       const file = modelFileName(i);
       await applying(`model ${i} (${file})`, () =>
-        backend.loadStateDict(host.unwrapModel(models[i]), ckpt!.models.get(i)!.tensors(), { strict: options.strictModelKeys ?? true }),
+        requireCapability(backend, 'models', 'loadState').loadStateDict(host.unwrapModel(models[i]), ckpt!.models.get(i)!.tensors(), { strict: options.strictModelKeys ?? true }),
       );
       bar.update(manifest.files[file].size, file);
     }
@@ -919,9 +928,9 @@ async function applyOnThisRank(host: CheckpointHost, ckpt: ReadCheckpoint, scann
     const state = ckpt.optimizers[i];
     const opt = host.optimizers[i];
     await applying(`optimizer ${i} (${names.json})`, async () => {
-      if (backend.loadOptimizerStateDict) {
+      if (backend.optimizers?.loadStateDict) {
         try {
-          await backend.loadOptimizerStateDict(opt, state);
+          await backend.optimizers.loadStateDict(opt, state);
         } catch (err) {
           // Optimizer states are laid out by the backend that saved them.
           if (manifest.backend === backend.name) throw err;
@@ -933,7 +942,7 @@ async function applyOnThisRank(host: CheckpointHost, ckpt: ReadCheckpoint, scann
           );
         }
       } else if (typeof (opt as Partial<Checkpointable>).loadStateDict === 'function') await (opt as Checkpointable).loadStateDict(state);
-      else throw new Error(`loadState: optimizer ${i} (${describe(opt)}) cannot load a state: the "${backend.name}" backend has no loadOptimizerStateDict and the optimizer no loadStateDict().`);
+      else throw new Error(`loadState: optimizer ${i} (${describe(opt)}) cannot load a state: the "${backend.name}" backend has no optimizers.loadStateDict and the optimizer no loadStateDict().`);
     });
   }
 
@@ -941,9 +950,9 @@ async function applyOnThisRank(host: CheckpointHost, ckpt: ReadCheckpoint, scann
     const state = ckpt.schedulers[i];
     const s = host.schedulers[i];
     await applying(`scheduler ${i} (${stateFileNames('scheduler', i).json})`, async () => {
-      if (backend.loadSchedulerStateDict) backend.loadSchedulerStateDict(s, state);
+      if (backend.optimizers?.loadSchedulerStateDict) backend.optimizers.loadSchedulerStateDict(s, state);
       else if (typeof (s as Partial<Checkpointable>).loadStateDict === 'function') await (s as Checkpointable).loadStateDict(state);
-      else throw new Error(`loadState: scheduler ${i} (${describe(s)}) cannot load a state: the "${backend.name}" backend has no loadSchedulerStateDict and the scheduler no loadStateDict().`);
+      else throw new Error(`loadState: scheduler ${i} (${describe(s)}) cannot load a state: the "${backend.name}" backend has no optimizers.loadSchedulerStateDict and the scheduler no loadStateDict().`);
     });
   }
 
@@ -969,7 +978,7 @@ async function applyOnThisRank(host: CheckpointHost, ckpt: ReadCheckpoint, scann
       problem(`Plugin "${plugin.name}" has no namespace in ${dir} (the saving run did not have it), so its loadState hook was not called.`, dir, prefix);
       continue;
     }
-    await applying(`plugin "${plugin.name}" (${prefix})`, () => fn(join(dir, PLUGINS_DIR, plugin.name), host.pluginContext));
+    await applying(`plugin "${plugin.name}" (${prefix})`, () => fn(join(dir, PLUGINS_DIR, plugin.name), host.pluginContextOf?.(plugin) ?? host.pluginContext));
   }
 
   // RNG last: nothing above may draw from the generators after they are restored.
@@ -980,7 +989,7 @@ async function applyOnThisRank(host: CheckpointHost, ckpt: ReadCheckpoint, scann
     await applying(`rank ${rank}'s RNG state (${rngJson})`, () => {
       if (rng.dataGenerator !== undefined) defaultGenerator().setState(rng.dataGenerator);
     });
-    if (rng.backend?.name === backend.name) await applying(`rank ${rank}'s ${backend.name} RNG state (${rngJson})`, () => backend.setRngState(rng.backend.state));
+    if (rng.backend?.name === backend.name) await applying(`rank ${rank}'s ${backend.name} RNG state (${rngJson})`, () => requireCapability(backend, 'rng', 'loadState').setState(rng.backend.state));
     else {
       problem(
         `Rank ${rank}'s ${backend.name} RNG state is not restored: the checkpoint holds the RNG state of the "${rng.backend?.name ?? 'no'}" backend, which this backend cannot use. Core's data generator was ${rng.dataGenerator !== undefined ? 'restored' : 'not restored either (the checkpoint holds none)'}.`,

@@ -61,19 +61,25 @@ export interface GradScaler<T = unknown, O = unknown> {
 export type Loss<T> = T | (() => T);
 
 /**
- * What a backend must provide. Optional members are capabilities: core checks
- * for them and explains what is missing when a feature needs one.
+ * The root every backend provides: identity, devices and the tensor
+ * operations core's generic code (data loading, collectives on nested
+ * structures, checkpoints) needs. Everything else is a capability: an
+ * optional handler object ({@link BackendCapabilities}) that a feature asks
+ * for by name with {@link requireCapability}, so a backend that lacks one gets
+ * a single error naming the capability, the backend and the feature.
+ *
+ * Type parameters: `T` tensor, `M` model, `O` optimizer, `S` scheduler.
  */
-export interface Backend<T = unknown, M = unknown, O = unknown, S = unknown> {
+export interface BackendRoot<T = unknown> {
   /** Registry name, e.g. `libtorch`, `tfjs`. */
   readonly name: string;
+  /** Backend and engine version, shown by `accelerate env`. */
+  readonly version: string;
   /**
    * True when tensors cannot be modified in place or handed to the process
    * group directly (tfjs): collectives then go through host buffers.
    */
   readonly hostTransport?: boolean;
-  /** Backend and engine version, shown by `accelerate env`. */
-  readonly version: string;
 
   // ---- devices -----------------------------------------------------------
   /** Devices this process can use, cpu last. */
@@ -101,8 +107,33 @@ export interface Backend<T = unknown, M = unknown, O = unknown, S = unknown> {
   mulScalar(t: T, value: number): T;
   /** Free the tensor's memory now (no-op for garbage-collected backends). */
   dispose?(t: T): void;
+  /** `t` converted to `dtype` (a new tensor; `t` itself when it already has it). */
+  cast?(t: T, dtype: DType): T;
+  /** A new tensor of `shape` and `dtype` on `device` (default cpu), contents unspecified; `meta` gives a placeholder without memory. */
+  emptyTensor?(shape: number[], dtype: DType, device?: string): T;
+  /**
+   * The bytes of a contiguous cpu tensor, without copying (writes change the
+   * tensor), so files are read straight into tensors and written from them;
+   * `undefined` when the backend cannot share its memory.
+   */
+  hostBytes?(t: T): Uint8Array | undefined;
+  /**
+   * Map a file into memory copy-on-write (nothing is read until the pages are
+   * used, and they are shared with the page cache) and cut cpu tensors out of
+   * it, as safetensors' mmap loading does. Tensors keep the mapping alive
+   * after `close()`; a tensor the backend cannot view (misaligned offset)
+   * throws, and callers fall back to reading.
+   */
+  mapFile?(path: string): { tensor(byteOffset: number, shape: number[], dtype: DType): T; close(): void };
+}
 
-  // ---- models --------------------------------------------------------------
+/** Removes a hook it was returned for. */
+export interface HookHandle {
+  remove(): void;
+}
+
+/** Models: parameters, state dicts, placement, and the module tree and hooks big-modeling and strategies use. */
+export interface ModelCapability<T = unknown, M = unknown> {
   isModel(x: unknown): x is M;
   /** Parameters by stable, dotted name (`layer1.weight`). */
   namedParameters(model: M): Array<[string, T]>;
@@ -120,101 +151,14 @@ export interface Backend<T = unknown, M = unknown, O = unknown, S = unknown> {
   /** Move (and optionally cast) a model in place. */
   moveModel(model: M, device: string, dtype?: DType): void;
   setTrainingMode(model: M, training: boolean): void;
-  /**
-   * Run `forward` of `model` inside autocast for `precision` and return fp32
-   * outputs. Returns the same model object (patched) so user types keep working.
-   */
-  wrapForwardForPrecision?(model: M, precision: MixedPrecision): M;
-  /** Wrap for data parallelism over `group` (broadcast params, gradient all-reduce); may resolve later. */
-  wrapDistributed?(model: M, group: ProcessGroup<T>, options: Record<string, unknown>): M | Promise<M>;
-  /**
-   * Undo the wrappers core or the backend added (data parallelism). The
-   * mixed-precision forward patch stays unless `keepFp32Wrapper` is false,
-   * as in Accelerate's `unwrap_model`.
-   */
-  unwrapModel?(model: M, options?: { keepFp32Wrapper?: boolean }): M;
-  /**
-   * Turn gradient synchronisation of a distributed model on or off (DDP's
-   * `no_sync`): while off, backward only accumulates locally.
-   */
-  setGradientSync?(model: M, enabled: boolean): void;
-  /** Force the next backward of a data-parallel model to synchronise, even with sync off. */
-  triggerSyncInBackward?(model: M): void;
-  /**
-   * Run `fn` on uneven inputs (torch's `Join` with DDP's join hook), for
-   * `Accelerator.joinUnevenInputs`: once this rank's `fn` returned, keep matching
-   * the collectives the other ranks' forwards and backwards of `models` issue
-   * (with zero gradients) until every rank's `fn` returned, then make the models
-   * equal on all ranks. `divideByInitialWorldSize` false divides gradients by the
-   * number of ranks still active instead of the world size. Absent: the
-   * Accelerator warns and runs `fn` without joining.
-   */
-  joinUnevenInputs?<R>(models: M[], fn: () => R | Promise<R>, options: { divideByInitialWorldSize: boolean }): Promise<R>;
 
-  // ---- autograd and optimisation -----------------------------------------
-  /**
-   * Backpropagate `loss * scale` into the parameters' gradients (accumulating).
-   * May return a promise when gradients become usable later (e.g. an
-   * asynchronous cross-process reduction); the Accelerator hands it back.
-   */
-  backward(loss: Loss<T>, options: { scale: number; model?: M }): void | Promise<void>;
-  /** Gradient of a parameter, or null. */
-  grad(param: T): T | null;
-  /** Clip the global gradient norm of `params` in place; returns the total norm before clipping. */
-  clipGradNorm(params: T[], maxNorm: number, normType?: number): number;
-  /** Clamp every gradient element into `[-clipValue, clipValue]`. */
-  clipGradValue?(params: T[], clipValue: number): void;
-  isOptimizer(x: unknown): x is O;
-  optimizerStep(optimizer: O): void;
-  optimizerZeroGrad(optimizer: O, setToNone: boolean): void;
-  /** Parameters the optimizer updates. */
-  optimizerParams(optimizer: O): T[];
-  isScheduler?(x: unknown): x is S;
-  /** The optimizer a scheduler drives. */
-  schedulerOptimizer?(scheduler: S): O;
-  schedulerStep?(scheduler: S): void;
-  /** Move optimizer state to `device`. */
-  moveOptimizerState?(optimizer: O, device: string): void;
-  /**
-   * The optimizer's state for a checkpoint (PyTorch's `optimizer.state_dict()`
-   * layout where the backend has one): plain objects, arrays, numbers,
-   * strings, booleans and {@link HostTensor} leaves (copies, not views of
-   * live buffers). Without it `saveState` uses the optimizer's own
-   * `stateDict()`, converting backend tensors with `toHost`.
-   */
-  optimizerStateDict?(optimizer: O): unknown | Promise<unknown>;
-  /** Restore {@link Backend.optimizerStateDict}'s output (HostTensor leaves) into `optimizer`, on its parameters' devices. */
-  loadOptimizerStateDict?(optimizer: O, state: unknown): void | Promise<void>;
-  /** The scheduler's state for a checkpoint (JSON-able). Without it `saveState` uses the scheduler's own `stateDict()`. */
-  schedulerStateDict?(scheduler: S): unknown;
-  /** Restore {@link Backend.schedulerStateDict}'s output into `scheduler` (and the learning rates it set). */
-  loadSchedulerStateDict?(scheduler: S, state: unknown): void;
-  /** Run `fn` with autocast for `precision` enabled (or explicitly disabled with `enabled: false`). */
-  autocast?<R>(precision: MixedPrecision, fn: () => R, options?: { enabled?: boolean }): R;
-  createGradScaler?(options: GradScalerOptions): GradScaler<T, O>;
-
-  // ---- randomness, memory, communication ---------------------------------
-  /** Seed every generator the backend owns. */
-  manualSeed(seed: number): void;
-  /** Opaque RNG state of the backend's default generator(s). */
-  getRngState(): Uint8Array;
-  setRngState(state: Uint8Array): void;
-  memoryInfo?(device: string): MemoryInfo;
-  /** True when `error` means "out of memory" (used by findExecutableBatchSize). */
-  isOutOfMemoryError(error: unknown): boolean;
-  /** Release cached allocator memory. */
-  emptyCache?(): void;
-  /** Join (or create) the process group for this run. Absent = cannot run multi-process. */
-  initProcessGroup?(options: ProcessGroupOptions): Promise<ProcessGroup<T>>;
-
-  // ---- big modeling (optional; used by @accelerate/big-modeling) ---------
-  // The module tree, tensor replacement and forward hooks that device maps,
-  // offloading and empty-weight initialisation need. A backend without them
-  // can still train; big-modeling names the missing method when it needs one.
+  // The module tree, tensor replacement and hooks that device maps,
+  // offloading, empty-weight initialisation and sharding strategies need.
+  // A backend without them can still train; the feature that needs one names it.
 
   /** Direct submodules of `model`, by attribute name, in registration order. */
   namedChildren?(model: M): Array<[string, M]>;
-  /** Class name of a module (`Linear`, `DecoderLayer`): what `noSplitModuleClasses` matches. */
+  /** Class name of a module (`Linear`, `DecoderLayer`): what `noSplitModuleClasses` and auto-wrap policies match. */
   moduleClassName?(model: M): string;
   /**
    * The module's own parameters and buffers (not its children's), as the very
@@ -237,30 +181,203 @@ export interface Backend<T = unknown, M = unknown, O = unknown, S = unknown> {
   addForwardHooks?(
     module: M,
     hooks: { pre?: (args: unknown[]) => unknown[] | void; post?: (args: unknown[], output: unknown) => unknown },
-  ): { remove(): void };
+  ): HookHandle;
+  /**
+   * Call `fn(param)` during backward right after `param`'s gradient has been
+   * accumulated into its `.grad` (torch's post-accumulate-grad hook), once per
+   * backward: what a sharding strategy's reduce-scatter hangs on.
+   */
+  addGradientReadyHook?(param: T, fn: (param: T) => void): HookHandle;
   /**
    * Run `fn` so that every parameter (and buffer, with `includeBuffers`) it
    * creates is created on `device` instead; `meta` allocates no memory.
    */
   initOnDevice?<R>(device: string, fn: () => R, options?: { includeBuffers?: boolean }): R;
-  /** A new tensor of `shape` and `dtype` on `device` (default cpu), contents unspecified; `meta` gives a placeholder without memory. */
-  emptyTensor?(shape: number[], dtype: DType, device?: string): T;
+}
+
+/** Autograd: backward, gradients and local gradient clipping. */
+export interface AutogradCapability<T = unknown, M = unknown> {
   /**
-   * The bytes of a contiguous cpu tensor, without copying (writes change the
-   * tensor), so files are read straight into tensors and written from them;
-   * `undefined` when the backend cannot share its memory.
+   * Backpropagate `loss * scale` into the parameters' gradients (accumulating).
+   * May return a promise when gradients become usable later (e.g. an
+   * asynchronous cross-process reduction); the Accelerator hands it back.
    */
-  hostBytes?(t: T): Uint8Array | undefined;
-  /** `t` converted to `dtype` (a new tensor; `t` itself when it already has it). */
-  cast?(t: T, dtype: DType): T;
+  backward(loss: Loss<T>, options: { scale: number; model?: M }): void | Promise<void>;
+  /** Gradient of a parameter, or null. */
+  grad(param: T): T | null;
+  /** Clip the global gradient norm of `params` in place; returns the total norm before clipping. */
+  clipGradNorm(params: T[], maxNorm: number, normType?: number): number;
+  /** Clamp every gradient element into `[-clipValue, clipValue]`. */
+  clipGradValue?(params: T[], clipValue: number): void;
+}
+
+/** Optimizers and learning-rate schedulers. */
+export interface OptimizerCapability<T = unknown, O = unknown, S = unknown> {
+  isOptimizer(x: unknown): x is O;
+  step(optimizer: O): void;
+  zeroGrad(optimizer: O, setToNone: boolean): void;
+  /** Parameters the optimizer updates. */
+  params(optimizer: O): T[];
+  /** Move optimizer state to `device`. */
+  moveState?(optimizer: O, device: string): void;
   /**
-   * Map a file into memory copy-on-write (nothing is read until the pages are
-   * used, and they are shared with the page cache) and cut cpu tensors out of
-   * it, as safetensors' mmap loading does. Tensors keep the mapping alive
-   * after `close()`; a tensor the backend cannot view (misaligned offset)
-   * throws, and callers fall back to reading.
+   * The optimizer's state for a checkpoint (PyTorch's `optimizer.state_dict()`
+   * layout where the backend has one): plain objects, arrays, numbers,
+   * strings, booleans and {@link HostTensor} leaves (copies, not views of
+   * live buffers). Without it `saveState` uses the optimizer's own
+   * `stateDict()`, converting backend tensors with `toHost`.
    */
-  mapFile?(path: string): { tensor(byteOffset: number, shape: number[], dtype: DType): T; close(): void };
+  stateDict?(optimizer: O): unknown | Promise<unknown>;
+  /** Restore {@link OptimizerCapability.stateDict}'s output (HostTensor leaves) into `optimizer`, on its parameters' devices. */
+  loadStateDict?(optimizer: O, state: unknown): void | Promise<void>;
+  isScheduler?(x: unknown): x is S;
+  /** The optimizer a scheduler drives. */
+  schedulerOptimizer?(scheduler: S): O;
+  schedulerStep?(scheduler: S): void;
+  /** The scheduler's state for a checkpoint (JSON-able). Without it `saveState` uses the scheduler's own `stateDict()`. */
+  schedulerStateDict?(scheduler: S): unknown;
+  /** Restore {@link OptimizerCapability.schedulerStateDict}'s output into `scheduler` (and the learning rates it set). */
+  loadSchedulerStateDict?(scheduler: S, state: unknown): void;
+}
+
+/** Mixed precision: autocast and fp16 loss scaling. */
+export interface PrecisionCapability<T = unknown, M = unknown, O = unknown> {
+  /**
+   * Run `forward` of `model` inside autocast for `precision` and return fp32
+   * outputs. Returns the same model object (patched) so user types keep working.
+   */
+  wrapForwardForPrecision?(model: M, precision: MixedPrecision): M;
+  /** Undo {@link wrapForwardForPrecision} (Accelerate's `unwrap_model(keep_fp32_wrapper=False)`). */
+  unwrapForwardForPrecision?(model: M): M;
+  /** Run `fn` with autocast for `precision` enabled (or explicitly disabled with `enabled: false`). */
+  autocast?<R>(precision: MixedPrecision, fn: () => R, options?: { enabled?: boolean }): R;
+  createGradScaler?(options: GradScalerOptions): GradScaler<T, O>;
+}
+
+/** Random number generators the backend owns. */
+export interface RngCapability {
+  /** Seed every generator the backend owns. */
+  manualSeed(seed: number): void;
+  /** Opaque RNG state of the backend's default generator(s). */
+  getState(): Uint8Array;
+  setState(state: Uint8Array): void;
+}
+
+/** Device memory. */
+export interface MemoryCapability {
+  info?(device: string): MemoryInfo;
+  /** True when `error` means "out of memory" (used by findExecutableBatchSize). */
+  isOutOfMemoryError(error: unknown): boolean;
+  /** Release cached allocator memory. */
+  emptyCache?(): void;
+}
+
+/** Joining a process group (c10d gloo / NCCL, or a backend's own). Absent = cannot run multi-process. */
+export interface CommunicationCapability<T = unknown> {
+  initProcessGroup(options: ProcessGroupOptions): Promise<ProcessGroup<T>>;
+}
+
+/**
+ * The backend's own data-parallel engine (DDP's reducer: bucketed gradient
+ * all-reduce overlapped with backward). Core's built-in DDP strategy
+ * delegates to it; other strategies use {@link ModelCapability} hooks and the
+ * process group instead.
+ */
+export interface DataParallelCapability<T = unknown, M = unknown> {
+  /** Wrap for data parallelism over `group` (broadcast params, gradient all-reduce); may resolve later. */
+  wrap(model: M, group: ProcessGroup<T>, options: Record<string, unknown>): M | Promise<M>;
+  /** The model {@link wrap} was given (the same object when it wraps in place). */
+  unwrap(model: M): M;
+  /**
+   * Turn gradient synchronisation of a wrapped model on or off (DDP's
+   * `no_sync`): while off, backward only accumulates locally.
+   */
+  setGradientSync(model: M, enabled: boolean): void;
+  /** Force the next backward of a wrapped model to synchronise, even with sync off. */
+  triggerSyncInBackward?(model: M): void;
+  /**
+   * Run `fn` on uneven inputs (torch's `Join` with DDP's join hook), for
+   * `Accelerator.joinUnevenInputs`: once this rank's `fn` returned, keep matching
+   * the collectives the other ranks' forwards and backwards of `models` issue
+   * (with zero gradients) until every rank's `fn` returned, then make the models
+   * equal on all ranks. `divideByInitialWorldSize` false divides gradients by the
+   * number of ranks still active instead of the world size.
+   */
+  joinUnevenInputs?<R>(models: M[], fn: () => R | Promise<R>, options: { divideByInitialWorldSize: boolean }): Promise<R>;
+}
+
+/** The optional handlers a backend may provide, by capability name. */
+export interface BackendCapabilities<T = unknown, M = unknown, O = unknown, S = unknown> {
+  readonly models?: ModelCapability<T, M>;
+  readonly autograd?: AutogradCapability<T, M>;
+  readonly optimizers?: OptimizerCapability<T, O, S>;
+  readonly precision?: PrecisionCapability<T, M, O>;
+  readonly rng?: RngCapability;
+  readonly memory?: MemoryCapability;
+  readonly communication?: CommunicationCapability<T>;
+  readonly dataParallel?: DataParallelCapability<T, M>;
+}
+
+/** Name of a {@link BackendCapabilities} handler. */
+export type BackendCapabilityName = keyof BackendCapabilities;
+
+/**
+ * What a backend package implements: the {@link BackendRoot} and whichever
+ * {@link BackendCapabilities} it has. Training needs `models`, `autograd`,
+ * `optimizers` and `rng`; multi-process runs need `communication`; the
+ * built-in DDP strategy needs `dataParallel`.
+ */
+export interface Backend<T = unknown, M = unknown, O = unknown, S = unknown> extends BackendRoot<T>, BackendCapabilities<T, M, O, S> {}
+
+/** What each capability is for, for error messages. */
+const CAPABILITY_HELP: Record<BackendCapabilityName, string> = {
+  models: 'models (parameters, state dicts, placement)',
+  autograd: 'autograd (backward, gradients, clipping)',
+  optimizers: 'optimizers and schedulers',
+  precision: 'mixed precision (autocast, loss scaling)',
+  rng: 'random generators (seeding, RNG state in checkpoints)',
+  memory: 'device memory queries',
+  communication: 'process groups (multi-process runs)',
+  dataParallel: 'a native data-parallel engine (the built-in DDP strategy)',
+};
+
+/**
+ * The backend's `name` capability handler, or one error that names the
+ * capability, the backend and the feature that needs it.
+ * @param feature - what needs it, e.g. `"Accelerator.prepare(model)"`.
+ */
+export function requireCapability<B extends Backend<any, any, any, any>, K extends BackendCapabilityName>(
+  backend: B,
+  name: K,
+  feature: string,
+): NonNullable<B[K]> {
+  const handler = backend[name];
+  if (handler) return handler as NonNullable<B[K]>;
+  throw new Error(
+    `${feature} needs the "${name}" capability — ${CAPABILITY_HELP[name]} — which the "${backend.name}" backend does not provide. ` +
+      'Use a backend that has it (@accelerate/backend-libtorch has every capability), or add the handler to the backend (see "Writing a backend" in the docs).',
+  );
+}
+
+/**
+ * The backend's `name` capability handler and the named method on it, or one
+ * error naming both, the backend and the feature (for optional methods such
+ * as `models.addForwardHooks`).
+ */
+export function requireCapabilityMethod<B extends Backend<any, any, any, any>, K extends BackendCapabilityName, F extends keyof NonNullable<B[K]>>(
+  backend: B,
+  name: K,
+  method: F,
+  feature: string,
+): NonNullable<B[K]> & Required<Pick<NonNullable<B[K]>, F>> {
+  const handler = requireCapability(backend, name, feature) as NonNullable<B[K]>;
+  if (typeof (handler as Record<PropertyKey, unknown>)[method as PropertyKey] === 'function') {
+    return handler as NonNullable<B[K]> & Required<Pick<NonNullable<B[K]>, F>>;
+  }
+  throw new Error(
+    `${feature} needs ${String(name)}.${String(method)}(), which the "${backend.name}" backend's "${name}" capability does not implement. ` +
+      'Use a backend that has it (@accelerate/backend-libtorch), or implement it (see "Writing a backend" in the docs).',
+  );
 }
 
 /**
