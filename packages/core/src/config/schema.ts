@@ -13,6 +13,7 @@
  */
 import type { MixedPrecision } from '../interfaces/backend.js';
 import { DistributedType } from '../state/distributed-type.js';
+import { sectionFileFields } from './settings.js';
 
 /**
  * Value types a config key can take.
@@ -79,172 +80,28 @@ export type SageMakerDistributedType = (typeof SAGEMAKER_DISTRIBUTED_TYPES)[numb
 /** `mixed_precision` values. */
 export const MIXED_PRECISIONS: readonly MixedPrecision[] = ['no', 'fp16', 'bf16', 'fp8'];
 
-/** Torch dynamo backends (`dynamo_config.dynamo_backend`, `ACCELERATE_DYNAMO_BACKEND`), upper case. */
-export const DYNAMO_BACKENDS = [
-  'NO',
-  'EAGER',
-  'AOT_EAGER',
-  'INDUCTOR',
-  'AOT_TS_NVFUSER',
-  'NVPRIMS_NVFUSER',
-  'CUDAGRAPHS',
-  'OFI',
-  'FX2TRT',
-  'ONNXRT',
-  'TENSORRT',
-  'AOT_TORCHXLA_TRACE_ONCE',
-  'TORCHXLA_TRACE_ONCE',
-  'TVM',
-  'HPU_BACKEND',
-  'NEURON',
-] as const;
+export {
+  DEEPSPEED_MULTINODE_LAUNCHERS,
+  DYNAMO_BACKENDS,
+  DYNAMO_MODES,
+  FSDP_AUTO_WRAP_POLICIES,
+  FSDP_BACKWARD_PREFETCH,
+  FSDP_SHARDING_STRATEGIES,
+  FSDP_STATE_DICT_TYPES,
+} from './settings.js';
 
-/** Torch compile modes. */
-export const DYNAMO_MODES = ['default', 'reduce-overhead', 'max-autotune'] as const;
-/** FSDP1 sharding strategies (also accepted as 1..5). */
-export const FSDP_SHARDING_STRATEGIES = ['FULL_SHARD', 'SHARD_GRAD_OP', 'NO_SHARD', 'HYBRID_SHARD', 'HYBRID_SHARD_ZERO2'] as const;
-/** FSDP auto-wrap policies. */
-export const FSDP_AUTO_WRAP_POLICIES = ['TRANSFORMER_BASED_WRAP', 'SIZE_BASED_WRAP', 'NO_WRAP'] as const;
-/** FSDP backward prefetch policies (also accepted as 1..3). */
-export const FSDP_BACKWARD_PREFETCH = ['BACKWARD_PRE', 'BACKWARD_POST', 'NO_PREFETCH'] as const;
-/** FSDP state dict types (FSDP2 supports the sharded and full ones). */
-export const FSDP_STATE_DICT_TYPES = ['FULL_STATE_DICT', 'LOCAL_STATE_DICT', 'SHARDED_STATE_DICT'] as const;
-/** DeepSpeed multi-node launchers. */
-export const DEEPSPEED_MULTINODE_LAUNCHERS = ['pdsh', 'standard', 'openmpi', 'mvapich', 'mpich', 'nossh', 'slurm'] as const;
-
-const OFFLOAD_DEVICES = ['none', 'cpu', 'nvme'];
-
-const DEEPSPEED_CONFIG: Record<string, ConfigFieldSpec> = {
-  deepspeed_config_file: { type: 'string', description: 'Path to a DeepSpeed JSON config; when set, the other DeepSpeed keys must not be.' },
-  zero_stage: { type: 'integer', enum: [0, 1, 2, 3], default: 2, description: 'ZeRO optimisation stage.' },
-  offload_optimizer_device: { type: 'string', enum: OFFLOAD_DEVICES, default: 'none', description: 'Where optimizer states are offloaded (ZeRO >= 2).' },
-  offload_param_device: { type: 'string', enum: OFFLOAD_DEVICES, default: 'none', description: 'Where parameters are offloaded (ZeRO >= 2).' },
-  offload_optimizer_nvme_path: { type: 'string', description: 'NVMe path for optimizer offload.' },
-  offload_param_nvme_path: { type: 'string', description: 'NVMe path for parameter offload.' },
-  gradient_accumulation_steps: { type: 'integer', default: 1, description: 'Gradient accumulation steps passed to DeepSpeed (exported as ACCELERATE_GRADIENT_ACCUMULATION_STEPS).' },
-  gradient_clipping: { type: 'number', default: 1.0, description: 'Gradient clipping value.' },
-  zero3_init_flag: { type: 'boolish', default: false, description: 'Use `deepspeed.zero.Init` to build massive models (ZeRO-3).' },
-  zero3_save_16bit_model: { type: 'boolish', default: false, description: 'Save consolidated 16-bit weights with ZeRO-3.' },
-  deepspeed_moe_layer_cls_names: { type: 'string', description: 'Comma-separated MoE layer class names.' },
-  deepspeed_multinode_launcher: { type: 'string', enum: DEEPSPEED_MULTINODE_LAUNCHERS, default: 'pdsh', description: 'Launcher used for multi-node DeepSpeed.' },
-  deepspeed_hostfile: { type: 'string', description: 'Hostfile for multi-node DeepSpeed (`hostname slots=N` rows).' },
-  deepspeed_exclusion_filter: { type: 'string', description: 'DeepSpeed host exclusion filter.' },
-  deepspeed_inclusion_filter: { type: 'string', description: 'DeepSpeed host inclusion filter.' },
-};
-
-const FSDP_CONFIG: Record<string, ConfigFieldSpec> = {
-  fsdp_version: { type: 'integer', enum: [1, 2], default: 1, description: 'FSDP version (2 = per-parameter sharding).' },
-  fsdp_reshard_after_forward: {
-    type: ['boolish', 'string', 'integer'],
-    enum: [...FSDP_SHARDING_STRATEGIES, 1, 2, 3, 4, 5],
-    caseInsensitive: true,
-    default: true,
-    description: 'FSDP2: reshard after forward (bool); FSDP1: the sharding strategy name.',
-  },
-  fsdp_sharding_strategy: {
-    type: ['string', 'integer'],
-    enum: [...FSDP_SHARDING_STRATEGIES, 1, 2, 3, 4, 5],
-    caseInsensitive: true,
-    legacy: true,
-    description: 'FSDP1 sharding strategy (deprecated in favour of fsdp_reshard_after_forward).',
-  },
-  fsdp_offload_params: { type: 'boolish', default: false, description: 'Offload parameters and gradients to CPU.' },
-  fsdp_auto_wrap_policy: { type: 'string', enum: FSDP_AUTO_WRAP_POLICIES, caseInsensitive: true, description: 'How modules are wrapped into FSDP units.' },
-  fsdp_transformer_layer_cls_to_wrap: { type: 'string', description: 'Comma-separated layer class names to wrap (TRANSFORMER_BASED_WRAP).' },
-  fsdp_min_num_params: { type: 'integer', default: 100000000, description: 'Minimum parameters per unit (SIZE_BASED_WRAP).' },
-  fsdp_backward_prefetch: {
-    type: ['string', 'integer'],
-    enum: [...FSDP_BACKWARD_PREFETCH, 1, 2, 3],
-    caseInsensitive: true,
-    description: 'Backward prefetch policy (FSDP1 only).',
-  },
-  fsdp_state_dict_type: { type: 'string', enum: FSDP_STATE_DICT_TYPES, caseInsensitive: true, description: 'State dict type used for checkpoints.' },
-  fsdp_forward_prefetch: { type: 'boolish', default: false, description: 'Prefetch the next all-gather during forward (FSDP1 only).' },
-  fsdp_use_orig_params: { type: 'boolish', default: true, description: 'Allow mixed requires_grad parameters (FSDP1 only).' },
-  fsdp_cpu_ram_efficient_loading: { type: 'boolish', default: true, description: 'Only rank 0 loads the checkpoint; others start empty.' },
-  fsdp_sync_module_states: { type: 'boolish', default: true, description: 'Broadcast module states from rank 0 (FSDP1 only).' },
-  fsdp_activation_checkpointing: { type: 'boolish', default: false, description: 'Free activations in forward and recompute them in backward.' },
-  fsdp_ignored_modules: { type: 'string', description: 'Regular expression of module names FSDP leaves alone.' },
-};
-
-const FP8_CONFIG: Record<string, ConfigFieldSpec> = {
-  backend: { type: 'string', enum: ['AO', 'TE', 'MSAMP'], caseInsensitive: true, description: 'FP8 backend: torchao, TransformerEngine or MS-AMP.' },
-  use_autocast_during_eval: { type: 'boolish', default: false, description: 'Use FP8 autocast in eval mode (TE).' },
-  margin: { type: 'integer', default: 0, description: 'Margin for the scaling factor (TE).' },
-  interval: { type: 'integer', default: 1, description: 'How often the scaling factor is recomputed (TE).' },
-  fp8_format: { type: 'string', enum: ['HYBRID', 'E4M3', 'E5M2'], caseInsensitive: true, default: 'HYBRID', description: 'FP8 recipe format (TE).' },
-  amax_history_length: { type: 'integer', default: 1024, description: 'Amax history length, as `accelerate config` names it (TE).' },
-  amax_history_len: { type: 'integer', default: 1024, description: 'Amax history length, as the recipe reads it (TE).' },
-  amax_compute_algorithm: { type: 'string', enum: ['max', 'most_recent'], description: 'Amax algorithm, as `accelerate config` names it (TE).' },
-  amax_compute_algo: { type: 'string', enum: ['max', 'most_recent'], default: 'most_recent', description: 'Amax algorithm, as the recipe reads it (TE).' },
-  override_linear_precision: {
-    type: ['boolean[]', 'string'],
-    default: [false, false, false],
-    description: 'Run fprop, dgrad, wgrad GEMMs in higher precision: three booleans (TE).',
-  },
-  optimization_level: { type: 'string', enum: ['O1', 'O2'], description: 'MS-AMP level, as `accelerate config` names it.' },
-  opt_level: { type: 'string', enum: ['O1', 'O2'], default: 'O2', description: 'MS-AMP level, as the recipe reads it.' },
-  enable_fsdp_float8_all_gather: { type: 'boolish', default: true, description: 'FSDP2 float8 all-gather (torchao).' },
-  pad_inner_dim: { type: 'boolish', default: true, description: 'Pad inner dimensions for float8 matmuls (torchao).' },
-  use_mxfp8_block_scaling: { type: 'boolish', default: false, description: 'Use MXFP8 block scaling (TE).' },
-};
-
-const MEGATRON_LM_CONFIG: Record<string, ConfigFieldSpec> = {
-  megatron_lm_tp_degree: { type: 'integer', default: 1, description: 'Tensor parallelism degree.' },
-  megatron_lm_pp_degree: { type: 'integer', default: 1, description: 'Pipeline parallelism degree.' },
-  megatron_lm_num_micro_batches: { type: 'integer', description: 'Micro-batches when the PP degree > 1.' },
-  megatron_lm_sequence_parallelism: { type: 'boolish', description: 'Sequence parallelism (TP degree > 1).' },
-  megatron_lm_recompute_activations: { type: 'boolish', description: 'Selective activation recomputation.' },
-  megatron_lm_use_distributed_optimizer: { type: 'boolish', description: 'Shard optimizer state across data-parallel ranks.' },
-  megatron_lm_gradient_clipping: { type: 'number', default: 1.0, description: 'Global L2-norm gradient clipping (0 disables).' },
-  megatron_lm_use_custom_fsdp: { type: 'boolish', default: false, description: 'Use Megatron custom FSDP.' },
-  megatron_lm_no_load_optim: { type: 'boolish', default: false, description: 'Do not load the optimizer.' },
-  megatron_lm_no_save_optim: { type: 'boolish', default: false, description: 'Do not save the optimizer.' },
-  megatron_lm_eod_mask_loss: { type: 'boolish', default: false, description: 'Mask the loss at end-of-document tokens.' },
-  megatron_lm_overlap_cpu_optimizer_d2h_h2d: { type: 'boolish', default: false, description: 'Overlap CPU optimizer step with transfers.' },
-  megatron_lm_optimizer_cpu_offload: { type: 'boolish', default: false, description: 'Offload the optimizer to CPU.' },
-  megatron_lm_use_precision_aware_optimizer: { type: 'boolish', default: false, description: 'Precision-aware optimizer.' },
-  megatron_lm_decoder_last_pipeline_num_layers: { type: 'integer', description: 'Decoder layers in the last pipeline stage.' },
-  megatron_lm_recompute_granularity: { type: 'string', enum: ['full', 'selective'], description: 'Recompute granularity.' },
-  megatron_lm_recompute_method: { type: 'string', enum: ['uniform', 'block'], description: 'Recompute method.' },
-  megatron_lm_recompute_num_layers: { type: 'integer', description: 'Layers to recompute.' },
-  megatron_lm_attention_backend: { type: ['boolish', 'string'], description: 'Attention backend.' },
-  megatron_lm_expert_model_parallel_size: { type: 'integer', description: 'Expert model parallel size.' },
-  megatron_lm_expert_tensor_parallel_size: { type: 'integer', description: 'Expert tensor parallel size.' },
-  megatron_lm_context_parallel_size: { type: 'integer', description: 'Context parallel size.' },
-  megatron_lm_attention_dropout: { type: 'number', description: 'Attention dropout rate.' },
-  megatron_lm_hidden_dropout: { type: 'number', description: 'Hidden dropout rate.' },
-  megatron_lm_attention_softmax_in_fp32: { type: 'boolish', description: 'Attention softmax in fp32.' },
-  megatron_lm_calculate_per_token_loss: { type: 'boolish', description: 'Per-token loss.' },
-  megatron_lm_use_rotary_position_embeddings: { type: 'boolish', description: 'Rotary position embeddings.' },
-};
-
-const PARALLELISM_CONFIG: Record<string, ConfigFieldSpec> = {
-  parallelism_config_dp_replicate_size: { type: 'integer', default: 1, description: 'Data-parallel replicas.' },
-  parallelism_config_dp_shard_size: { type: 'integer', default: 1, description: 'FSDP shard group size.' },
-  parallelism_config_tp_size: { type: 'integer', default: 1, description: 'Tensor parallel size.' },
-  parallelism_config_cp_size: { type: 'integer', default: 1, description: 'Context parallel size.' },
-  parallelism_config_cp_backend: { type: 'string', enum: ['torch'], default: 'torch', description: 'Context parallel backend.' },
-  parallelism_config_cp_comm_strategy: { type: 'string', enum: ['allgather', 'alltoall'], default: 'allgather', description: 'Context parallel communication strategy.' },
-  parallelism_config_sp_size: { type: 'integer', default: 1, description: 'Sequence parallel size.' },
-  parallelism_config_sp_backend: { type: 'string', enum: ['deepspeed'], default: 'deepspeed', description: 'Sequence parallel backend.' },
-  parallelism_config_sp_seq_length: { type: ['integer', 'string'], description: 'Sequence length when all batches share one.' },
-  parallelism_config_sp_seq_length_is_variable: { type: 'boolish', default: true, description: 'Sequence length may change between batches.' },
-  parallelism_config_sp_attn_implementation: { type: 'string', default: 'sdpa', description: 'Attention implementation (sdpa, flash_attention_2, …).' },
-};
+// The plugin sections' keys come from the settings table (settings.ts): one row per setting.
+const DEEPSPEED_CONFIG = sectionFileFields('deepspeed');
+const FSDP_CONFIG = sectionFileFields('fsdp');
+const FP8_CONFIG = sectionFileFields('fp8');
+const MEGATRON_LM_CONFIG = sectionFileFields('megatron');
+const PARALLELISM_CONFIG = sectionFileFields('parallelism');
+const DYNAMO_CONFIG = sectionFileFields('dynamo');
 
 const MPIRUN_CONFIG: Record<string, ConfigFieldSpec> = {
   mpirun_hostfile: { type: 'string', description: 'Hostfile passed to mpirun for multi-CPU training.' },
   // Python's questionnaire wrote the count as a string ('1'); both forms appear in real files.
   mpirun_ccl: { type: ['integer', 'string'], legacy: true, description: 'oneCCL worker count (older Accelerate versions).' },
-};
-
-const DYNAMO_CONFIG: Record<string, ConfigFieldSpec> = {
-  dynamo_backend: { type: 'string', enum: DYNAMO_BACKENDS, caseInsensitive: true, default: 'NO', description: 'torch.compile backend (NO = off).' },
-  dynamo_mode: { type: 'string', enum: DYNAMO_MODES, default: 'default', description: 'torch.compile mode.' },
-  dynamo_use_fullgraph: { type: 'boolish', default: false, description: 'Compile the whole model as one graph.' },
-  dynamo_use_dynamic: { type: 'boolish', default: false, description: 'Dynamic shape tracing.' },
-  dynamo_use_regional_compilation: { type: 'boolish', default: false, description: 'Compile repeated blocks once (regional compilation).' },
 };
 
 const section = (

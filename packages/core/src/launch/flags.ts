@@ -5,7 +5,7 @@
  * merges flags with the config file by these names, so both always agree.
  * @module
  */
-import { parseBoolEnv } from '../config/env.js';
+import { strToBoolOrUndefined, sectionLaunchFlags } from '../config/settings.js';
 import { suggestClosest } from '../config/errors.js';
 
 /** A flag's value once parsed. */
@@ -62,24 +62,6 @@ export interface LaunchFlagSpec {
   readonly valueName?: string;
 }
 
-const DYNAMO_BACKEND_CHOICES = [
-  'no',
-  'eager',
-  'aot_eager',
-  'inductor',
-  'aot_ts_nvfuser',
-  'nvprims_nvfuser',
-  'cudagraphs',
-  'ofi',
-  'fx2trt',
-  'onnxrt',
-  'tensorrt',
-  'aot_torchxla_trace_once',
-  'torhchxla_trace_once',
-  'ipex',
-  'tvm',
-  'hpu_backend',
-];
 
 const f = (
   name: string,
@@ -110,11 +92,7 @@ export const LAUNCH_FLAGS: readonly LaunchFlagSpec[] = [
   f('num_machines', 'integer', 'resources', 'native', 'Number of machines taking part.', { valueName: 'n' }),
   f('num_cpu_threads_per_process', 'integer', 'resources', 'native', 'CPU threads per process (OMP_NUM_THREADS); default: the cores divided among the local processes.', { valueName: 'n' }),
   f('enable_cpu_affinity', 'boolean', 'resources', 'env', 'Pin each process to the cores of its NUMA node (ACCELERATE_CPU_AFFINITY).'),
-  f('dynamo_backend', 'string', 'resources', 'env', 'torch.compile backend (ACCELERATE_DYNAMO_BACKEND); no = off.', { choices: DYNAMO_BACKEND_CHOICES, valueName: 'name' }),
-  f('dynamo_mode', 'string', 'resources', 'env', 'torch.compile mode.', { choices: ['default', 'reduce-overhead', 'max-autotune'], default: 'default', valueName: 'mode' }),
-  f('dynamo_use_fullgraph', 'boolean', 'resources', 'env', 'Compile the whole model as one graph.'),
-  f('dynamo_use_dynamic', 'boolean', 'resources', 'env', 'Dynamic shape tracing.'),
-  f('dynamo_use_regional_compilation', 'boolean', 'resources', 'env', 'Compile repeated blocks once.'),
+  ...sectionLaunchFlags('dynamo'),
   // training paradigm
   f('use_deepspeed', 'boolean', 'paradigm', 'env', 'Use DeepSpeed (exports ACCELERATE_USE_DEEPSPEED and the DeepSpeed settings).'),
   f('use_fsdp', 'boolean', 'paradigm', 'env', 'Use FSDP (exports ACCELERATE_USE_FSDP and FSDP_*).'),
@@ -143,92 +121,20 @@ export const LAUNCH_FLAGS: readonly LaunchFlagSpec[] = [
   f('main_training_function', 'string', 'tpu', 'unsupported', UNSUPPORTED_TPU, { valueName: 'name' }),
   f('downcast_bf16', 'boolean', 'tpu', 'unsupported', UNSUPPORTED_TPU),
   // DeepSpeed
-  f('deepspeed_config_file', 'string', 'deepspeed', 'env', 'DeepSpeed JSON config (ACCELERATE_DEEPSPEED_CONFIG_FILE).', { valueName: 'path' }),
-  f('zero_stage', 'integer', 'deepspeed', 'env', 'ZeRO stage.', { valueName: 'n' }),
-  f('offload_optimizer_device', 'string', 'deepspeed', 'env', 'none, cpu or nvme.', { valueName: 'device' }),
-  f('offload_param_device', 'string', 'deepspeed', 'env', 'none, cpu or nvme.', { valueName: 'device' }),
-  f('offload_optimizer_nvme_path', 'string', 'deepspeed', 'env', 'NVMe path for optimizer offload.', { valueName: 'path' }),
-  f('offload_param_nvme_path', 'string', 'deepspeed', 'env', 'NVMe path for parameter offload.', { valueName: 'path' }),
+  ...sectionLaunchFlags('deepspeed'),
   f('gradient_accumulation_steps', 'integer', 'deepspeed', 'native', 'Gradient accumulation steps (ACCELERATE_GRADIENT_ACCUMULATION_STEPS).', { valueName: 'n' }),
-  f('gradient_clipping', 'number', 'deepspeed', 'env', 'Gradient clipping value (DeepSpeed).', { valueName: 'x' }),
-  f('zero3_init_flag', 'boolish', 'deepspeed', 'env', 'deepspeed.zero.Init for huge models (ZeRO-3).', { valueName: 'bool' }),
-  f('zero3_save_16bit_model', 'boolish', 'deepspeed', 'env', 'Save 16-bit weights with ZeRO-3.', { valueName: 'bool' }),
-  f('deepspeed_hostfile', 'string', 'deepspeed', 'env', 'Hostfile for multi-node DeepSpeed.', { valueName: 'path' }),
-  f('deepspeed_exclusion_filter', 'string', 'deepspeed', 'env', 'DeepSpeed host exclusion filter.', { valueName: 'filter' }),
-  f('deepspeed_inclusion_filter', 'string', 'deepspeed', 'env', 'DeepSpeed host inclusion filter.', { valueName: 'filter' }),
-  f('deepspeed_multinode_launcher', 'string', 'deepspeed', 'env', 'Multi-node DeepSpeed launcher.', { choices: ['pdsh', 'standard', 'openmpi', 'mvapich', 'mpich', 'nossh', 'slurm'], valueName: 'name' }),
-  f('deepspeed_moe_layer_cls_names', 'string', 'deepspeed', 'env', 'Comma-separated MoE layer class names.', { valueName: 'names' }),
-  // FSDP (defaults are the CLI's, which differ from the plugin's)
-  f('fsdp_version', 'string', 'fsdp', 'env', 'FSDP version.', { choices: ['1', '2'], default: '1', valueName: 'v' }),
-  f('fsdp_offload_params', 'boolish', 'fsdp', 'env', 'Offload parameters and gradients to CPU.', { default: false, valueName: 'bool' }),
-  f('fsdp_min_num_params', 'integer', 'fsdp', 'env', 'Minimum parameters per unit (size-based wrap).', { default: 100_000_000, valueName: 'n' }),
-  f('fsdp_sharding_strategy', 'string', 'fsdp', 'env', 'FSDP1 sharding strategy.', { default: 'FULL_SHARD', valueName: 'name' }),
-  f('fsdp_reshard_after_forward', 'string', 'fsdp', 'env', 'FSDP2: reshard after forward (bool); FSDP1: the strategy.', { default: 'true', valueName: 'value' }),
-  f('fsdp_auto_wrap_policy', 'string', 'fsdp', 'env', 'TRANSFORMER_BASED_WRAP, SIZE_BASED_WRAP or NO_WRAP.', { valueName: 'policy' }),
-  f('fsdp_transformer_layer_cls_to_wrap', 'string', 'fsdp', 'env', 'Comma-separated layer class names to wrap.', { valueName: 'names' }),
-  f('fsdp_backward_prefetch', 'string', 'fsdp', 'env', 'Backward prefetch policy.', { valueName: 'policy' }),
-  f('fsdp_state_dict_type', 'string', 'fsdp', 'env', 'State dict type for checkpoints.', { valueName: 'type' }),
-  f('fsdp_forward_prefetch', 'boolish', 'fsdp', 'env', 'Prefetch the next all-gather in forward.', { default: false, valueName: 'bool' }),
-  f('fsdp_use_orig_params', 'boolish', 'fsdp', 'env', 'Allow mixed requires_grad parameters.', { default: true, valueName: 'bool' }),
-  f('fsdp_cpu_ram_efficient_loading', 'boolish', 'fsdp', 'env', 'Only rank 0 loads the checkpoint (needs --fsdp_sync_module_states true).', { default: true, valueName: 'bool' }),
-  f('fsdp_sync_module_states', 'boolish', 'fsdp', 'env', 'Broadcast module states from rank 0.', { default: true, valueName: 'bool' }),
-  f('fsdp_activation_checkpointing', 'boolish', 'fsdp', 'env', 'Recompute activations in backward.', { default: false, valueName: 'bool' }),
+  // FSDP, Megatron-LM, FP8, parallelism, dynamo and DeepSpeed: one flag per row of the settings table (config/settings.ts)
+  ...sectionLaunchFlags('fsdp'),
   // Megatron-LM
-  f('megatron_lm_tp_degree', 'integer', 'megatron_lm', 'env', 'Tensor parallelism degree.', { default: 1, valueName: 'n' }),
-  f('megatron_lm_use_custom_fsdp', 'boolish', 'megatron_lm', 'env', 'Use Megatron custom FSDP.', { default: false, valueName: 'bool' }),
-  f('megatron_lm_no_load_optim', 'boolish', 'megatron_lm', 'env', 'Do not load the optimizer.', { default: false, valueName: 'bool' }),
-  f('megatron_lm_eod_mask_loss', 'boolish', 'megatron_lm', 'env', 'Mask the loss at end-of-document tokens.', { default: false, valueName: 'bool' }),
-  f('megatron_lm_overlap_cpu_optimizer_d2h_h2d', 'boolish', 'megatron_lm', 'env', 'Overlap CPU optimizer step with transfers.', { default: false, valueName: 'bool' }),
-  f('megatron_lm_no_save_optim', 'boolish', 'megatron_lm', 'env', 'Do not save the optimizer.', { default: false, valueName: 'bool' }),
-  f('megatron_lm_optimizer_cpu_offload', 'boolish', 'megatron_lm', 'env', 'Offload the optimizer to CPU.', { default: false, valueName: 'bool' }),
-  f('megatron_lm_use_precision_aware_optimizer', 'boolish', 'megatron_lm', 'env', 'Precision-aware optimizer.', { default: false, valueName: 'bool' }),
-  f('megatron_lm_decoder_last_pipeline_num_layers', 'integer', 'megatron_lm', 'env', 'Decoder layers in the last pipeline stage.', { valueName: 'n' }),
-  f('megatron_lm_pp_degree', 'integer', 'megatron_lm', 'env', 'Pipeline parallelism degree.', { default: 1, valueName: 'n' }),
-  f('megatron_lm_num_micro_batches', 'integer', 'megatron_lm', 'env', 'Micro-batches when the PP degree > 1.', { valueName: 'n' }),
-  f('megatron_lm_sequence_parallelism', 'string', 'megatron_lm', 'env', 'Sequence parallelism.', { valueName: 'bool' }),
-  f('megatron_lm_recompute_activations', 'string', 'megatron_lm', 'env', 'Selective activation recomputation.', { valueName: 'bool' }),
-  f('megatron_lm_use_distributed_optimizer', 'string', 'megatron_lm', 'env', 'Shard optimizer state over data-parallel ranks.', { valueName: 'bool' }),
-  f('megatron_lm_gradient_clipping', 'number', 'megatron_lm', 'env', 'Global L2-norm gradient clipping.', { default: 1.0, valueName: 'x' }),
-  f('megatron_lm_recompute_granularity', 'string', 'megatron_lm', 'env', 'full or selective.', { valueName: 'g' }),
-  f('megatron_lm_recompute_method', 'string', 'megatron_lm', 'env', 'uniform or block.', { valueName: 'm' }),
-  f('megatron_lm_recompute_num_layers', 'integer', 'megatron_lm', 'env', 'Layers to recompute.', { valueName: 'n' }),
-  f('megatron_lm_attention_backend', 'string', 'megatron_lm', 'env', 'Attention backend.', { valueName: 'name' }),
-  f('megatron_lm_expert_model_parallel_size', 'integer', 'megatron_lm', 'env', 'Expert model parallel size.', { valueName: 'n' }),
-  f('megatron_lm_context_parallel_size', 'integer', 'megatron_lm', 'env', 'Context parallel size.', { valueName: 'n' }),
-  f('megatron_lm_attention_dropout', 'number', 'megatron_lm', 'env', 'Attention dropout rate.', { valueName: 'p' }),
-  f('megatron_lm_hidden_dropout', 'number', 'megatron_lm', 'env', 'Hidden dropout rate.', { valueName: 'p' }),
-  f('megatron_lm_attention_softmax_in_fp32', 'string', 'megatron_lm', 'env', 'Attention softmax in fp32.', { valueName: 'bool' }),
-  f('megatron_lm_expert_tensor_parallel_size', 'integer', 'megatron_lm', 'env', 'Expert tensor parallel size.', { valueName: 'n' }),
-  f('megatron_lm_calculate_per_token_loss', 'string', 'megatron_lm', 'env', 'Per-token loss.', { valueName: 'bool' }),
-  f('megatron_lm_use_rotary_position_embeddings', 'string', 'megatron_lm', 'env', 'Rotary position embeddings.', { valueName: 'bool' }),
+  ...sectionLaunchFlags('megatron'),
   // FP8
-  f('fp8_backend', 'string', 'fp8', 'env', 'ao, te or msamp.', { choices: ['ao', 'te', 'msamp'], valueName: 'name' }),
-  f('fp8_use_autocast_during_eval', 'boolean', 'fp8', 'env', 'FP8 autocast in eval mode (TE).'),
-  f('fp8_margin', 'integer', 'fp8', 'env', 'Scaling-factor margin (TE).', { default: 0, valueName: 'n' }),
-  f('fp8_interval', 'integer', 'fp8', 'env', 'Scaling-factor recompute interval (TE).', { default: 1, valueName: 'n' }),
-  f('fp8_format', 'string', 'fp8', 'env', 'HYBRID, E4M3 or E5M2 (TE).', { choices: ['HYBRID', 'E4M3', 'E5M2'], default: 'HYBRID', valueName: 'format' }),
-  f('fp8_amax_history_len', 'integer', 'fp8', 'env', 'Amax history length (TE).', { default: 1024, valueName: 'n' }),
-  f('fp8_amax_compute_algo', 'string', 'fp8', 'env', 'max or most_recent (TE).', { choices: ['max', 'most_recent'], default: 'most_recent', valueName: 'algo' }),
-  f('fp8_override_linear_precision', 'string', 'fp8', 'env', 'Three booleans a,b,c: fprop, dgrad, wgrad GEMMs in higher precision (TE).', { default: 'false,false,false', valueName: 'a,b,c' }),
-  f('fp8_opt_level', 'string', 'fp8', 'env', 'O1 or O2 (MS-AMP).', { choices: ['O1', 'O2'], default: 'O2', valueName: 'level' }),
-  f('fp8_enable_fsdp_float8_all_gather', 'boolish', 'fp8', 'env', 'FSDP2 float8 all-gather (torchao).', { default: true, valueName: 'bool' }),
-  f('fp8_pad_inner_dim', 'boolish', 'fp8', 'env', 'Pad inner dimensions for float8 matmuls (torchao).', { default: true, valueName: 'bool' }),
+  ...sectionLaunchFlags('fp8'),
   // AWS / MPI
   f('aws_access_key_id', 'string', 'aws', 'unsupported', 'SageMaker launching is not supported by accelerate-ts.', { valueName: 'id' }),
   f('aws_secret_access_key', 'string', 'aws', 'unsupported', 'SageMaker launching is not supported by accelerate-ts.', { valueName: 'key' }),
   f('mpirun_hostfile', 'string', 'mpirun', 'unsupported', 'mpirun launching is not supported by accelerate-ts: start the script with mpirun yourself, it joins through the OMPI_*/PMI_* variables.', { valueName: 'path' }),
   // parallelism config
-  f('parallelism_config_dp_replicate_size', 'integer', 'parallelism', 'env', 'Data-parallel replicas.', { default: 1, valueName: 'n' }),
-  f('parallelism_config_dp_shard_size', 'integer', 'parallelism', 'env', 'FSDP shard group size.', { default: 1, valueName: 'n' }),
-  f('parallelism_config_tp_size', 'integer', 'parallelism', 'env', 'Tensor parallel size.', { default: 1, valueName: 'n' }),
-  f('parallelism_config_cp_size', 'integer', 'parallelism', 'env', 'Context parallel size.', { default: 1, valueName: 'n' }),
-  f('parallelism_config_cp_backend', 'string', 'parallelism', 'env', 'Context parallel backend.', { choices: ['torch'], default: 'torch', valueName: 'name' }),
-  f('parallelism_config_cp_comm_strategy', 'string', 'parallelism', 'env', 'allgather or alltoall.', { default: 'allgather', valueName: 'name' }),
-  f('parallelism_config_sp_size', 'integer', 'parallelism', 'env', 'Sequence parallel size.', { default: 1, valueName: 'n' }),
-  f('parallelism_config_sp_backend', 'string', 'parallelism', 'env', 'Sequence parallel backend.', { choices: ['deepspeed'], default: 'deepspeed', valueName: 'name' }),
-  f('parallelism_config_sp_seq_length', 'string', 'parallelism', 'env', 'Sequence length when all batches share one.', { valueName: 'n' }),
-  f('parallelism_config_sp_seq_length_is_variable', 'boolish', 'parallelism', 'env', 'Sequence length may change between batches.', { default: true, valueName: 'bool' }),
-  f('parallelism_config_sp_attn_implementation', 'string', 'parallelism', 'env', 'Attention implementation.', { default: 'sdpa', valueName: 'name' }),
+  ...sectionLaunchFlags('parallelism'),
 ];
 
 const BY_NAME = new Map(LAUNCH_FLAGS.map((s) => [s.name, s]));
@@ -256,13 +162,7 @@ export class LaunchError extends Error {
 }
 
 /** Python-style bool text (`true`, `False`, `yes`, `0`, …) -> boolean, or undefined when it is none of them. */
-function readBool(raw: string): boolean | undefined {
-  try {
-    return parseBoolEnv('flag', raw);
-  } catch {
-    return undefined;
-  }
-}
+const readBool = strToBoolOrUndefined;
 
 /**
  * Reads one flag value from its command-line text, checking type and
