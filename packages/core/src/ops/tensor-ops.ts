@@ -128,7 +128,7 @@ function assertHostDevice(device: string | undefined, what: string): void {
   if (!isCpuDevice(device)) {
     throw new Error(
       `${what}: HostTensor lives in host memory and cannot be placed on device '${device}'. ` +
-        `Register a backend (e.g. accelerate.use(libtorch())) and pass it as the tensor ops to use '${device}'.`,
+        `Pass a backend's tensor ops (e.g. accelerator.backend, or new Accelerator({ backend: 'libtorch' }).backend) to use '${device}'.`,
     );
   }
 }

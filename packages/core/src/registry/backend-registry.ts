@@ -65,7 +65,7 @@ interface Entry {
 }
 
 const NO_BACKEND_HINT =
-  ' Install a backend package (e.g. `npm install @accelerate/backend-libtorch`) and register it, e.g. `accelerator.use(libtorch())` or `registerBackend("libtorch", libtorch())`.';
+  ' Install a backend package (e.g. `npm install @accelerate/backend-libtorch`) and it is found automatically; or register one yourself with `registerBackend("libtorch", libtorch())`, or pass `new Accelerator({ backend: libtorch() })`.';
 
 /**
  * A set of named backend factories. Most code uses the process-wide default
