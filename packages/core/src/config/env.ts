@@ -4,33 +4,10 @@
  * misspelt one is reported instead of silently ignored.
  * @module
  */
-import { ConfigError, showValue, suggestClosest } from './errors.js';
+import { suggestClosest } from './errors.js';
+import { settingEnvVars } from './settings.js';
 
-/** Strings Accelerate's `str_to_bool` reads as true (compared lower-cased). */
-export const BOOL_TRUE_STRINGS: readonly string[] = ['y', 'yes', 't', 'true', 'on', '1'];
-/** Strings Accelerate's `str_to_bool` reads as false (compared lower-cased). */
-export const BOOL_FALSE_STRINGS: readonly string[] = ['n', 'no', 'f', 'false', 'off', '0'];
-
-/**
- * Parses a boolean the way Accelerate's `str_to_bool` does: `y, yes, t, true,
- * on, 1` are true and `n, no, f, false, off, 0` false, in any case; anything
- * else throws a {@link ConfigError} naming `name` (the variable) and the value.
- */
-export function parseBoolEnv(name: string, value: string): boolean {
-  const lower = value.trim().toLowerCase();
-  if (BOOL_TRUE_STRINGS.includes(lower)) return true;
-  if (BOOL_FALSE_STRINGS.includes(lower)) return false;
-  const expected = `a boolean: one of ${BOOL_TRUE_STRINGS.join(', ')} (true) or ${BOOL_FALSE_STRINGS.join(', ')} (false)`;
-  throw new ConfigError('the environment', [
-    {
-      kind: 'invalid-value',
-      key: name,
-      value,
-      expected,
-      message: `${name}=${showValue(value)} is not ${expected}`,
-    },
-  ]);
-}
+export { BOOL_FALSE_STRINGS, BOOL_TRUE_STRINGS, parseBoolEnv, strToBoolOrUndefined } from './bool.js';
 
 /**
  * Every `ACCELERATE_*` environment variable Accelerate reads or
@@ -38,7 +15,7 @@ export function parseBoolEnv(name: string, value: string): boolean {
  * {@link PROVENANCE_ENV_VAR} and {@link CONFIG_FILE_ENV_VAR}. Used to spot typos such as
  * `ACCELERATE_MIXED_PRECISON`.
  */
-export const KNOWN_ACCELERATE_ENV_VARS: readonly string[] = [
+const LISTED_ACCELERATE_ENV_VARS: readonly string[] = [
   'ACCELERATE_LAUNCH_CALL',
   'ACCELERATE_MIXED_PRECISION',
   'ACCELERATE_GRADIENT_ACCUMULATION_STEPS',
@@ -98,7 +75,28 @@ export const KNOWN_ACCELERATE_ENV_VARS: readonly string[] = [
   'ACCELERATE_FP8_OPTIMIZATION_LEVEL',
   'ACCELERATE_CONFIG_PROVENANCE',
   'ACCELERATE_CONFIG_FILE',
+  'ACCELERATE_CONFIG_EXPORTED',
+  'ACCELERATE_DISTRIBUTED_TYPE',
 ];
+
+/** {@link LISTED_ACCELERATE_ENV_VARS} plus every `ACCELERATE_*` variable of the settings table. */
+export const KNOWN_ACCELERATE_ENV_VARS: readonly string[] = [
+  ...new Set([...LISTED_ACCELERATE_ENV_VARS, ...settingEnvVars().filter((n) => n.startsWith('ACCELERATE_'))]),
+];
+
+/**
+ * Set (to `1`) by `accelerate launch` in its ranks: the launcher resolved the
+ * configuration (flags, config file, defaults) and exported every value, so a
+ * rank's `resolveConfig` reads the environment only and does not parse
+ * the config file again. accelerate-ts only.
+ */
+export const CONFIG_EXPORTED_ENV_VAR = 'ACCELERATE_CONFIG_EXPORTED';
+
+/**
+ * The distributed type a launcher resolved (e.g. `MULTI_CPU` from the config
+ * file), exported so its ranks need not read the file. accelerate-ts only.
+ */
+export const DISTRIBUTED_TYPE_ENV_VAR = 'ACCELERATE_DISTRIBUTED_TYPE';
 
 /**
  * Path of the config file a launcher used (`accelerate launch --config_file`),

@@ -8,10 +8,30 @@
  * @module
  */
 import { PROCESS_GROUP_TIMEOUT_ENV, parseTimeoutSeconds } from './timeout.js';
-import type { EnvironmentVariables } from '../state/environment.js';
+import { detectWorld, type EnvironmentVariables } from '../state/environment.js';
 import type { MixedPrecision } from '../interfaces/backend.js';
 import { ConfigError, showValue, suggestClosest, type ConfigIssue } from './errors.js';
-import { checkAccelerateEnvNames, CONFIG_FILE_ENV_VAR, parseBoolEnv, PROVENANCE_ENV_VAR } from './env.js';
+import {
+  checkAccelerateEnvNames,
+  CONFIG_EXPORTED_ENV_VAR,
+  CONFIG_FILE_ENV_VAR,
+  DISTRIBUTED_TYPE_ENV_VAR,
+  parseBoolEnv,
+  PROVENANCE_ENV_VAR,
+} from './env.js';
+import { strToBoolOrUndefined } from './bool.js';
+import {
+  resolveSections,
+  SETTING_SECTIONS,
+  sectionValues,
+  type ResolvedSection,
+  type ResolvedSections,
+  type SectionInputs,
+  type SectionLayers,
+  type SectionSetting,
+  type SectionValues,
+  type SettingSectionName,
+} from './settings.js';
 import { findDefaultConfigFile, loadConfigFile, type LoadedConfigFile } from './file.js';
 import {
   DISTRIBUTED_TYPES,
@@ -21,11 +41,15 @@ import {
   type ConfigDistributedType,
 } from './schema.js';
 
-/** Where a setting's value came from. */
-export type ConfigSource = 'default' | 'config file' | 'env' | 'constructor' | 'launch flag';
+/**
+ * Where a setting's value came from. `plugin default` is a default a plugin's
+ * `config` hook contributes for its section (beaten by every other source
+ * but the table's own default).
+ */
+export type ConfigSource = 'default' | 'plugin default' | 'config file' | 'env' | 'constructor' | 'launch flag';
 
 /** Every {@link ConfigSource}, highest precedence first. */
-export const CONFIG_SOURCES: readonly ConfigSource[] = ['constructor', 'launch flag', 'env', 'config file', 'default'];
+export const CONFIG_SOURCES: readonly ConfigSource[] = ['constructor', 'launch flag', 'env', 'config file', 'plugin default', 'default'];
 
 /** A torch dynamo backend name, upper case (`NO` = off). */
 export type DynamoBackendName = (typeof DYNAMO_BACKENDS)[number];
@@ -135,6 +159,29 @@ export interface ResolvedConfig extends ResolvedSettings {
   values(): ResolvedValues;
   /** {@link formatProvenance} of this configuration. */
   report(): string;
+  /**
+   * Every plugin section (fsdp, deepspeed, megatron, parallelism, dynamo,
+   * fp8), each value with its origin; see {@link ResolvedConfig.section}.
+   */
+  readonly sections: ResolvedSections;
+  /**
+   * One plugin section, typed, with camelCase keys and each value's origin:
+   * `resolved.section('fsdp').shardingStrategy` is
+   * `{ value: 'FULL_SHARD', source: 'config file', detail: '/x.yaml (fsdp_config.fsdp_sharding_strategy)' }`.
+   */
+  section<S extends SettingSectionName>(name: S): ResolvedSection<S>;
+  /** One plugin section's plain values (`resolved.sectionValues('fsdp').offloadParams`). */
+  sectionValues<S extends SettingSectionName>(name: S): SectionValues<S>;
+  /**
+   * A new resolved configuration where `defaults` (a plugin's `config` hook)
+   * fill the section values nothing else set: config file, env, launch flags
+   * and constructor values still win. Their source is `plugin default`, with
+   * `pluginName` in the detail. Throws a {@link ConfigError} for a value its
+   * row does not accept.
+   */
+  withPluginDefaults(defaults: SectionInputs, pluginName?: string): ResolvedConfig;
+  /** {@link formatSections} of this configuration. */
+  sectionsReport(sections?: readonly SettingSectionName[]): string;
 }
 
 
@@ -158,6 +205,18 @@ export interface ResolveConfigOptions {
   configFile?: string | LoadedConfigFile | false | null;
   /** Further `ACCELERATE_*` names to treat as known (no typo warning). */
   extraKnownEnvVars?: Iterable<string>;
+  /** Plugin-section values given in code (source `constructor`), e.g. `{ fsdp: { offloadParams: true } }`. */
+  sections?: SectionInputs;
+  /** Plugin-section values given as `accelerate launch` flags, by flag name (`{ fsdp_offload_params: true }`). */
+  sectionFlags?: Readonly<Record<string, unknown>>;
+  /**
+   * Defaults plugins contribute for their sections (their `config` hook):
+   * below config file, env, launch flags and constructor; above the table's
+   * defaults. See also {@link ResolvedConfig.withPluginDefaults}.
+   */
+  pluginDefaults?: SectionInputs;
+  /** Who gave {@link pluginDefaults}, for the details (`FsdpPlugin`). */
+  pluginName?: string;
 }
 
 interface Candidate<T> {
@@ -270,8 +329,15 @@ const envBool = (name: string, raw: string): boolean | ConfigIssue => {
   }
 };
 
+/**
+ * A core setting's row: how it is checked, the variables it reads, its
+ * config-file key and default. World settings (`world: true`) read the
+ * launcher's variables through {@link detectWorld}, the one place that knows
+ * torchrun, MPI and SLURM.
+ */
 interface SettingDef<T> {
   check: Check<T>;
+  world?: boolean;
   env?: readonly string[];
   parseEnv?: (name: string, raw: string) => T | ConfigIssue;
   fromFile?: (cfg: ClusterConfigFile, file: LoadedConfigFile) => { value: unknown; key: string } | undefined;
@@ -313,36 +379,23 @@ const DEFS: { [K in keyof ResolvedValues]: SettingDef<ResolvedValues[K]> } = {
   debug: { check: checkBool, env: ['ACCELERATE_DEBUG_MODE'], parseEnv: envBool, fromFile: fileKey('debug'), defaultValue: false },
   distributedType: {
     check: checkDistributed,
+    // Exported by `accelerate launch`, so that its ranks need not read the config file.
+    env: [DISTRIBUTED_TYPE_ENV_VAR],
+    parseEnv: (n, r) => checkDistributed(r.trim().toUpperCase(), n),
     fromFile: fileKey('distributed_type'),
     defaultValue: 'NO',
   },
-  numProcesses: {
-    check: intAtLeast(1),
-    env: ['WORLD_SIZE', 'PMI_SIZE', 'OMPI_COMM_WORLD_SIZE', 'MV2_COMM_WORLD_SIZE'],
-    parseEnv: envInt(1),
-    fromFile: fileKey('num_processes', (v) => v === -1),
-    defaultValue: 1,
-  },
-  numMachines: { check: intAtLeast(1), fromFile: fileKey('num_machines'), defaultValue: 1 },
-  machineRank: { check: intAtLeast(0), fromFile: fileKey('machine_rank'), defaultValue: 0 },
+  numProcesses: { check: intAtLeast(1), world: true, fromFile: fileKey('num_processes', (v) => v === -1), defaultValue: 1 },
+  numMachines: { check: intAtLeast(1), world: true, fromFile: fileKey('num_machines'), defaultValue: 1 },
+  machineRank: { check: intAtLeast(0), world: true, fromFile: fileKey('machine_rank'), defaultValue: 0 },
   mainProcessIp: {
     check: checkOptString,
-    env: ['MASTER_ADDR'],
-    parseEnv: (_n, r) => r,
+    world: true,
     fromFile: fileKey('main_process_ip'),
     defaultValue: undefined,
     defaultDetail: 'this machine (127.0.0.1)',
   },
-  mainProcessPort: {
-    check: checkPort,
-    env: ['MASTER_PORT'],
-    parseEnv: (n, r) => {
-      const v = envInt(0)(n, r);
-      return typeof v === 'number' ? checkPort(v, n) : v;
-    },
-    fromFile: fileKey('main_process_port'),
-    defaultValue: 29500,
-  },
+  mainProcessPort: { check: checkPort, world: true, fromFile: fileKey('main_process_port'), defaultValue: 29500 },
   processGroupTimeout: {
     check: (v, key) => (typeof v === 'number' && Number.isFinite(v) && v > 0 ? v : badValue(key, v, 'a positive number of seconds')),
     env: [PROCESS_GROUP_TIMEOUT_ENV],
@@ -432,9 +485,11 @@ export function resolveConfig(options: ResolveConfigOptions = {}): ResolvedConfi
   let file: LoadedConfigFile | null = null;
   // `accelerate launch` names its file and provenance to the ranks: it showed the file's warnings already.
   let fileWarningsShown = false;
+  // A rank of `accelerate launch`: the launcher resolved everything and exported it; no file is read again.
+  const exportedByLauncher = strToBoolOrUndefined(env[CONFIG_EXPORTED_ENV_VAR] ?? '') === true;
   if (typeof options.configFile === 'string') file = loadConfigFile(options.configFile);
   else if (options.configFile) file = options.configFile;
-  else if (options.configFile === undefined) {
+  else if (options.configFile === undefined && !exportedByLauncher) {
     const named = env[CONFIG_FILE_ENV_VAR];
     if (named) {
       file = loadConfigFile(named);
@@ -452,6 +507,7 @@ export function resolveConfig(options: ResolveConfigOptions = {}): ResolvedConfi
 
   warnings.push(...checkAccelerateEnvNames(env, options.extraKnownEnvVars));
   const provenance = readProvenance(env, warnings);
+  const world = worldFromEnv(env, issues);
 
   const out: Record<string, ResolvedSetting<unknown>> = {};
 
@@ -472,6 +528,21 @@ export function resolveConfig(options: ResolveConfigOptions = {}): ResolvedConfi
 
   const fromEnv = <K extends keyof ResolvedValues>(name: K): Candidate<ResolvedValues[K]> | undefined => {
     const def = DEFS[name];
+    if (def.world) {
+      const w = world[name as WorldSettingName];
+      if (!w) return undefined;
+      const checked = def.check(w.value, w.variable);
+      if (isIssue(checked)) {
+        issues.push({ source: 'the environment', issue: checked });
+        return undefined;
+      }
+      const via = w.raw === undefined ? undefined : provenance[w.variable];
+      if (via && via.value === w.raw) {
+        const detail = via.detail ? `${via.detail} (via ${w.variable})` : w.variable;
+        return { value: checked, source: via.source, detail, envVar: w.variable, raw: w.raw };
+      }
+      return { value: checked, source: 'env', detail: w.variable, envVar: w.variable, raw: w.raw ?? String(w.value) };
+    }
     for (const variable of def.env ?? []) {
       const raw = env[variable];
       if (raw === undefined || raw === '') continue;
@@ -557,6 +628,9 @@ export function resolveConfig(options: ResolveConfigOptions = {}): ResolvedConfi
     if (f) return f;
     const fu = byTier('launch flag');
     if (fu) return fu;
+    // The type `accelerate launch` resolved (its ranks read no config file), then env use* flags.
+    const ed = fromEnv('distributedType');
+    if (ed) return ed;
     const eu = byTier('env');
     if (eu) return eu;
     // EnvironmentVariables with a launcher provenance may carry a config-file source.
@@ -568,22 +642,132 @@ export function resolveConfig(options: ResolveConfigOptions = {}): ResolvedConfi
   };
   out.distributedType = dt();
 
+  // The plugin sections, from the same layers (one resolver for the launcher and the ranks).
+  const layers: SectionLayers = {
+    code: options.sections,
+    launchFlags: options.sectionFlags,
+    env: { ...env },
+    exported: provenance,
+    file: cluster && file ? { path: file.path, config: cluster as unknown as Record<string, unknown> } : null,
+    pluginDefaults: options.pluginDefaults,
+    pluginName: options.pluginName,
+  };
+  const { sections, problems } = resolveSections(layers);
+  // A variable both a core row and a section read (ACCELERATE_DYNAMO_BACKEND) is reported once.
+  const reported = new Set(issues.map((i) => i.issue.key));
+  issues.push(...problems.filter((p) => !reported.has(p.issue.key)));
+
+  throwIssues(issues);
+  return buildResolved(out, sections, layers, warnings, file);
+}
+
+function throwIssues(issues: readonly { source: string; issue: ConfigIssue }[]): void {
   if (issues.length > 0) {
     const sources = [...new Set(issues.map((i) => i.source))];
     throw new ConfigError(sources.join(' and '), issues.map((i) => i.issue));
   }
+}
 
+function mergeInputs(a: SectionInputs | undefined, b: SectionInputs): SectionInputs {
+  const out: Record<string, unknown> = { ...a };
+  for (const s of SETTING_SECTIONS) {
+    if (b[s]) out[s] = { ...(a?.[s] ?? {}), ...b[s] };
+  }
+  return out as SectionInputs;
+}
+
+function buildResolved(
+  out: Record<string, ResolvedSetting<unknown>>,
+  sections: ResolvedSections,
+  layers: SectionLayers,
+  warnings: readonly string[],
+  file: LoadedConfigFile | null,
+): ResolvedConfig {
   const ordered: Record<string, unknown> = {};
   for (const name of SETTING_NAMES) ordered[name] = Object.freeze(out[name]);
   const resolved = ordered as unknown as ResolvedConfig;
   Object.defineProperties(ordered, {
-    warnings: { value: Object.freeze(warnings), enumerable: true },
+    warnings: { value: Object.freeze([...warnings]), enumerable: true },
     configFile: { value: file, enumerable: true },
     value: { value: <K extends keyof ResolvedValues>(name: K) => resolved[name].value },
     values: { value: () => resolvedValues(resolved) },
     report: { value: () => formatProvenance(resolved) },
+    sections: { value: sections },
+    section: { value: <S extends SettingSectionName>(name: S) => sectionOf(sections, name) },
+    sectionValues: { value: <S extends SettingSectionName>(name: S) => sectionValues(sectionOf(sections, name)) },
+    withPluginDefaults: {
+      value: (defaults: SectionInputs, pluginName?: string): ResolvedConfig => {
+        const next: SectionLayers = {
+          ...layers,
+          pluginDefaults: mergeInputs(layers.pluginDefaults, defaults),
+          pluginName: pluginName ?? layers.pluginName,
+        };
+        const { sections: again, problems } = resolveSections(next);
+        throwIssues(problems);
+        return buildResolved(out, again, next, warnings, file);
+      },
+    },
+    sectionsReport: { value: (names?: readonly SettingSectionName[]) => formatSections(resolved, names) },
   });
   return Object.freeze(resolved);
+}
+
+function sectionOf<S extends SettingSectionName>(sections: ResolvedSections, name: S): ResolvedSection<S> {
+  const got = sections[name];
+  if (!got) {
+    const near = suggestClosest(String(name), SETTING_SECTIONS);
+    throw new Error(`There is no settings section ${JSON.stringify(name)}; the sections are ${SETTING_SECTIONS.join(', ')}${near ? ` (did you mean ${near}?)` : ''}.`);
+  }
+  return got as ResolvedSection<S>;
+}
+
+type WorldSettingName = 'numProcesses' | 'numMachines' | 'machineRank' | 'mainProcessIp' | 'mainProcessPort';
+interface WorldValue {
+  value: number | string;
+  /** The variable read (for details and the launcher's provenance), or a note for derived values. */
+  variable: string;
+  /** Its text, when one variable gave the value. */
+  raw: string | undefined;
+}
+
+const WORLD_SIZE_VARS = ['WORLD_SIZE', 'OMPI_COMM_WORLD_SIZE', 'PMI_SIZE', 'MV2_COMM_WORLD_SIZE', 'SLURM_NTASKS'];
+const LOCAL_SIZE_VARS = ['LOCAL_WORLD_SIZE', 'OMPI_COMM_WORLD_LOCAL_SIZE', 'MPI_LOCALNRANKS', 'MV2_COMM_WORLD_LOCAL_SIZE', 'SLURM_STEP_TASKS_PER_NODE', 'SLURM_TASKS_PER_NODE'];
+const MACHINE_RANK_VARS = ['GROUP_RANK', 'NODE_RANK', 'OMPI_COMM_WORLD_NODE_RANK', 'SLURM_NODEID'];
+const RANK_VARS = ['RANK', 'OMPI_COMM_WORLD_RANK', 'PMI_RANK', 'MV2_COMM_WORLD_RANK', 'SLURM_PROCID'];
+
+/**
+ * The world settings the launcher's variables give, read by {@link detectWorld}
+ * (torchrun / `accelerate launch`, MPI, SLURM): only what the variables say.
+ */
+function worldFromEnv(env: EnvironmentVariables, issues: { source: string; issue: ConfigIssue }[]): Partial<Record<WorldSettingName, WorldValue>> {
+  let w;
+  try {
+    w = detectWorld(env, 1);
+  } catch (e) {
+    issues.push({ source: 'the environment', issue: { kind: 'invalid-value', key: 'world', message: (e as Error).message } });
+    return {};
+  }
+  const read = (names: readonly string[]) => names.find((n) => w.readFrom[n] !== undefined);
+  const out: Partial<Record<WorldSettingName, WorldValue>> = {};
+  const size = read(WORLD_SIZE_VARS);
+  if (size) out.numProcesses = { value: w.worldSize, variable: size, raw: w.readFrom[size] };
+  const local = read(LOCAL_SIZE_VARS);
+  if (size && local) {
+    const group = env.GROUP_WORLD_SIZE;
+    out.numMachines =
+      group !== undefined && group.trim() === String(w.numMachines)
+        ? { value: w.numMachines, variable: 'GROUP_WORLD_SIZE', raw: group }
+        : { value: w.numMachines, variable: `${size} / ${local}`, raw: undefined };
+  }
+  const machine = read(MACHINE_RANK_VARS);
+  if (machine) out.machineRank = { value: w.machineRank, variable: machine, raw: w.readFrom[machine] };
+  else if (out.numMachines) out.machineRank = { value: w.machineRank, variable: `${read(RANK_VARS) ?? 'rank'} / ${local}`, raw: undefined };
+  if (w.readFrom.MASTER_ADDR !== undefined) out.mainProcessIp = { value: w.readFrom.MASTER_ADDR, variable: 'MASTER_ADDR', raw: w.readFrom.MASTER_ADDR };
+  else if (w.readFrom.SLURM_JOB_NODELIST !== undefined && w.masterAddr) {
+    out.mainProcessIp = { value: w.masterAddr, variable: 'SLURM_JOB_NODELIST', raw: undefined };
+  }
+  if (w.readFrom.MASTER_PORT !== undefined) out.mainProcessPort = { value: w.masterPort, variable: 'MASTER_PORT', raw: w.readFrom.MASTER_PORT };
+  return out;
 }
 
 function snake(name: string): string {
@@ -626,4 +810,30 @@ export function formatProvenance(resolved: ResolvedSettings & { warnings?: reado
   );
   for (const w of resolved.warnings ?? []) lines.push(`warning: ${w}`);
   return lines.join('\n');
+}
+
+/**
+ * The plugin sections as a table (`section.key  value  source  detail`).
+ * Without `names`: the values something set (source other than `default`),
+ * so a plain run prints nothing but a note; with `names`: every row of those
+ * sections.
+ */
+export function formatSections(resolved: { readonly sections: ResolvedSections }, names?: readonly SettingSectionName[]): string {
+  const rows: string[][] = [['setting', 'value', 'source', 'detail']];
+  for (const section of names ?? SETTING_SECTIONS) {
+    for (const [key, s] of Object.entries(resolved.sections[section] as Record<string, SectionSetting<unknown>>)) {
+      if (!names && s.source === 'default') continue;
+      rows.push([`${section}.${key}`, Array.isArray(s.value) ? s.value.join(',') : formatValue(s.value), s.source, s.detail]);
+    }
+  }
+  if (rows.length === 1) return '(every plugin setting at its default)';
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  return rows
+    .map((r) =>
+      r
+        .map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i])))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }

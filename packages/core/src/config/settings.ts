@@ -14,15 +14,18 @@
  * ({@link resolveSections}, used by the launcher and by the ranks), and the
  * launcher's export ({@link exportSection}). Adding a setting is adding a row.
  *
- * The core settings (mixed precision, process counts, …) have their own rows
- * in `resolve.ts` ({@link CORE_SETTING_ROWS} describes their names here).
+ * The core settings (mixed precision, process counts, …) are the `core`
+ * rows in `resolve.ts`, which carry their special rules (world variables,
+ * `distributed_type`).
  * @module
  */
 import type { EnvironmentVariables } from '../state/environment.js';
 import type { LaunchFlagGroup, LaunchFlagSpec, LaunchFlagType } from '../launch/flags.js';
 import type { ConfigFieldSpec, ConfigValueType } from './schema.js';
 import { showValue, suggestClosest, type ConfigIssue } from './errors.js';
-import { BOOL_FALSE_STRINGS, BOOL_TRUE_STRINGS } from './env.js';
+import { strToBoolOrUndefined } from './bool.js';
+
+export { strToBoolOrUndefined };
 
 // ---- value sets -------------------------------------------------------------
 
@@ -158,14 +161,6 @@ interface RowInput<T> {
 
 const ok = <T>(value: T): ParseResult<T> => ({ ok: true, value });
 const fail = (expected: string): ParseResult<never> => ({ ok: false, expected });
-
-/** Accelerate's `str_to_bool` on text; undefined when the text is none of its spellings. */
-export function strToBoolOrUndefined(text: string): boolean | undefined {
-  const l = text.trim().toLowerCase();
-  if (BOOL_TRUE_STRINGS.includes(l)) return true;
-  if (BOOL_FALSE_STRINGS.includes(l)) return false;
-  return undefined;
-}
 
 const BOOL_WORDS = 'a boolean (true/false, yes/no, 1/0)';
 
@@ -728,14 +723,14 @@ export type ResolvedSections = { readonly [S in SettingSectionName]: ResolvedSec
 /** What a launcher told its ranks about an exported variable. */
 export interface ExportedOrigin {
   readonly value: string;
-  readonly source: 'default' | 'config file' | 'env' | 'launch flag' | 'constructor';
+  readonly source: SectionSource;
   readonly detail: string;
 }
 
 /** Inputs of {@link resolveSections}, highest precedence first. */
 export interface SectionLayers {
   /** Values given in code (a plugin constructed with explicit fields). */
-  constructor?: SectionInputs;
+  code?: SectionInputs;
   /** `accelerate launch` flags by name (`fsdp_sharding_strategy`), as passed. */
   launchFlags?: ReadonlyMap<string, unknown> | Readonly<Record<string, unknown>>;
   /** Environment (the variables of the rows). */
@@ -831,13 +826,13 @@ export function resolveSections(layers: SectionLayers): { sections: ResolvedSect
       };
       const candidates: (() => SectionSetting<unknown> | undefined)[] = [
         () => {
-          const v = (layers.constructor?.[section] as Record<string, unknown> | undefined)?.[row.key];
-          return v === undefined || v === null ? undefined : take(v, 'constructor', row.key, 'constructor arguments', `${section}.${row.key}`, `Pass a valid ${row.key}.`);
+          const v = (layers.code?.[section] as Record<string, unknown> | undefined)?.[row.key];
+          return v === undefined || v === null ? undefined : take(v, 'constructor', row.key, 'constructor arguments', `${section}.${row.key}`, `Pass ${describeRow(row)} as ${row.key}.`);
         },
         () => {
           if (!row.flag) return undefined;
           const v = lookup(layers.launchFlags, row.flag);
-          return v === undefined || v === null ? undefined : take(v, 'launch flag', `--${row.flag}`, 'launch flags', `--${row.flag}`, `Pass --${row.flag} with a valid value.`);
+          return v === undefined || v === null ? undefined : take(v, 'launch flag', `--${row.flag}`, 'launch flags', `--${row.flag}`, `Pass --${row.flag} ${describeRow(row)}.`);
         },
       ];
       // Env: a launcher-exported default ranks below plugin defaults.
@@ -863,7 +858,7 @@ export function resolveSections(layers: SectionLayers): { sections: ResolvedSect
         if (!layers.file || !row.yaml) return undefined;
         const got = fileValue(row, layers.file.config);
         if (!got) return undefined;
-        return take(got.value, 'config file', `${layers.file.path} (${got.key})`, `config file ${layers.file.path}`, got.key, `Fix ${got.key} in ${layers.file.path}.`);
+        return take(got.value, 'config file', `${layers.file.path} (${got.key})`, `config file ${layers.file.path}`, got.key, `Set ${got.key} in ${layers.file.path} to ${describeRow(row)}.`);
       });
       candidates.push(() => {
         const v = (layers.pluginDefaults?.[section] as Record<string, unknown> | undefined)?.[row.key];
@@ -933,26 +928,3 @@ export function exportSection(
   }
   return out;
 }
-
-/**
- * Names of the core settings in the file, the flags and the environment, for
- * reports and documentation (their resolution, with its special rules, lives
- * in `resolve.ts`).
- */
-export const CORE_SETTING_ROWS: Readonly<Record<string, { yaml?: string; flag?: string; env?: readonly string[]; help: string }>> = {
-  mixedPrecision: { yaml: 'mixed_precision', flag: 'mixed_precision', env: ['ACCELERATE_MIXED_PRECISION'], help: 'no, fp16, bf16 or fp8.' },
-  gradientAccumulationSteps: { yaml: 'deepspeed_config.gradient_accumulation_steps', flag: 'gradient_accumulation_steps', env: ['ACCELERATE_GRADIENT_ACCUMULATION_STEPS'], help: 'Micro-batches per optimizer step.' },
-  cpu: { yaml: 'use_cpu', flag: 'cpu', env: ['ACCELERATE_USE_CPU'], help: 'Force the CPU.' },
-  debug: { yaml: 'debug', flag: 'debug', env: ['ACCELERATE_DEBUG_MODE'], help: 'Cross-rank shape checks on collectives.' },
-  distributedType: { yaml: 'distributed_type', env: ['ACCELERATE_DISTRIBUTED_TYPE'], help: 'Kind of distributed training.' },
-  numProcesses: { yaml: 'num_processes', flag: 'num_processes', env: ['WORLD_SIZE', 'PMI_SIZE', 'OMPI_COMM_WORLD_SIZE', 'MV2_COMM_WORLD_SIZE', 'SLURM_NTASKS'], help: 'Total processes.' },
-  numMachines: { yaml: 'num_machines', flag: 'num_machines', env: ['GROUP_WORLD_SIZE'], help: 'Machines taking part.' },
-  machineRank: { yaml: 'machine_rank', flag: 'machine_rank', env: ['GROUP_RANK', 'NODE_RANK', 'OMPI_COMM_WORLD_NODE_RANK', 'SLURM_NODEID'], help: 'Rank of this machine.' },
-  mainProcessIp: { yaml: 'main_process_ip', flag: 'main_process_ip', env: ['MASTER_ADDR'], help: 'Address of rank 0.' },
-  mainProcessPort: { yaml: 'main_process_port', flag: 'main_process_port', env: ['MASTER_PORT'], help: 'Port of rank 0.' },
-  processGroupTimeout: { flag: 'timeout', env: ['ACCELERATE_PROCESS_GROUP_TIMEOUT'], help: 'Collective timeout in seconds.' },
-  dynamoBackend: { yaml: 'dynamo_config.dynamo_backend', flag: 'dynamo_backend', env: ['ACCELERATE_DYNAMO_BACKEND'], help: 'torch.compile backend.' },
-  useDeepspeed: { yaml: 'distributed_type', flag: 'use_deepspeed', env: ['ACCELERATE_USE_DEEPSPEED'], help: 'DeepSpeed requested.' },
-  useFsdp: { yaml: 'distributed_type', flag: 'use_fsdp', env: ['ACCELERATE_USE_FSDP'], help: 'FSDP requested.' },
-  useMegatronLm: { yaml: 'distributed_type', flag: 'use_megatron_lm', env: ['ACCELERATE_USE_MEGATRON_LM'], help: 'Megatron-LM requested.' },
-};

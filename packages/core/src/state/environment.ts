@@ -6,6 +6,8 @@
  * Intel MPI `PMI_*` + `MPI_LOCAL*`, MVAPICH `MV2_COMM_WORLD_*`) and SLURM's
  * `srun` (`SLURM_PROCID`, `SLURM_NTASKS`, `SLURM_LOCALID`, …).
  * A pure function of the environment, so it is easy to test and to explain.
+ * This is the one place that reads these variables: the resolved
+ * configuration (`resolveConfig`) takes its world settings from here too.
  * @module
  */
 import { availableParallelism } from 'node:os';
@@ -131,7 +133,11 @@ export function detectWorld(env: EnvironmentVariables = process.env, cpuCount: n
     if (perNode) {
       const counts = slurmTasksPerNode(perNode);
       const node = machineRank ?? 0;
-      if (counts[node] !== undefined) localWorldSize = counts[node];
+      if (counts[node] !== undefined) {
+        localWorldSize = counts[node];
+        const name = env.SLURM_STEP_TASKS_PER_NODE !== undefined ? 'SLURM_STEP_TASKS_PER_NODE' : 'SLURM_TASKS_PER_NODE';
+        readFrom[name] = perNode;
+      }
     }
     if (!masterAddr) {
       const list = env.SLURM_STEP_NODELIST ?? env.SLURM_JOB_NODELIST ?? env.SLURM_NODELIST;
