@@ -15,6 +15,7 @@ import type { ConfigSource } from '../config/resolve.js';
 import { findDefaultConfigFile, loadConfigFile, type LoadedConfigFile } from '../config/file.js';
 import { suggestClosest } from '../config/errors.js';
 import type { ClusterConfigFile } from '../config/schema.js';
+import { resolveSections, type ResolvedSections } from '../config/settings.js';
 import { coerceLaunchValue, LAUNCH_FLAGS, launchFlag, LaunchError, type LaunchValue } from './flags.js';
 
 /**
@@ -122,6 +123,15 @@ export interface ResolvedLaunch {
   readonly configFile: LoadedConfigFile | null;
   /** Things the user should know (defaults used, ignored settings). */
   readonly warnings: readonly string[];
+  /**
+   * The plugin sections (FSDP, DeepSpeed, Megatron-LM, parallelism, dynamo,
+   * FP8) as the launcher resolved them with the settings table — flags, then
+   * the config file, then the launcher's defaults (Python's argparse ones) —
+   * each value with its origin. The launcher exports them to the ranks.
+   */
+  readonly sections: ResolvedSections;
+  /** The `distributed_type` the ranks get (from the config file or `--multi_gpu`), with its origin; undefined = none. */
+  readonly distributedType: { readonly value: string; readonly origin: LaunchValueOrigin } | undefined;
 }
 
 /** Options of {@link resolveLaunchArgs}. */
@@ -496,6 +506,25 @@ export function resolveLaunchArgs(args: LaunchArgs, options: ResolveLaunchOption
   if (useParallelismConfig && (paradigm !== 'fsdp' || String(values.fsdp_version) === '1')) {
     problems.push('--use_parallelism_config needs FSDP version 2: add --use_fsdp --fsdp_version 2, or drop --use_parallelism_config.');
   }
+  // The plugin sections, by the settings table: every value checked against its row (type, allowed values).
+  const { sections, problems: sectionProblems } = resolveSections({
+    launchFlags: passed,
+    file: cfg && file ? { path: file.path, config: cfg as unknown as Record<string, unknown> } : null,
+    launcherDefaults: true,
+  });
+  for (const p of sectionProblems) {
+    const text = p.source === 'launch flags' ? p.issue.message : `${p.source}: ${p.issue.message}`;
+    if (!problems.includes(text)) problems.push(text);
+  }
+  let distributedType: ResolvedLaunch['distributedType'];
+  if (paradigm === 'deepspeed' || paradigm === 'fsdp' || paradigm === 'megatron_lm') {
+    const flag = `use_${paradigm}`;
+    distributedType = { value: paradigm === 'megatron_lm' ? 'MEGATRON_LM' : paradigm.toUpperCase(), origin: origins[flag] ?? { source: 'default', detail: '' } };
+  } else if (paradigm === 'multi_gpu' && origins.multi_gpu?.source === 'launch flag') {
+    distributedType = { value: 'MULTI_GPU', origin: origins.multi_gpu };
+  } else if (cfg && file && file.present.has('distributed_type')) {
+    distributedType = { value: cfg.distributed_type, origin: fromFile('distributed_type') };
+  }
   if (paradigm === 'fsdp' && values.fsdp_cpu_ram_efficient_loading === true && values.fsdp_sync_module_states === false) {
     problems.push(
       'FSDP with --fsdp_cpu_ram_efficient_loading true needs --fsdp_sync_module_states true (the other ranks start empty and receive rank 0\'s weights). Set --fsdp_sync_module_states true or --fsdp_cpu_ram_efficient_loading false.',
@@ -534,6 +563,8 @@ export function resolveLaunchArgs(args: LaunchArgs, options: ResolveLaunchOption
     origins: Object.freeze(origins),
     configFile: file,
     warnings: Object.freeze(warnings),
+    sections,
+    distributedType,
   });
 }
 

@@ -11,7 +11,8 @@ import { dirname, extname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { EnvironmentVariables } from '../state/environment.js';
 import { DEFAULT_MASTER_PORT } from '../state/environment.js';
-import { CONFIG_FILE_ENV_VAR, PROVENANCE_ENV_VAR } from '../config/env.js';
+import { CONFIG_EXPORTED_ENV_VAR, CONFIG_FILE_ENV_VAR, DISTRIBUTED_TYPE_ENV_VAR, PROVENANCE_ENV_VAR } from '../config/env.js';
+import { exportSection, type SettingSectionName } from '../config/settings.js';
 import { encodeProvenanceEnv, type ProvenanceMap } from '../config/resolve.js';
 import type { LaunchValueOrigin, ResolvedLaunch } from './args.js';
 import { LaunchError, type LaunchValue } from './flags.js';
@@ -86,6 +87,8 @@ const OWNED_ENV = [
   'ACCELERATE_CPU_AFFINITY',
   'ACCELERATE_CONFIG_PROVENANCE',
   'ACCELERATE_CONFIG_FILE',
+  CONFIG_EXPORTED_ENV_VAR,
+  DISTRIBUTED_TYPE_ENV_VAR,
 ];
 
 const str = (v: LaunchValue | undefined): string => (Array.isArray(v) ? v.join(',') : String(v));
@@ -178,92 +181,45 @@ export function buildLaunchPlan(resolved: ResolvedLaunch, options: BuildLaunchPl
   if (v.enable_cpu_affinity === true) put('ACCELERATE_CPU_AFFINITY', '1', origin('enable_cpu_affinity'));
   const gpuIds = str(v.gpu_ids);
   if (gpuIds !== 'all' && gpuIds !== '') put('CUDA_VISIBLE_DEVICES', gpuIds);
-  const dynamo = str(v.dynamo_backend ?? 'no');
-  if (dynamo !== 'no') {
-    put('ACCELERATE_DYNAMO_BACKEND', dynamo.toUpperCase(), origin('dynamo_backend'));
-    put('ACCELERATE_DYNAMO_MODE', str(v.dynamo_mode));
-    put('ACCELERATE_DYNAMO_USE_FULLGRAPH', String(v.dynamo_use_fullgraph === true));
-    put('ACCELERATE_DYNAMO_USE_DYNAMIC', String(v.dynamo_use_dynamic === true));
-    put('ACCELERATE_DYNAMO_USE_REGIONAL_COMPILATION', String(v.dynamo_use_regional_compilation === true));
-  }
+  if (resolved.distributedType) put(DISTRIBUTED_TYPE_ENV_VAR, resolved.distributedType.value, resolved.distributedType.origin);
 
-  // Plugins (spec §10's table); the plugins read these variables.
+  // The plugin sections (spec §10's table), exported row by row from the settings table; the plugins read these variables.
+  const sections = resolved.sections;
+  const exportOf = (section: SettingSectionName) => {
+    for (const { name, value, origin: from } of exportSection(section, sections[section])) {
+      put(name, value, { source: from.source as LaunchValueOrigin['source'], detail: from.detail });
+    }
+  };
+  const dynamo = sections.dynamo.backend.value;
+  if (dynamo !== undefined && dynamo !== 'NO') exportOf('dynamo');
   if (resolved.paradigm === 'fsdp') {
     put('ACCELERATE_USE_FSDP', 'true', origin('use_fsdp'));
-    put('FSDP_VERSION', str(v.fsdp_version));
-    put('FSDP_SHARDING_STRATEGY', str(v.fsdp_sharding_strategy));
-    put('FSDP_RESHARD_AFTER_FORWARD', lowerStr(v.fsdp_reshard_after_forward));
-    put('FSDP_OFFLOAD_PARAMS', lowerStr(v.fsdp_offload_params));
-    put('FSDP_MIN_NUM_PARAMS', str(v.fsdp_min_num_params));
-    for (const [flag, name] of [
-      ['fsdp_auto_wrap_policy', 'FSDP_AUTO_WRAP_POLICY'],
-      ['fsdp_transformer_layer_cls_to_wrap', 'FSDP_TRANSFORMER_CLS_TO_WRAP'],
-      ['fsdp_backward_prefetch', 'FSDP_BACKWARD_PREFETCH'],
-      ['fsdp_state_dict_type', 'FSDP_STATE_DICT_TYPE'],
-      ['fsdp_ignored_modules', 'FSDP_IGNORED_MODULES'],
-    ] as const) {
-      if (v[flag] !== undefined) put(name, str(v[flag]));
-    }
-    put('FSDP_FORWARD_PREFETCH', lowerStr(v.fsdp_forward_prefetch));
-    put('FSDP_USE_ORIG_PARAMS', lowerStr(v.fsdp_use_orig_params));
-    put('FSDP_CPU_RAM_EFFICIENT_LOADING', lowerStr(v.fsdp_cpu_ram_efficient_loading));
-    put('FSDP_SYNC_MODULE_STATES', lowerStr(v.fsdp_sync_module_states));
-    put('FSDP_ACTIVATION_CHECKPOINTING', lowerStr(v.fsdp_activation_checkpointing));
+    exportOf('fsdp');
   }
   if (resolved.paradigm === 'deepspeed') {
     put('ACCELERATE_USE_DEEPSPEED', 'true', origin('use_deepspeed'));
     put('ACCELERATE_CONFIG_DS_FIELDS', deepspeedFieldsFromFile(resolved).join(','));
-    for (const [flag, name, lower] of [
-      ['zero_stage', 'ACCELERATE_DEEPSPEED_ZERO_STAGE', false],
-      ['gradient_clipping', 'ACCELERATE_GRADIENT_CLIPPING', true],
-      ['offload_optimizer_device', 'ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE', true],
-      ['offload_param_device', 'ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE', true],
-      ['offload_optimizer_nvme_path', 'ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_NVME_PATH', false],
-      ['offload_param_nvme_path', 'ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_NVME_PATH', false],
-      ['zero3_init_flag', 'ACCELERATE_DEEPSPEED_ZERO3_INIT', true],
-      ['zero3_save_16bit_model', 'ACCELERATE_DEEPSPEED_ZERO3_SAVE_16BIT_MODEL', true],
-      ['deepspeed_config_file', 'ACCELERATE_DEEPSPEED_CONFIG_FILE', false],
-      ['deepspeed_moe_layer_cls_names', 'ACCELERATE_DEEPSPEED_MOE_LAYER_CLS_NAMES', false],
-    ] as const) {
-      if (v[flag] !== undefined) put(name, lower ? lowerStr(v[flag]) : str(v[flag]), origin(flag));
-    }
-    if (resolved.numMachines > 1 && v.deepspeed_multinode_launcher !== undefined && v.deepspeed_multinode_launcher !== 'standard') {
+    exportOf('deepspeed');
+    const launcher = sections.deepspeed.multinodeLauncher;
+    if (resolved.numMachines > 1 && launcher.source !== 'default' && launcher.value !== 'standard') {
       warnings.push(
-        `deepspeed_multinode_launcher ${str(v.deepspeed_multinode_launcher)} is not used: accelerate-ts starts the ranks of each machine itself (like the "standard" launcher); run accelerate launch on every machine.`,
+        `deepspeed_multinode_launcher ${launcher.value} is not used: accelerate-ts starts the ranks of each machine itself (like the "standard" launcher); run accelerate launch on every machine.`,
       );
     }
   }
   if (resolved.paradigm === 'megatron_lm') {
     put('ACCELERATE_USE_MEGATRON_LM', 'true', origin('use_megatron_lm'));
-    for (const [name, value] of Object.entries(v)) {
-      if (name.startsWith('megatron_lm_') && value !== undefined) put(name.toUpperCase(), str(value));
-    }
+    exportOf('megatron');
   }
   if (resolved.useParallelismConfig) {
     put('ACCELERATE_USE_PARALLELISM_CONFIG', 'true', origin('use_parallelism_config'));
-    for (const key of ['dp_replicate_size', 'dp_shard_size', 'tp_size', 'cp_size', 'cp_backend', 'sp_size', 'sp_backend']) {
-      put(`PARALLELISM_CONFIG_${key.toUpperCase()}`, str(v[`parallelism_config_${key}`]));
-    }
-    if (Number(v.parallelism_config_cp_size) > 1) put('PARALLELISM_CONFIG_CP_COMM_STRATEGY', str(v.parallelism_config_cp_comm_strategy));
-    if (Number(v.parallelism_config_sp_size) > 1) {
-      for (const key of ['sp_seq_length', 'sp_seq_length_is_variable', 'sp_attn_implementation']) {
-        if (v[`parallelism_config_${key}`] !== undefined) put(`PARALLELISM_CONFIG_${key.toUpperCase()}`, str(v[`parallelism_config_${key}`]));
-      }
-    }
+    exportOf('parallelism');
   }
-  if (resolved.mixedPrecision === 'fp8') {
-    for (const [name, value] of Object.entries(v)) {
-      if (!name.startsWith('fp8_') || value === undefined) continue;
-      if (name === 'fp8_override_linear_precision') {
-        const parts = str(value).split(',').map((s) => s.trim());
-        ['FPROP', 'DGRAD', 'WGRAD'].forEach((k, i) => put(`ACCELERATE_FP8_OVERRIDE_${k}`, parts[i] ?? 'false'));
-      } else {
-        put(`ACCELERATE_${name.toUpperCase()}`, str(value));
-      }
-    }
-  }
+  if (resolved.mixedPrecision === 'fp8') exportOf('fp8');
 
   if (resolved.configFile) put(CONFIG_FILE_ENV_VAR, resolved.configFile.path);
+  // The ranks read what is exported here and do not parse the config file again.
+  put(CONFIG_EXPORTED_ENV_VAR, '1');
   // Provenance: only for what is exported (a child's resolveConfig consults it per variable).
   put(PROVENANCE_ENV_VAR, encodeProvenanceEnv(provenance));
 
