@@ -20,25 +20,15 @@ import { registerLaunchCommand } from './commands/launch.js';
 import { registerTestCommand } from './commands/test.js';
 import { registerTrackingCommands } from './commands/tracking.js';
 import { CliError, processContext, type CliContext } from './context.js';
+import { isPassThrough, markPassThrough } from './pass-through.js';
+
+export { markPassThrough };
 
 /** Adds one command (and its subcommands) to the program. */
 export type RegisterCommand = (program: Command, ctx: CliContext) => void;
 
 /** The commands of `accelerate`, in help order. */
 export const COMMANDS: RegisterCommand[] = [registerConfigCommand, registerEnvCommand, registerLaunchCommand, registerTestCommand, registerTrackingCommands, registerEstimateMemoryCommand, registerCheckpointCommand];
-
-const passThrough = new WeakSet<Command>();
-
-/**
- * Marks a command whose first positional argument starts a user script
- * (`accelerate launch train.js --lr_rate 1`): flag spellings are normalised
- * only before it.
- */
-export function markPassThrough(cmd: Command): Command {
-  passThrough.add(cmd);
-  cmd.passThroughOptions();
-  return cmd;
-}
 
 function cliVersion(): string {
   try {
@@ -126,7 +116,7 @@ function walkArgv(program: Command, args: readonly string[]): { argv: string[]; 
       cmd = sub;
       continue;
     }
-    if (passThrough.has(cmd)) break;
+    if (isPassThrough(cmd)) break;
   }
   return { argv: out, command: cmd };
 }

@@ -15,6 +15,7 @@ import {
   configToDict,
   defaultConfigPath,
   formatProvenance,
+  formatSections,
   loadConfigFile,
   resolveConfig,
   type LoadedConfigFile,
@@ -277,6 +278,8 @@ export function formatEnvInfo(info: EnvInfo): string {
   }
   if (info.resolved) {
     lines.push('- Resolved settings:', ...formatProvenance(info.resolved).split('\n').map((l) => `\t${l}`));
+    // The plugin sections' values that something set (config file, env, flags), each with its source.
+    lines.push('- Plugin settings:', ...formatSections(info.resolved).split('\n').map((l) => `\t${l}`));
   } else if (info.resolveError) {
     lines.push('- Resolved settings: error', ...info.resolveError.split('\n').map((l) => `\t${l}`));
   }

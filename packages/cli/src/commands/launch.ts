@@ -27,7 +27,7 @@ import {
 } from '@accelerate/core';
 import { Option, type Command } from 'commander';
 import { CliError, type CliContext } from '../context.js';
-import { markPassThrough } from '../program.js';
+import { markPassThrough } from '../pass-through.js';
 import { probePackage } from './env.js';
 import { runDashboard } from './tracking.js';
 

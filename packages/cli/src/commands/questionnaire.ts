@@ -19,6 +19,7 @@ import {
   FSDP_BACKWARD_PREFETCH,
   FSDP_SHARDING_STRATEGIES,
   FSDP_STATE_DICT_TYPES,
+  SETTINGS,
   validateConfigDict,
   type ClusterConfigFile,
   type ConfigDistributedType,
@@ -208,9 +209,9 @@ export async function askClusterConfig(ask: Prompter): Promise<ClusterConfigFile
           default: 'none',
         });
       } else {
-        const stage = await ask.select({ id: 'zero_stage', message: "What should be your DeepSpeed's ZeRO optimization stage?", choices: choices([0, 1, 2, 3]), default: 2 });
+        const stage = await ask.select({ id: 'zero_stage', message: "What should be your DeepSpeed's ZeRO optimization stage?", choices: choices(SETTINGS.deepspeed.zeroStage.enum as readonly (0 | 1 | 2 | 3)[]), default: SETTINGS.deepspeed.zeroStage.default });
         deepspeedConfig.zero_stage = stage;
-        const devices = ['none', 'cpu', 'nvme'] as const;
+        const devices = SETTINGS.deepspeed.offloadOptimizerDevice.enum as readonly ('none' | 'cpu' | 'nvme')[];
         if (stage >= 2) {
           deepspeedConfig.offload_optimizer_device = await ask.select({ id: 'offload_optimizer_device', message: 'Where to offload optimizer states?', choices: choices(devices) });
           deepspeedConfig.offload_param_device = await ask.select({ id: 'offload_param_device', message: 'Where to offload parameters?', choices: choices(devices) });
@@ -291,7 +292,7 @@ export async function askClusterConfig(ask: Prompter): Promise<ClusterConfigFile
       distributedType = 'FSDP';
     }
     if (distributedType === 'FSDP') {
-      const version = await ask.select({ id: 'fsdp_version', message: 'What should be your FSDP version?', choices: choices([1, 2]), default: 2 });
+      const version = await ask.select({ id: 'fsdp_version', message: 'What should be your FSDP version?', choices: choices(SETTINGS.fsdp.version.enum as readonly (1 | 2)[]), default: 2 });
       fsdpConfig.fsdp_version = version;
       fsdpConfig.fsdp_reshard_after_forward =
         version === 1
