@@ -187,18 +187,89 @@ function collateFast(values: readonly unknown[]): HostTensor | undefined {
   return undefined;
 }
 
+/** The error of a sample whose kind differs from sample 0's. */
+function kindError(path: string, kind: string, i: number, v: unknown): TypeError {
+  return new TypeError(
+    `defaultCollate: at ${path}, sample 0 is ${kind} but sample ${i} is ${describe(v)}. Give every sample the same structure, or pass a collateFn.`,
+  );
+}
+
+/**
+ * Rows that are plain objects (sample 0 is one), collated field by field. The fields of the
+ * common rows are filled straight from the rows in one pass each: a typed-array field into one
+ * buffer, a number field into its column; a field that does not fit (or any other kind) goes
+ * through {@link collateValues} with the column read so far, which gives the same batch or the
+ * same error as collating the whole column would.
+ */
+function collateRecords(values: readonly unknown[], path: string): Record<string, unknown> {
+  const n = values.length;
+  for (let i = 1; i < n; i++) {
+    if (!isPlainObject(values[i])) throw kindError(path, 'an object', i, values[i]);
+  }
+  const rows = values as readonly Record<string, unknown>[];
+  const keys = Object.keys(rows[0]);
+  const out: Record<string, unknown> = {};
+  for (let k = 0; k < keys.length; k++) out[keys[k]] = collateField(rows, keys[k], path);
+  return out;
+}
+
+/** Field `key` of every row, collated (see {@link collateRecords}). */
+function collateField(rows: readonly Record<string, unknown>[], key: string, path: string): unknown {
+  const n = rows.length;
+  const column = new Array<unknown>(n);
+  const f = rows[0][key];
+  column[0] = f;
+  // Rows whose field is already in `column` (each row's field is read once).
+  let read = 1;
+  if (isHostArray(f)) {
+    // Equal-length typed arrays of one kind (collateFast's condition), copied into the batch as they are read.
+    const Ctor = f.constructor;
+    const per = f.length;
+    const dtype = dtypeOfHostArray(f);
+    const data = allocHostArray(dtype, n * per);
+    const out = data as unknown as Settable;
+    out.set(f as unknown as ArrayLike<number>, 0);
+    for (; read < n; read++) {
+      const v = rows[read][key] as HostArray;
+      column[read] = v;
+      if (v === null || typeof v !== 'object' || v.constructor !== Ctor || v.length !== per) break;
+      out.set(v as unknown as ArrayLike<number>, read * per);
+    }
+    if (read === n) return new HostTensor(data, [n, per], dtype);
+    read++;
+  } else if (typeof f === 'number') {
+    let ints = Number.isInteger(f);
+    for (; read < n; read++) {
+      const v = rows[read][key];
+      column[read] = v;
+      if (typeof v !== 'number') break;
+      if (ints && !Number.isInteger(v)) ints = false;
+    }
+    if (read === n) return HostTensor.fromNumbers(column as number[], [n], ints ? 'int64' : 'float64');
+    read++;
+  }
+  // Any other field, or one that did not fit: the whole column, then the general path.
+  for (let i = 0; i < n; i++) {
+    const v = rows[i];
+    const x = i < read ? column[i] : v[key];
+    // `in` only when the value is undefined: a keyed read is much cheaper, and this runs per sample and field.
+    if (x === undefined && !(key in v)) {
+      throw new TypeError(`defaultCollate: sample ${i} has no field "${key}" (at ${path}) but sample 0 has. Give every sample the same fields.`);
+    }
+    column[i] = x;
+  }
+  return collateValues(column, `${path}.${key}`);
+}
+
 function collateValues(values: readonly unknown[], path: string): unknown {
   if (values.length === 0) throw new RangeError(`defaultCollate: no samples to collate at ${path}.`);
+  if (isPlainObject(values[0])) return collateRecords(values, path);
   const fast = collateFast(values);
   if (fast) return fast;
   const first = values[0];
   const sameKind = (pred: (v: unknown) => boolean, kind: string): void => {
     values.forEach((v, i) => {
-      if (!pred(v)) {
-        throw new TypeError(
-          `defaultCollate: at ${path}, sample 0 is ${kind} but sample ${i} is ${describe(v)}. Give every sample the same structure, or pass a collateFn.`,
-        );
-      }
+      if (!pred(v)) throw kindError(path, kind, i, v);
     });
   };
   if (first instanceof HostTensor) {
@@ -238,25 +309,6 @@ function collateValues(values: readonly unknown[], path: string): unknown {
           `${path}[${k}]`,
         ),
       );
-    }
-    return out;
-  }
-  if (isPlainObject(first)) {
-    const keys = Object.keys(first);
-    sameKind(isPlainObject, 'an object');
-    const out: Record<string, unknown> = {};
-    for (const key of keys) {
-      const column = new Array<unknown>(values.length);
-      for (let i = 0; i < values.length; i++) {
-        const v = values[i] as Record<string, unknown>;
-        const x = v[key];
-        // `in` only when the value is undefined: a keyed read is much cheaper, and this runs per sample and field.
-        if (x === undefined && !(key in v)) {
-          throw new TypeError(`defaultCollate: sample ${i} has no field "${key}" (at ${path}) but sample 0 has. Give every sample the same fields.`);
-        }
-        column[i] = x;
-      }
-      out[key] = collateValues(column, `${path}.${key}`);
     }
     return out;
   }

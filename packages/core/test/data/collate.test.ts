@@ -62,6 +62,38 @@ describe('defaultCollate', () => {
     ]);
     expect(() => new TensorDataset(HostTensor.fromNumbers([1, 2]), HostTensor.fromNumbers([1]))).toThrow(/same first dimension/);
   });
+
+  it('object rows are filled field by field; a field that stops fitting part-way gets the general path, its batch and its error', () => {
+    const rows = (n: number, at = -1, odd: unknown = undefined, key = 'x') =>
+      Array.from({ length: n }, (_, i) => {
+        const r: Record<string, unknown> = { x: Float32Array.from([i, -i]), y: i };
+        if (i === at) r[key] = odd;
+        return r;
+      });
+    // Mixed ints and floats: float64, wherever the first float is.
+    expect(defaultCollate(rows(4, 2, 2.5, 'y')).y).toMatchObject({ dtype: 'float64', data: Float64Array.from([0, 1, 2.5, 3]) });
+    // A typed array of another length or kind part-way: the general path's error (or stack) for that field.
+    expect(() => defaultCollate(rows(4, 2, Float32Array.from([1])))).toThrow(/sample 0 is HostTensor\(float32, \[2\]\) but sample 2 is HostTensor\(float32, \[1\]\)/);
+    expect(() => defaultCollate(rows(4, 3, Float64Array.from([1, 2])))).toThrow(/at batch\.x, sample 0 is a Float32Array but sample 3 is Float64Array\(2\)/);
+    expect(() => defaultCollate(rows(4, 1, 'one', 'y'))).toThrow(/at batch\.y, sample 0 is a number but sample 1 is string/);
+    // A missing field (the first row missing it is named) before a wrong kind in the same field.
+    const missing = rows(5, 3, Float64Array.from([1, 2]));
+    delete missing[1].x;
+    expect(() => defaultCollate(missing)).toThrow('defaultCollate: sample 1 has no field "x" (at batch) but sample 0 has.');
+    expect(() => defaultCollate([...rows(2), 7] as unknown[])).toThrow(/at batch, sample 0 is an object but sample 2 is number/);
+    // Each row's field is read once, also when the field falls back part-way.
+    let reads = 0;
+    const counted = (odd: unknown) => rows(4).map((r, i) => Object.defineProperty({ ...r }, 'y', { enumerable: true, get: () => (reads++, i === 2 ? odd : i) }));
+    expect(defaultCollate(counted(2)).y).toMatchObject({ dtype: 'int64', shape: [4] });
+    expect(reads).toBe(4);
+    expect(() => defaultCollate(counted('two'))).toThrow(/sample 2 is string/);
+    expect(reads).toBe(8);
+    // Bits are copied as they are (NaN payloads included).
+    const nan = new Float32Array(2);
+    new Uint32Array(nan.buffer).set([0x7fc00001, 0xff800001]);
+    const bits = defaultCollate([{ x: nan }, { x: nan }]).x.data as Float32Array;
+    expect(Array.from(new Uint32Array(bits.buffer))).toEqual([0x7fc00001, 0xff800001, 0x7fc00001, 0xff800001]);
+  });
 });
 
 describe('batch structure operations', () => {
