@@ -70,7 +70,7 @@ function isDistributed<T>(ctx: CollectiveContext<T>, what: string): ctx is Colle
   if (!ctx.group) {
     throw new Error(
       `${what}: numProcesses is ${ctx.numProcesses} but no process group was given; ` +
-        'pass the group from the backend (Backend.initProcessGroup) or set numProcesses to 1.',
+        'pass the group from the backend (backend.communication.initProcessGroup) or set numProcesses to 1.',
     );
   }
   if (ctx.group.size !== ctx.numProcesses || ctx.group.rank !== ctx.processIndex) {

@@ -146,12 +146,12 @@ export class PartialState {
     const distributedType = world.worldSize > 1 ? multiTypeForDeviceKind(kind) : DistributedType.NO;
     let group: ProcessGroup<any> | undefined;
     if (world.worldSize > 1) {
-      if (!backend.initProcessGroup) {
+      if (!backend.communication) {
         throw new Error(
           `This run has ${world.worldSize} processes but the "${backend.name}" backend cannot communicate between processes. Install @accelerate/backend-libtorch (it provides gloo/NCCL process groups) or run a single process.`,
         );
       }
-      group = await backend.initProcessGroup({
+      group = await backend.communication.initProcessGroup({
         rank: world.rank,
         worldSize: world.worldSize,
         masterAddr: world.masterAddr ?? '127.0.0.1',

@@ -12,9 +12,15 @@
  *   fixtures: { makeLinearModel, forward, makeSGD, mseLoss },
  * });
  * ```
+ *
+ * The root and the capabilities training needs (`models`, `autograd`,
+ * `optimizers`, `rng`) are checked always; optional capabilities and
+ * optional methods are checked when the backend has them, and their tests are
+ * skipped (with the runner's dynamic skip, e.g. vitest's `context.skip`)
+ * when it does not.
  * @module
  */
-import type { Backend } from '../interfaces/backend.js';
+import { requireCapability, type Backend, type BackendCapabilityName } from '../interfaces/backend.js';
 import { HostTensor, hostArrayConstructor, type DType, type HostArray } from '../tensor/host-tensor.js';
 
 /** The subset of `expect(...)` matchers the suite uses. */
@@ -62,6 +68,30 @@ export interface ConformanceOptions<T, M, O> {
   fixtures?: ConformanceFixtures<T, M, O>;
   /** Relative tolerance of the finite-difference gradient check (default 1e-3). */
   gradientTolerance?: number;
+}
+
+/**
+ * Methods each capability handler must have when it is present (the
+ * non-optional members of its interface). `models`, `autograd`, `optimizers`
+ * and `rng` must be present: training needs them.
+ */
+const REQUIRED_METHODS: Record<BackendCapabilityName, readonly string[]> = {
+  models: ['isModel', 'namedParameters', 'stateDict', 'loadStateDict', 'moveModel', 'setTrainingMode'],
+  autograd: ['backward', 'grad', 'clipGradNorm'],
+  optimizers: ['isOptimizer', 'step', 'zeroGrad', 'params'],
+  rng: ['manualSeed', 'getState', 'setState'],
+  precision: [],
+  memory: ['isOutOfMemoryError'],
+  communication: ['initProcessGroup'],
+  dataParallel: ['wrap', 'unwrap', 'setGradientSync'],
+};
+
+/** Capabilities every training backend provides. */
+const TRAINING_CAPABILITIES = ['models', 'autograd', 'optimizers', 'rng'] as const;
+
+/** What a test function may receive from the runner: vitest passes a context whose `skip` marks the test skipped. */
+interface RunnerContext {
+  skip?: (note?: string) => void;
 }
 
 /** Sample data for `dtype` that must survive a round trip bit for bit. */
@@ -124,6 +154,32 @@ export function runBackendConformance<T, M, O, S>(
   let backendPromise: Promise<Backend<T, M, O, S>> | undefined;
   const getBackend = () => (backendPromise ??= Promise.resolve().then(makeBackend));
 
+  type B = Backend<T, M, O, S>;
+  const feature = `the ${name} conformance suite`;
+  // Capability handlers; a missing one fails the test with the error naming it.
+  const models = (b: B) => requireCapability(b, 'models', feature);
+  const autograd = (b: B) => requireCapability(b, 'autograd', feature);
+  const optimizers = (b: B) => requireCapability(b, 'optimizers', feature);
+  const rng = (b: B) => requireCapability(b, 'rng', feature);
+
+  /**
+   * Register a test of something optional: `present` says whether the backend
+   * has it; when it does not, the test is skipped where the runner can skip at
+   * run time (vitest), and passes without checking elsewhere.
+   */
+  const itIfPresent = (title: string, present: (b: B) => boolean, why: string, fn: (b: B) => void | Promise<void>) =>
+    it(title, async (...args: unknown[]) => {
+      const b = await getBackend();
+      if (!present(b)) {
+        const ctx = args[0] as RunnerContext | undefined;
+        if (typeof ctx?.skip === 'function') ctx.skip(`the ${b.name} backend ${why}`);
+        return;
+      }
+      await fn(b);
+    });
+  const hasMethod = (handler: object | undefined, method: string): boolean =>
+    handler !== undefined && typeof (handler as Record<string, unknown>)[method] === 'function';
+
   const values = (b: Backend<T, M, O, S>, x: T): number[] => numbers(b.toHost(x));
   const scalar = (b: Backend<T, M, O, S>, x: T): number => values(b, x)[0];
   const expectClose = (actual: number[], expected: number[], tol: number, what: string) => {
@@ -136,6 +192,30 @@ export function runBackendConformance<T, M, O, S>(
   };
 
   describe(`backend conformance: ${name}`, () => {
+    describe('capabilities', () => {
+      it('has the models, autograd, optimizers and rng handlers training needs, each with its required methods', async () => {
+        const b = await getBackend();
+        for (const cap of TRAINING_CAPABILITIES) {
+          const handler = b[cap] as object | undefined;
+          expect(handler !== null && typeof handler === 'object', `the "${cap}" capability handler`).toBe(true);
+          for (const m of REQUIRED_METHODS[cap]) expect(hasMethod(handler, m), `${cap}.${m}()`).toBe(true);
+        }
+      });
+
+      for (const cap of ['precision', 'memory', 'communication', 'dataParallel'] as const) {
+        itIfPresent(
+          `optional "${cap}" capability (if provided) has its required methods`,
+          (b) => b[cap] !== undefined,
+          `has no "${cap}" capability`,
+          (b) => {
+            const handler = b[cap] as object;
+            expect(typeof handler, `the "${cap}" capability handler`).toBe('object');
+            for (const m of REQUIRED_METHODS[cap]) expect(hasMethod(handler, m), `${cap}.${m}()`).toBe(true);
+          },
+        );
+      }
+    });
+
     describe('tensors', () => {
       for (const dtype of dtypes) {
         it(`fromHost/toHost round-trips ${dtype} exactly (matrix, scalar, empty)`, async () => {
@@ -248,55 +328,73 @@ export function runBackendConformance<T, M, O, S>(
     });
 
     describe('randomness', () => {
-      it('manualSeed makes the RNG state deterministic and setRngState restores it', async () => {
-        const b = await getBackend();
-        b.manualSeed(1234);
-        const s1 = Array.from(b.getRngState());
-        b.manualSeed(1234);
-        expect(Array.from(b.getRngState())).toEqual(s1);
-        b.manualSeed(4321);
-        expect(Array.from(b.getRngState())).not.toEqual(s1);
-        b.setRngState(Uint8Array.from(s1));
-        expect(Array.from(b.getRngState())).toEqual(s1);
+      it('rng.manualSeed makes the RNG state deterministic and rng.setState restores it', async () => {
+        const r = rng(await getBackend());
+        r.manualSeed(1234);
+        const s1 = Array.from(r.getState());
+        r.manualSeed(1234);
+        expect(Array.from(r.getState())).toEqual(s1);
+        r.manualSeed(4321);
+        expect(Array.from(r.getState())).not.toEqual(s1);
+        r.setState(Uint8Array.from(s1));
+        expect(Array.from(r.getState())).toEqual(s1);
       });
 
       if (fixtures) {
         const initial = async (b: Backend<T, M, O, S>): Promise<number[]> => {
           const m = await fixtures.makeLinearModel(3, 2);
-          return b.namedParameters(m).flatMap(([, p]) => values(b, p));
+          return models(b).namedParameters(m).flatMap(([, p]) => values(b, p));
         };
 
-        it('manualSeed makes model initialisation reproducible', async () => {
+        it('rng.manualSeed makes model initialisation reproducible', async () => {
           const b = await getBackend();
-          b.manualSeed(7);
+          rng(b).manualSeed(7);
           const first = await initial(b);
-          b.manualSeed(7);
+          rng(b).manualSeed(7);
           expect(await initial(b)).toEqual(first);
-          b.manualSeed(8);
+          rng(b).manualSeed(8);
           expect(await initial(b)).not.toEqual(first);
         });
 
-        it('getRngState/setRngState replay the random stream', async () => {
+        it('rng.getState/setState replay the random stream', async () => {
           const b = await getBackend();
-          b.manualSeed(99);
+          rng(b).manualSeed(99);
           await initial(b); // advance the stream
-          const state = b.getRngState();
+          const state = rng(b).getState();
           const first = await initial(b);
           const second = await initial(b);
           expect(second).not.toEqual(first);
-          b.setRngState(state);
+          rng(b).setState(state);
           expect(await initial(b)).toEqual(first);
         });
       }
     });
 
-    describe('errors', () => {
-      it('isOutOfMemoryError is false for ordinary errors and non-errors', async () => {
-        const b = await getBackend();
-        for (const e of [new Error('boom'), new TypeError('x is not a function'), new RangeError('bad index'), 'oops', 42, null, undefined, {}]) {
-          expect(b.isOutOfMemoryError(e)).toBe(false);
-        }
-      });
+    describe('memory', () => {
+      itIfPresent(
+        'memory.isOutOfMemoryError (if provided) is false for ordinary errors and non-errors',
+        (b) => hasMethod(b.memory, 'isOutOfMemoryError'),
+        'has no "memory" capability',
+        (b) => {
+          for (const e of [new Error('boom'), new TypeError('x is not a function'), new RangeError('bad index'), 'oops', 42, null, undefined, {}]) {
+            expect(b.memory!.isOutOfMemoryError(e)).toBe(false);
+          }
+        },
+      );
+
+      itIfPresent(
+        'memory.info (if provided) reports non-negative byte counts for every device',
+        (b) => hasMethod(b.memory, 'info'),
+        'has no memory.info()',
+        (b) => {
+          for (const d of b.devices()) {
+            const info = b.memory!.info!(d.name);
+            expect(typeof info.allocated, `allocated bytes on ${d.name}`).toBe('number');
+            expect(info.allocated >= 0, `allocated bytes on ${d.name} >= 0`).toBe(true);
+            if (info.reserved !== undefined) expect(info.reserved >= info.allocated, `reserved >= allocated on ${d.name}`).toBe(true);
+          }
+        },
+      );
     });
 
     if (!fixtures) return;
@@ -308,15 +406,15 @@ export function runBackendConformance<T, M, O, S>(
 
     const setup = async (seed = 0, lr = 0.05) => {
       const b = await getBackend();
-      b.manualSeed(seed);
+      rng(b).manualSeed(seed);
       const model = await fx.makeLinearModel(3, 2);
-      const params = b.namedParameters(model).map(([, p]) => p);
+      const params = models(b).namedParameters(model).map(([, p]) => p);
       const opt = fx.makeSGD(params, lr);
       const x = b.fromHost(X);
       const y = b.fromHost(Y);
       const loss = () => fx.mseLoss(fx.forward(model, x), y);
-      const grads = () => b.namedParameters(model).map(([n, p]) => {
-        const g = b.grad(p);
+      const grads = () => models(b).namedParameters(model).map(([n, p]) => {
+        const g = autograd(b).grad(p);
         return [n, g === null ? null : values(b, g)] as const;
       });
       return { b, model, params, opt, loss, grads };
@@ -325,26 +423,26 @@ export function runBackendConformance<T, M, O, S>(
     describe('models, autograd and optimizers', () => {
       it('isModel / isOptimizer recognise the fixtures; parameter names are unique and match the optimizer', async () => {
         const { b, model, opt } = await setup();
-        expect(b.isModel(model)).toBe(true);
-        expect(b.isModel({})).toBe(false);
-        expect(b.isOptimizer(opt)).toBe(true);
-        expect(b.isOptimizer(model)).toBe(false);
-        const named = b.namedParameters(model);
+        expect(models(b).isModel(model)).toBe(true);
+        expect(models(b).isModel({})).toBe(false);
+        expect(optimizers(b).isOptimizer(opt)).toBe(true);
+        expect(optimizers(b).isOptimizer(model)).toBe(false);
+        const named = models(b).namedParameters(model);
         const names = named.map(([n]) => n);
         expect(new Set(names).size).toBe(names.length);
         expect(names.length).toBeGreaterThan(0);
-        expect(b.namedParameters(model).map(([n]) => n)).toEqual(names);
-        expect(b.optimizerParams(opt).length).toBe(named.length);
+        expect(models(b).namedParameters(model).map(([n]) => n)).toEqual(names);
+        expect(optimizers(b).params(opt).length).toBe(named.length);
         expect(named.reduce((s, [, p]) => s + values(b, p).length, 0)).toBe(3 * 2 + 2);
       });
 
       it('backward gradients equal central finite differences', async () => {
         const { b, model, loss, grads } = await setup(3);
-        b.backward(loss(), { scale: 1 });
+        autograd(b).backward(loss(), { scale: 1 });
         const analytic = new Map(grads());
-        const hostState = Object.fromEntries(Object.entries(b.stateDict(model)).map(([k, v]) => [k, b.toHost(v)]));
+        const hostState = Object.fromEntries(Object.entries(models(b).stateDict(model)).map(([k, v]) => [k, b.toHost(v)]));
         const eps = 1e-2;
-        for (const [pname] of b.namedParameters(model)) {
+        for (const [pname] of models(b).namedParameters(model)) {
           const base = hostState[pname];
           expect(base, `state dict has parameter ${pname}`).not.toBe(undefined);
           const g = analytic.get(pname);
@@ -354,14 +452,14 @@ export function runBackendConformance<T, M, O, S>(
             const at = (delta: number): [number, number] => {
               const data = Float32Array.from(base.data as Float32Array);
               data[i] += delta;
-              b.loadStateDict(model, { ...hostState, [pname]: new HostTensor(data, base.shape, 'float32') });
+              models(b).loadStateDict(model, { ...hostState, [pname]: new HostTensor(data, base.shape, 'float32') });
               return [scalar(b, loss()), data[i]];
             };
             const [fPlus, xPlus] = at(eps);
             const [fMinus, xMinus] = at(-eps);
             fd.push((fPlus - fMinus) / (xPlus - xMinus));
           }
-          b.loadStateDict(model, hostState);
+          models(b).loadStateDict(model, hostState);
           expectClose(g!, fd, gradTol, `d loss / d ${pname}`);
         }
       });
@@ -371,135 +469,222 @@ export function runBackendConformance<T, M, O, S>(
         const { b, model, opt, loss, grads } = await setup(4, lr);
         const before = scalar(b, loss());
         const l = loss();
-        b.backward(l, { scale: 1 });
+        autograd(b).backward(l, { scale: 1 });
         const g = grads();
-        const p0 = b.namedParameters(model).map(([, p]) => values(b, p));
-        b.optimizerStep(opt);
-        const p1 = b.namedParameters(model).map(([, p]) => values(b, p));
+        const p0 = models(b).namedParameters(model).map(([, p]) => values(b, p));
+        optimizers(b).step(opt);
+        const p1 = models(b).namedParameters(model).map(([, p]) => values(b, p));
         p1.forEach((p, k) => expectClose(p, p0[k].map((v, i) => v - lr * g[k][1]![i]), 1e-5, `param ${g[k][0]}`));
         expect(scalar(b, loss())).toBeLessThan(before);
       });
 
       it('gradients accumulate across backward calls; scale multiplies them; a loss closure works', async () => {
         const { b, opt, loss, grads } = await setup(5);
-        b.backward(loss(), { scale: 1 });
+        autograd(b).backward(loss(), { scale: 1 });
         const once = grads().map(([, g]) => g!);
-        b.backward(loss(), { scale: 1 });
+        autograd(b).backward(loss(), { scale: 1 });
         grads().forEach(([n, g], k) => expectClose(g!, once[k].map((v) => 2 * v), 1e-5, `accumulated grad of ${n}`));
-        b.optimizerZeroGrad(opt, true);
-        b.backward(loss(), { scale: 0.25 });
+        optimizers(b).zeroGrad(opt, true);
+        autograd(b).backward(loss(), { scale: 0.25 });
         grads().forEach(([n, g], k) => expectClose(g!, once[k].map((v) => 0.25 * v), 1e-5, `scaled grad of ${n}`));
-        b.optimizerZeroGrad(opt, true);
-        b.backward(loss, { scale: 1 });
+        optimizers(b).zeroGrad(opt, true);
+        autograd(b).backward(loss, { scale: 1 });
         grads().forEach(([n, g], k) => expectClose(g!, once[k], 1e-6, `grad of ${n} from a closure`));
       });
 
-      it('optimizerZeroGrad zero-fills gradients, or drops them with setToNone', async () => {
+      it('optimizers.zeroGrad zero-fills gradients, or drops them with setToNone', async () => {
         const { b, opt, loss, grads } = await setup(6);
-        b.backward(loss(), { scale: 1 });
-        b.optimizerZeroGrad(opt, false);
+        autograd(b).backward(loss(), { scale: 1 });
+        optimizers(b).zeroGrad(opt, false);
         for (const [n, g] of grads()) {
           expect(g, `grad of ${n} after zeroGrad(setToNone=false)`).not.toBeNull();
           expect(g!.every((v) => v === 0), `grad of ${n} is all zeros`).toBe(true);
         }
-        b.backward(loss(), { scale: 1 });
-        b.optimizerZeroGrad(opt, true);
+        autograd(b).backward(loss(), { scale: 1 });
+        optimizers(b).zeroGrad(opt, true);
         for (const [n, g] of grads()) expect(g, `grad of ${n} after zeroGrad(setToNone=true)`).toBeNull();
       });
 
       it('state dicts round-trip through host tensors and backend tensors', async () => {
         const b = await getBackend();
-        b.manualSeed(11);
+        rng(b).manualSeed(11);
         const a = await fx.makeLinearModel(3, 2);
-        b.manualSeed(12);
+        rng(b).manualSeed(12);
         const c = await fx.makeLinearModel(3, 2);
-        const params = (m: M) => b.namedParameters(m).map(([, p]) => values(b, p));
+        const params = (m: M) => models(b).namedParameters(m).map(([, p]) => values(b, p));
         expect(params(c)).not.toEqual(params(a));
-        const hostState = Object.fromEntries(Object.entries(b.stateDict(a)).map(([k, v]) => [k, b.toHost(v)]));
-        b.loadStateDict(c, hostState, { strict: true });
+        const hostState = Object.fromEntries(Object.entries(models(b).stateDict(a)).map(([k, v]) => [k, b.toHost(v)]));
+        models(b).loadStateDict(c, hostState, { strict: true });
         expect(params(c)).toEqual(params(a));
         const x = b.fromHost(X);
         expect(values(b, fx.forward(c, x))).toEqual(values(b, fx.forward(a, x)));
-        b.manualSeed(13);
+        rng(b).manualSeed(13);
         const d = await fx.makeLinearModel(3, 2);
-        b.loadStateDict(d, b.stateDict(a));
+        models(b).loadStateDict(d, models(b).stateDict(a));
         expect(params(d)).toEqual(params(a));
       });
 
       it('strict loadStateDict rejects a missing key and names it; non-strict loads the rest', async () => {
         const b = await getBackend();
-        b.manualSeed(21);
+        rng(b).manualSeed(21);
         const src = await fx.makeLinearModel(3, 2);
-        b.manualSeed(22);
+        rng(b).manualSeed(22);
         const dst = await fx.makeLinearModel(3, 2);
-        const hostState = Object.fromEntries(Object.entries(b.stateDict(src)).map(([k, v]) => [k, b.toHost(v)]));
+        const hostState = Object.fromEntries(Object.entries(models(b).stateDict(src)).map(([k, v]) => [k, b.toHost(v)]));
         const keys = Object.keys(hostState);
         const dropped = keys[keys.length - 1];
         const partial = { ...hostState };
         delete partial[dropped];
-        expect(() => b.loadStateDict(dst, partial, { strict: true })).toThrow(dropped);
-        const before = Object.fromEntries(b.namedParameters(dst).map(([n, p]) => [n, values(b, p)]));
-        b.loadStateDict(dst, partial, { strict: false });
-        for (const [n, p] of b.namedParameters(dst)) {
+        expect(() => models(b).loadStateDict(dst, partial, { strict: true })).toThrow(dropped);
+        const before = Object.fromEntries(models(b).namedParameters(dst).map(([n, p]) => [n, values(b, p)]));
+        models(b).loadStateDict(dst, partial, { strict: false });
+        for (const [n, p] of models(b).namedParameters(dst)) {
           expect(values(b, p)).toEqual(n === dropped ? before[n] : numbers(hostState[n]));
         }
       });
 
       it('clipGradNorm returns the norm before clipping and scales gradients down to maxNorm', async () => {
         const { b, params, loss, grads } = await setup(7);
-        b.backward(loss(), { scale: 1 });
+        autograd(b).backward(loss(), { scale: 1 });
         const g0 = grads().map(([, g]) => g!);
         const norm = Math.sqrt(g0.flat().reduce((s, v) => s + v * v, 0));
         expect(norm).toBeGreaterThan(0);
-        const returned = b.clipGradNorm(params, norm / 2);
+        const returned = autograd(b).clipGradNorm(params, norm / 2);
         expect(Math.abs(returned - norm) / norm).toBeLessThan(1e-5);
         const g1 = grads().map(([, g]) => g!);
         const after = Math.sqrt(g1.flat().reduce((s, v) => s + v * v, 0));
         expect(Math.abs(after - norm / 2) / norm).toBeLessThan(1e-4);
         g1.forEach((g, k) => expectClose(g, g0[k].map((v) => v / 2), 1e-4, 'clipped grad'));
-        const again = b.clipGradNorm(params, norm * 10);
+        const again = autograd(b).clipGradNorm(params, norm * 10);
         expect(Math.abs(again - after) / norm).toBeLessThan(1e-5);
         grads().forEach(([, g], k) => expectClose(g!, g1[k], 1e-6, 'unclipped grad'));
       });
     });
 
     describe('optional capabilities', () => {
-      it('createGradScaler (if provided): clean steps step, inf/NaN skips and backs off, clean steps grow the scale', async () => {
-        const { b, model, opt, loss } = await setup(8);
-        if (!b.createGradScaler) return;
-        const scaler = b.createGradScaler({ initScale: 1024, growthFactor: 2, backoffFactor: 0.5, growthInterval: 2, enabled: true });
-        expect(scaler.getScale()).toBe(1024);
-        const snapshot = () => b.namedParameters(model).map(([, p]) => values(b, p));
-        const iteration = (upstream: number): boolean => {
-          b.optimizerZeroGrad(opt, true);
-          b.backward(scaler.scale(loss()), { scale: upstream });
-          const stepped = scaler.step(opt);
-          scaler.update();
-          return stepped;
-        };
-        let p = snapshot();
-        expect(iteration(1)).toBe(true);
-        expect(snapshot()).not.toEqual(p);
-        expect(scaler.getScale()).toBe(1024);
-        expect(iteration(1)).toBe(true);
-        expect(scaler.getScale()).toBe(2048);
-        p = snapshot();
-        expect(iteration(Number.NaN)).toBe(false);
-        expect(snapshot()).toEqual(p);
-        expect(scaler.getScale()).toBe(1024);
-      });
+      itIfPresent(
+        'precision.createGradScaler (if provided): clean steps step, inf/NaN skips and backs off, clean steps grow the scale',
+        (b) => hasMethod(b.precision, 'createGradScaler'),
+        'has no precision.createGradScaler()',
+        async () => {
+          const { b, model, opt, loss } = await setup(8);
+          const scaler = b.precision!.createGradScaler!({ initScale: 1024, growthFactor: 2, backoffFactor: 0.5, growthInterval: 2, enabled: true });
+          expect(scaler.getScale()).toBe(1024);
+          const snapshot = () => models(b).namedParameters(model).map(([, p]) => values(b, p));
+          const iteration = (upstream: number): boolean => {
+            optimizers(b).zeroGrad(opt, true);
+            autograd(b).backward(scaler.scale(loss()), { scale: upstream });
+            const stepped = scaler.step(opt);
+            scaler.update();
+            return stepped;
+          };
+          let p = snapshot();
+          expect(iteration(1)).toBe(true);
+          expect(snapshot()).not.toEqual(p);
+          expect(scaler.getScale()).toBe(1024);
+          expect(iteration(1)).toBe(true);
+          expect(scaler.getScale()).toBe(2048);
+          p = snapshot();
+          expect(iteration(Number.NaN)).toBe(false);
+          expect(snapshot()).toEqual(p);
+          expect(scaler.getScale()).toBe(1024);
+        },
+      );
 
-      it('autocast (if provided) returns the callback result and propagates its errors', async () => {
-        const b = await getBackend();
-        if (!b.autocast) return;
-        expect(b.autocast('bf16', () => 42)).toBe(42);
-        expect(b.autocast('fp16', () => 'x', { enabled: false })).toBe('x');
-        expect(() =>
-          b.autocast!('bf16', () => {
-            throw new Error('inside autocast');
-          }),
-        ).toThrow('inside autocast');
-      });
+      itIfPresent(
+        'precision.autocast (if provided) returns the callback result and propagates its errors',
+        (b) => hasMethod(b.precision, 'autocast'),
+        'has no precision.autocast()',
+        (b) => {
+          const autocast = b.precision!.autocast!.bind(b.precision);
+          expect(autocast('bf16', () => 42)).toBe(42);
+          expect(autocast('fp16', () => 'x', { enabled: false })).toBe('x');
+          expect(() =>
+            autocast('bf16', () => {
+              throw new Error('inside autocast');
+            }),
+          ).toThrow('inside autocast');
+        },
+      );
+
+      itIfPresent(
+        'precision.wrapForwardForPrecision("no") and unwrapForwardForPrecision (if provided) keep the model object and its outputs',
+        (b) => hasMethod(b.precision, 'wrapForwardForPrecision') && hasMethod(b.precision, 'unwrapForwardForPrecision'),
+        'has no precision.wrapForwardForPrecision()/unwrapForwardForPrecision()',
+        async () => {
+          const { b, model } = await setup(9);
+          const x = b.fromHost(X);
+          const plain = values(b, fx.forward(model, x));
+          expect(b.precision!.wrapForwardForPrecision!(model, 'no')).toBe(model);
+          expect(values(b, fx.forward(model, x))).toEqual(plain);
+          expect(b.precision!.unwrapForwardForPrecision!(model)).toBe(model);
+          expect(values(b, fx.forward(model, x))).toEqual(plain);
+        },
+      );
+
+      itIfPresent(
+        'models.checkpointStateDict (if provided) gives host tensors that loadStateDict accepts back',
+        (b) => hasMethod(b.models, 'checkpointStateDict'),
+        'has no models.checkpointStateDict()',
+        async (b) => {
+          rng(b).manualSeed(31);
+          const a = await fx.makeLinearModel(3, 2);
+          rng(b).manualSeed(32);
+          const c = await fx.makeLinearModel(3, 2);
+          const state = models(b).checkpointStateDict!(a);
+          for (const [k, v] of Object.entries(state)) expect(v instanceof HostTensor, `checkpointStateDict()[${JSON.stringify(k)}] is a HostTensor`).toBe(true);
+          models(b).loadStateDict(c, state, { strict: true });
+          const x = b.fromHost(X);
+          expect(values(b, fx.forward(c, x))).toEqual(values(b, fx.forward(a, x)));
+        },
+      );
+
+      itIfPresent(
+        'models.namedChildren and ownTensors (if provided) walk to the same parameters as namedParameters',
+        (b) => hasMethod(b.models, 'namedChildren') && hasMethod(b.models, 'ownTensors'),
+        'has no models.namedChildren()/ownTensors() (the module tree big-modeling uses)',
+        async (b) => {
+          const m = models(b);
+          const model = await fx.makeLinearModel(3, 2);
+          const walked: Array<[string, T]> = [];
+          const walk = (module: M, prefix: string) => {
+            for (const [n, p] of m.ownTensors!(module).parameters) walked.push([prefix + n, p]);
+            for (const [n, child] of m.namedChildren!(module)) walk(child, `${prefix}${n}.`);
+          };
+          walk(model, '');
+          const named = m.namedParameters(model);
+          expect(walked.map(([n]) => n).sort()).toEqual(named.map(([n]) => n).sort());
+          const byName = new Map(walked);
+          for (const [n, p] of named) expect(byName.get(n) === p, `ownTensors gives the very parameter object of ${n}`).toBe(true);
+          if (hasMethod(m, 'moduleClassName')) {
+            const cls = m.moduleClassName!(model);
+            expect(typeof cls === 'string' && cls.length > 0, 'moduleClassName() is a non-empty string').toBe(true);
+          }
+        },
+      );
+
+      itIfPresent(
+        'optimizers.stateDict/loadStateDict (if provided) round-trip after a step',
+        (b) => hasMethod(b.optimizers, 'stateDict') && hasMethod(b.optimizers, 'loadStateDict'),
+        'has no optimizers.stateDict()/loadStateDict()',
+        async () => {
+          const { b, opt, loss } = await setup(10);
+          const o = optimizers(b);
+          autograd(b).backward(loss(), { scale: 1 });
+          o.step(opt);
+          const plain = (v: unknown): unknown =>
+            v instanceof HostTensor
+              ? { dtype: v.dtype, shape: [...v.shape], data: numbers(v) }
+              : Array.isArray(v)
+                ? v.map(plain)
+                : v !== null && typeof v === 'object'
+                  ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plain(x)]))
+                  : v;
+          const saved = await o.stateDict!(opt);
+          await o.loadStateDict!(opt, saved);
+          expect(plain(await o.stateDict!(opt))).toEqual(plain(saved));
+        },
+      );
     });
   });
 }

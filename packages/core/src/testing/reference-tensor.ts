@@ -148,7 +148,7 @@ export function withAutocast<R>(precision: MixedPrecision, fn: () => R, enabled 
   return result;
 }
 
-/** The default generator, seeded by `ReferenceBackend.manualSeed` and used by random tensor factories and parameter init. */
+/** The default generator, seeded by `ReferenceBackend.rng.manualSeed` and used by random tensor factories and parameter init. */
 export const defaultGenerator = new SeededRandom(0);
 
 /** A dense tensor of the reference backend. */

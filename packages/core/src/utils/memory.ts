@@ -15,7 +15,7 @@ export const OUT_OF_MEMORY_MESSAGES: readonly string[] = [
 /**
  * Accelerate's default test for "retry with a smaller batch": an `Error`
  * whose message contains one of {@link OUT_OF_MEMORY_MESSAGES}. Backends
- * provide a sharper test as `Backend.isOutOfMemoryError`.
+ * provide a sharper test as `backend.memory.isOutOfMemoryError`.
  */
 export function shouldReduceBatchSize(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
@@ -28,9 +28,9 @@ export interface FindExecutableBatchSizeOptions {
   startingBatchSize?: number;
   /** Next batch size after an out-of-memory error (default `Math.trunc(current * 0.9)`). */
   reduceBatchSizeFn?: (current: number) => number;
-  /** Which errors mean "out of memory" (default {@link shouldReduceBatchSize}; pass `backend.isOutOfMemoryError`). */
+  /** Which errors mean "out of memory" (default {@link shouldReduceBatchSize}; pass `backend.memory.isOutOfMemoryError`). */
   isOutOfMemoryError?: (error: unknown) => boolean;
-  /** Release cached device memory before the first try and after each out-of-memory error (e.g. `backend.emptyCache`). */
+  /** Release cached device memory before the first try and after each out-of-memory error (e.g. `backend.memory.emptyCache`). */
   clearCache?: () => void;
 }
 

@@ -488,8 +488,8 @@ describe('single-process collectives and process control', () => {
       const backend = new ReferenceBackend();
       expect(backend.name).toBe('reference');
       const reseeded: number[] = [];
-      const original = backend.manualSeed.bind(backend);
-      backend.manualSeed = (s: number) => {
+      const original = backend.rng.manualSeed.bind(backend.rng);
+      backend.rng.manualSeed = (s: number) => {
         reseeded.push(s);
         original(s);
       };

@@ -614,8 +614,11 @@ describe('loadState explains checkpoints it cannot (fully) use', () => {
     await AcceleratorState.resetState();
     class Other extends ReferenceBackend {
       override readonly name = 'other';
-      override loadOptimizerStateDict(): void {
-        throw new TypeError('expected the other layout');
+      constructor() {
+        super();
+        this.optimizers.loadStateDict = (): void => {
+          throw new TypeError('expected the other layout');
+        };
       }
     }
     const other = new Accelerator({ backend: new Other(), configFile: false, env });

@@ -8,10 +8,12 @@ import { getLogger, setLogSink } from '../../src/utils/logging.js';
 /** A reference backend that can "join" a process group: rank `rank` of an in-memory group. */
 class GroupedBackend extends ReferenceBackend {
   joined: ProcessGroupOptions | undefined;
-  async initProcessGroup(options: ProcessGroupOptions) {
-    this.joined = options;
-    return createInMemoryGroups(options.worldSize)[options.rank] as never;
-  }
+  readonly communication = {
+    initProcessGroup: async (options: ProcessGroupOptions) => {
+      this.joined = options;
+      return createInMemoryGroups(options.worldSize)[options.rank] as never;
+    },
+  };
 }
 
 beforeEach(async () => {

@@ -20,8 +20,8 @@ const options: ConformanceOptions<RefTensor, RefModule, RefOptimizer> = {
 runBackendConformance('reference', () => new ReferenceBackend({ devices: ['cuda:0', 'cuda:1'] }), { describe, it, expect }, options);
 
 /** Collect the suite's tests instead of registering them, so they can be run against a broken backend. */
-function collect(make: () => ReferenceBackend): Array<{ name: string; fn: () => void | Promise<void> }> {
-  const tests: Array<{ name: string; fn: () => void | Promise<void> }> = [];
+function collect(make: () => ReferenceBackend): Array<{ name: string; fn: (...args: unknown[]) => void | Promise<void> }> {
+  const tests: Array<{ name: string; fn: (...args: unknown[]) => void | Promise<void> }> = [];
   const prefix: string[] = [];
   const api: ConformanceTestApi = {
     describe(name, fn) {
@@ -54,18 +54,20 @@ describe('the conformance suite catches broken backends', () => {
   it('registers the expected tests, including one round-trip test per claimed dtype', () => {
     const names = collect(() => new ReferenceBackend()).map((t) => t.name);
     expect(names.filter((n) => n.includes('round-trips')).length).toBe(8);
-    expect(names.length).toBe(8 + 7 + 3 + 1 + 8 + 2);
-    expect(names[0]).toBe('backend conformance: broken > tensors > fromHost/toHost round-trips float32 exactly (matrix, scalar, empty)');
+    // capabilities, tensors, randomness, memory, models/autograd/optimizers, optional capabilities
+    expect(names.length).toBe(5 + 8 + 7 + 3 + 2 + 8 + 6);
+    expect(names[0]).toBe('backend conformance: broken > capabilities > has the models, autograd, optimizers and rng handlers training needs, each with its required methods');
+    expect(names).toContain('backend conformance: broken > tensors > fromHost/toHost round-trips float32 exactly (matrix, scalar, empty)');
   });
 
-  it('without fixtures, only the tensor, RNG-state and error checks are registered', () => {
+  it('without fixtures, only the capability, tensor, RNG-state and memory checks are registered', () => {
     const tests: string[] = [];
     runBackendConformance('bare', () => new ReferenceBackend(), {
       describe: (_n, fn) => fn(),
       it: (n) => tests.push(n),
       expect: expect as unknown as ConformanceTestApi['expect'],
     });
-    expect(tests.length).toBe(1 + 7 + 1 + 1);
+    expect(tests.length).toBe(5 + 1 + 7 + 1 + 2);
   });
 
   it('flags each broken method in the test that covers it, and only there', async () => {
@@ -78,53 +80,104 @@ describe('the conformance suite catches broken backends', () => {
         if (h.dtype === 'float64') (h.data as Float64Array)[0] = Math.fround(h.data[0] as number); // silent downcast
         return h;
       }
-      override clipGradNorm(params: RefTensor[], maxNorm: number, normType?: number): number {
-        super.clipGradNorm(params, maxNorm, normType);
-        return super.clipGradNorm(params, Infinity, normType); // returns the post-clip norm
-      }
-      override loadStateDict(model: RefModule, state: Record<string, RefTensor | HostTensor>): void {
-        super.loadStateDict(model, state, { strict: false }); // ignores strict
-      }
-      override optimizerZeroGrad(optimizer: RefOptimizer): void {
-        optimizer.zeroGrad(false); // never sets to none
-      }
-      override backward(loss: RefTensor | (() => RefTensor)): void {
-        super.backward(loss, { scale: 1 }); // ignores scale
-      }
     }
-    expect((await failingTests(() => new Broken())).sort()).toEqual(
+    const make = () => {
+      const b = new Broken();
+      const { autograd, models, optimizers } = new ReferenceBackend();
+      Object.assign(b.autograd, {
+        clipGradNorm(params: RefTensor[], maxNorm: number, normType?: number): number {
+          autograd.clipGradNorm(params, maxNorm, normType);
+          return autograd.clipGradNorm(params, Infinity, normType); // returns the post-clip norm
+        },
+        backward(loss: RefTensor | (() => RefTensor)): void {
+          autograd.backward(loss, { scale: 1 }); // ignores scale
+        },
+      });
+      Object.assign(b.models, {
+        loadStateDict(model: RefModule, state: Record<string, RefTensor | HostTensor>): void {
+          models.loadStateDict(model, state, { strict: false }); // ignores strict
+        },
+      });
+      Object.assign(b.optimizers, {
+        zeroGrad(optimizer: RefOptimizer): void {
+          optimizers.zeroGrad(optimizer, false); // never sets to none
+        },
+      });
+      return b;
+    };
+    expect((await failingTests(make)).sort()).toEqual(
       [
         'fromHost/toHost round-trips float64 exactly (matrix, scalar, empty)',
         'narrow takes a slice along a dimension and leaves the input unchanged',
         'narrow rejects a slice past the end of the dimension', // the shifted slice fits, so no error
         'clipGradNorm returns the norm before clipping and scales gradients down to maxNorm',
         'strict loadStateDict rejects a missing key and names it; non-strict loads the rest',
-        'optimizerZeroGrad zero-fills gradients, or drops them with setToNone',
+        'optimizers.zeroGrad zero-fills gradients, or drops them with setToNone',
         'gradients accumulate across backward calls; scale multiplies them; a loss closure works',
         // the scaler test poisons gradients through backward's scale
-        'createGradScaler (if provided): clean steps step, inf/NaN skips and backs off, clean steps grow the scale',
+        'precision.createGradScaler (if provided): clean steps step, inf/NaN skips and backs off, clean steps grow the scale',
       ].sort(),
     );
   });
 
   it('catches wrong gradients, an RNG that ignores its seed, and ordinary errors taken for OOM', async () => {
-    class Broken extends ReferenceBackend {
-      override grad(param: RefTensor): RefTensor | null {
-        const g = super.grad(param);
-        return g && param.shape.length === 2 ? g.mul(1.01) : g; // 1 % off on weights
-      }
-      override manualSeed(): void {
-        // ignores the seed
-      }
-      override isOutOfMemoryError(): boolean {
-        return true;
+    const make = () => {
+      const b = new ReferenceBackend();
+      const { autograd } = new ReferenceBackend();
+      Object.assign(b.autograd, {
+        grad(param: RefTensor): RefTensor | null {
+          const g = autograd.grad(param);
+          return g && param.shape.length === 2 ? g.mul(1.01) : g; // 1 % off on weights
+        },
+      });
+      Object.assign(b.rng, {
+        manualSeed(): void {
+          // ignores the seed
+        },
+      });
+      Object.assign(b.memory, { isOutOfMemoryError: () => true });
+      return b;
+    };
+    const failed = await failingTests(make);
+    expect(failed).toContain('backward gradients equal central finite differences');
+    expect(failed).toContain('rng.manualSeed makes the RNG state deterministic and rng.setState restores it');
+    expect(failed).toContain('rng.manualSeed makes model initialisation reproducible');
+    expect(failed).toContain('memory.isOutOfMemoryError (if provided) is false for ordinary errors and non-errors');
+    expect(failed).not.toContain('state dicts round-trip through host tensors and backend tensors');
+  });
+
+  it('a backend without a capability training needs fails the capabilities check, and each test that uses it names it', async () => {
+    const b = new ReferenceBackend();
+    (b as { optimizers?: unknown }).optimizers = undefined;
+    const errors = new Map<string, string>();
+    for (const t of collect(() => b)) {
+      try {
+        await t.fn();
+      } catch (e) {
+        errors.set(t.name.split(' > ').pop()!, (e as Error).message);
       }
     }
-    const failed = await failingTests(() => new Broken());
-    expect(failed).toContain('backward gradients equal central finite differences');
-    expect(failed).toContain('manualSeed makes the RNG state deterministic and setRngState restores it');
-    expect(failed).toContain('manualSeed makes model initialisation reproducible');
-    expect(failed).toContain('isOutOfMemoryError is false for ordinary errors and non-errors');
-    expect(failed).not.toContain('state dicts round-trip through host tensors and backend tensors');
+    expect(errors.has('has the models, autograd, optimizers and rng handlers training needs, each with its required methods')).toBe(true);
+    expect(errors.get('an SGD step moves every parameter by -lr * grad and lowers the loss')).toMatch(
+      /the broken conformance suite needs the "optimizers" capability .* which the "reference" backend does not provide/,
+    );
+    expect(errors.has('state dicts round-trip through host tensors and backend tensors')).toBe(false);
+  });
+
+  it('skips the tests of absent optional capabilities through the runner context, saying what is missing', async () => {
+    const tests = collect(() => new ReferenceBackend());
+    const run = async (name: string) => {
+      const notes: string[] = [];
+      await tests.find((t) => t.name.endsWith(name))!.fn({ skip: (note?: string) => notes.push(note ?? '') });
+      return notes;
+    };
+    // the reference backend has no process groups and no memory.info
+    expect(await run('optional "communication" capability (if provided) has its required methods')).toEqual([
+      'the reference backend has no "communication" capability',
+    ]);
+    expect(await run('memory.info (if provided) reports non-negative byte counts for every device')).toEqual(['the reference backend has no memory.info()']);
+    // present ones run
+    expect(await run('optional "precision" capability (if provided) has its required methods')).toEqual([]);
+    expect(await run('precision.autocast (if provided) returns the callback result and propagates its errors')).toEqual([]);
   });
 });

@@ -100,10 +100,10 @@ describe('reference autograd', () => {
     const loss = () => mseLoss(model.forward(x), y);
     // pred = 0: loss = ((0-3)² + (0-5)²)/2 = 17; dL/da = mean(2(pred-y)x) = -13; dL/db = mean(2(pred-y)) = -8.
     expect(loss().item()).toBe(17);
-    backend.backward(loss(), { scale: 1 });
+    backend.autograd.backward(loss(), { scale: 1 });
     expect(model.a.grad!.toArray()).toEqual([-13]);
     expect(model.b.grad!.toArray()).toEqual([-8]);
-    backend.backward(loss, { scale: 0.5 });
+    backend.autograd.backward(loss, { scale: 0.5 });
     expect(model.a.grad!.toArray()).toEqual([-19.5]);
     expect(model.b.grad!.toArray()).toEqual([-12]);
   });
@@ -115,7 +115,7 @@ describe('reference autograd', () => {
     expect(() => runBackward(loss)).toThrow(/backward through the graph a second time/);
     expect(() => runBackward(p.square())).toThrow('backward: the loss must have exactly one element, got shape [2].');
     expect(() => runBackward(noGrad(() => p.square().sum()))).toThrow(/does not require grad/);
-    expect(() => backend.backward(42 as unknown as RefTensor, { scale: 1 })).toThrow(/must be a reference-backend tensor/);
+    expect(() => backend.autograd.backward(42 as unknown as RefTensor, { scale: 1 })).toThrow(/must be a reference-backend tensor/);
   });
 
   it('broadcasting follows NumPy rules and explains incompatible shapes', () => {
@@ -140,7 +140,7 @@ describe('reference autograd', () => {
 describe('reference models', () => {
   it('RegressionModel computes x * a + b with one-element float32 parameters a and b', () => {
     const m = new RegressionModel({ a: 2, b: 3 });
-    expect(backend.namedParameters(m).map(([n, p]) => [n, p.shape, p.dtype])).toEqual([
+    expect(backend.models.namedParameters(m).map(([n, p]) => [n, p.shape, p.dtype])).toEqual([
       ['a', [1], 'float32'],
       ['b', [1], 'float32'],
     ]);
@@ -148,9 +148,9 @@ describe('reference models', () => {
   });
 
   it('LinearModel: weight [out, in], deterministic init from manualSeed within ±1/sqrt(in), y = x Wᵀ + b', () => {
-    backend.manualSeed(5);
+    backend.rng.manualSeed(5);
     const m1 = new LinearModel(4, 3);
-    backend.manualSeed(5);
+    backend.rng.manualSeed(5);
     const m2 = new LinearModel(4, 3);
     expect(m1.weight.shape).toEqual([3, 4]);
     expect(m1.bias!.shape).toEqual([3]);
@@ -180,7 +180,7 @@ describe('reference models', () => {
     const y = x.mul(2).add(3);
     for (let i = 0; i < 200; i++) {
       opt.zeroGrad();
-      backend.backward(mseLoss(model.forward(x), y), { scale: 1 });
+      backend.autograd.backward(mseLoss(model.forward(x), y), { scale: 1 });
       opt.step();
     }
     expect(model.a.item()).toBeCloseTo(2, 4);
@@ -192,7 +192,7 @@ describe('ReferenceBackend adapters', () => {
   it('loadStateDict copies in place, and names missing, unexpected and mis-shaped keys', () => {
     const m = new LinearModel(2, 1);
     const weight = m.weight;
-    backend.loadStateDict(m, {
+    backend.models.loadStateDict(m, {
       weight: HostTensor.fromNumbers([1, 2], [1, 2], 'float64'),
       bias: tensor([0.5], { dtype: 'float32' }),
     });
@@ -200,10 +200,10 @@ describe('ReferenceBackend adapters', () => {
     expect(m.weight.toArray()).toEqual([1, 2]);
     expect(m.weight.dtype).toBe('float32');
     expect(m.bias!.toArray()).toEqual([0.5]);
-    expect(() => backend.loadStateDict(m, { weight: HostTensor.fromNumbers([1, 2], [1, 2], 'float32'), extra: HostTensor.fromNumbers([1], [1]) })).toThrow(
+    expect(() => backend.models.loadStateDict(m, { weight: HostTensor.fromNumbers([1, 2], [1, 2], 'float32'), extra: HostTensor.fromNumbers([1], [1]) })).toThrow(
       'loadStateDict: error(s) loading the state dict into LinearModel: missing key(s) "bias"; unexpected key(s) "extra". Pass { strict: false } to load only the keys both have.',
     );
-    expect(() => backend.loadStateDict(m, { weight: HostTensor.fromNumbers([1, 2, 3], [1, 3], 'float32') }, { strict: false })).toThrow(
+    expect(() => backend.models.loadStateDict(m, { weight: HostTensor.fromNumbers([1, 2, 3], [1, 3], 'float32') }, { strict: false })).toThrow(
       'loadStateDict: error(s) loading the state dict into LinearModel: size mismatch for "weight": the state has shape [1, 3], the model\'s is [1, 2].',
     );
     expect(m.weight.toArray()).toEqual([1, 2]);
@@ -211,9 +211,9 @@ describe('ReferenceBackend adapters', () => {
 
   it('stateDict entries share storage with the parameters (an optimizer step is visible through them)', () => {
     const m = new RegressionModel({ a: 1, b: 1 });
-    const sd = backend.stateDict(m);
+    const sd = backend.models.stateDict(m);
     const opt = new SGD(m.parameters(), { lr: 0.5 });
-    backend.backward(m.forward(tensor([2], { dtype: 'float32' })).sum(), { scale: 1 });
+    backend.autograd.backward(m.forward(tensor([2], { dtype: 'float32' })).sum(), { scale: 1 });
     opt.step();
     expect(sd.a.toArray()).toEqual([0]); // a -= 0.5 * 2
     expect(sd.b.toArray()).toEqual([0.5]);
@@ -227,12 +227,12 @@ describe('ReferenceBackend adapters', () => {
       { name: 'cpu', kind: 'cpu' },
     ]);
     const m = new RegressionModel({ a: 1.5 });
-    b.moveModel(m, 'cuda:1', 'float64');
+    b.models.moveModel(m, 'cuda:1', 'float64');
     expect(m.a.device).toBe('cuda:1');
     expect(m.a.dtype).toBe('float64');
     expect(m.a.toArray()).toEqual([1.5]);
-    expect(() => b.moveModel(m, 'mps')).toThrow("moveModel: unknown device 'mps'. The reference backend has 'cuda:0', 'cuda:1', 'cpu'");
-    expect(() => b.moveModel(m, 'cpu', 'int64')).toThrow("moveModel: models can only be cast to floating dtypes, got 'int64'.");
+    expect(() => b.models.moveModel(m, 'mps')).toThrow("moveModel: unknown device 'mps'. The reference backend has 'cuda:0', 'cuda:1', 'cpu'");
+    expect(() => b.models.moveModel(m, 'cpu', 'int64')).toThrow("moveModel: models can only be cast to floating dtypes, got 'int64'.");
     const t = b.fromHost(HostTensor.fromNumbers([1, 2], [2], 'float32'), 'cuda');
     expect(b.device(t)).toBe('cuda:0');
     expect(() => m.forward(t)).toThrow("mul: expected all tensors on the same device, found 'cuda:0' and 'cuda:1'");
@@ -248,47 +248,47 @@ describe('ReferenceBackend adapters', () => {
     const q = f64([0]);
     p.grad = tensor([3, 4], { dtype: 'float64' });
     q.grad = tensor([12], { dtype: 'float64' });
-    expect(backend.clipGradNorm([p, q], 6.5)).toBe(13);
+    expect(backend.autograd.clipGradNorm([p, q], 6.5)).toBe(13);
     expectAllClose(p.grad.toArray(), [1.5, 2], 1e-6);
     expectAllClose(q.grad.toArray(), [6], 1e-6);
-    expect(backend.clipGradNorm([p, q], 3, Infinity)).toBeCloseTo(6, 5);
+    expect(backend.autograd.clipGradNorm([p, q], 3, Infinity)).toBeCloseTo(6, 5);
     expectAllClose(q.grad.toArray(), [3], 1e-6);
-    backend.clipGradValue([p, q], 1.75);
+    backend.autograd.clipGradValue([p, q], 1.75);
     expect(p.grad.toArray().map((v) => Math.round(v * 1e6) / 1e6)).toEqual([0.75, 1]);
     expect(q.grad.toArray()).toEqual([1.75]);
-    expect(backend.clipGradNorm([f64([1])], 1)).toBe(0);
+    expect(backend.autograd.clipGradNorm([f64([1])], 1)).toBe(0);
   });
 
   it('manualSeed / getRngState / setRngState replay randn exactly; a bad state is refused', () => {
-    backend.manualSeed(123);
-    const state = backend.getRngState();
+    backend.rng.manualSeed(123);
+    const state = backend.rng.getState();
     expect(state.byteLength).toBe(16);
     const first = randn([5]).toArray();
     const second = randn([5]).toArray();
     expect(second).not.toEqual(first);
-    backend.setRngState(state);
+    backend.rng.setState(state);
     expect(randn([5]).toArray()).toEqual(first);
-    backend.manualSeed(123);
+    backend.rng.manualSeed(123);
     expect(randn([5]).toArray()).toEqual(first);
-    expect(() => backend.setRngState(new Uint8Array(3))).toThrow(
+    expect(() => backend.rng.setState(new Uint8Array(3))).toThrow(
       'SeededRandom.setState: expected a Uint8Array of 16 bytes (from getState()), got 3 bytes.',
     );
   });
 
   it('isOutOfMemoryError recognises "out of memory" messages only', () => {
-    expect(backend.isOutOfMemoryError(new Error('CUDA out of memory. Tried to allocate 2 GiB'))).toBe(true);
-    expect(backend.isOutOfMemoryError('DefaultCPUAllocator: out of memory')).toBe(true);
-    expect(backend.isOutOfMemoryError(new Error('shape mismatch'))).toBe(false);
-    expect(backend.isOutOfMemoryError(undefined)).toBe(false);
+    expect(backend.memory.isOutOfMemoryError(new Error('CUDA out of memory. Tried to allocate 2 GiB'))).toBe(true);
+    expect(backend.memory.isOutOfMemoryError('DefaultCPUAllocator: out of memory')).toBe(true);
+    expect(backend.memory.isOutOfMemoryError(new Error('shape mismatch'))).toBe(false);
+    expect(backend.memory.isOutOfMemoryError(undefined)).toBe(false);
   });
 
   it('[B40] backend part: autocast records fp16 on tensors computed inside, fp32 ("no") in a nested disabled region, fp16 again after', () => {
     const a = tensor([[1, 2]], { dtype: 'float32' });
     const w = tensor([[3], [4]], { dtype: 'float32' });
     const seen: string[] = [];
-    backend.autocast('fp16', () => {
+    backend.precision.autocast('fp16', () => {
       seen.push(a.matmul(w).autocastPrecision, backend.activePrecision);
-      backend.autocast('fp16', () => seen.push(a.matmul(w).autocastPrecision), { enabled: false });
+      backend.precision.autocast('fp16', () => seen.push(a.matmul(w).autocastPrecision), { enabled: false });
       seen.push(a.matmul(w).autocastPrecision);
     });
     seen.push(a.matmul(w).autocastPrecision, backend.activePrecision);
@@ -296,40 +296,40 @@ describe('ReferenceBackend adapters', () => {
   });
 
   it('autocast keeps an async region open until its promise settles and closes it on errors', async () => {
-    const inside = await backend.autocast('bf16', async () => {
+    const inside = await backend.precision.autocast('bf16', async () => {
       await new Promise((r) => setTimeout(r, 1));
       return backend.activePrecision;
     });
     expect(inside).toBe('bf16');
     expect(backend.activePrecision).toBe('no');
-    expect(() => backend.autocast('bf16', () => {
+    expect(() => backend.precision.autocast('bf16', () => {
       throw new Error('boom');
     })).toThrow('boom');
     expect(backend.activePrecision).toBe('no');
   });
 
-  it('wrapForwardForPrecision runs forward under autocast and unwrapModel restores it', () => {
+  it('wrapForwardForPrecision runs forward under autocast and unwrapForwardForPrecision restores it', () => {
     const m = new RegressionModel({ a: 1 });
     const x = tensor([1], { dtype: 'float32' });
-    expect(backend.wrapForwardForPrecision(m, 'bf16')).toBe(m);
+    expect(backend.precision.wrapForwardForPrecision(m, 'bf16')).toBe(m);
     expect(m.forward(x).autocastPrecision).toBe('bf16');
-    backend.wrapForwardForPrecision(m, 'fp16');
+    backend.precision.wrapForwardForPrecision(m, 'fp16');
     expect(m.forward(x).autocastPrecision).toBe('fp16');
-    expect(backend.unwrapModel(m)).toBe(m);
+    expect(backend.precision.unwrapForwardForPrecision(m)).toBe(m);
     expect(m.forward(x).autocastPrecision).toBe('no');
   });
 
   it('setTrainingMode toggles training on the model and its children; schedulers and optimizers are recognised', () => {
     const m = new LinearModel(2, 2);
-    backend.setTrainingMode(m, false);
+    backend.models.setTrainingMode(m, false);
     expect(m.training).toBe(false);
-    backend.setTrainingMode(m, true);
+    backend.models.setTrainingMode(m, true);
     expect(m.training).toBe(true);
     const opt = new SGD(m.parameters(), { lr: 0.1 });
-    expect(backend.isOptimizer(opt)).toBe(true);
-    expect(backend.optimizerParams(opt)).toEqual([m.weight, m.bias]);
-    expect(backend.isModel(m)).toBe(true);
-    expect(backend.isModel(opt)).toBe(false);
+    expect(backend.optimizers.isOptimizer(opt)).toBe(true);
+    expect(backend.optimizers.params(opt)).toEqual([m.weight, m.bias]);
+    expect(backend.models.isModel(m)).toBe(true);
+    expect(backend.models.isModel(opt)).toBe(false);
   });
 
   it('referenceBackendFactory produces a ReferenceBackend', async () => {

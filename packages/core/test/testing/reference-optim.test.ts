@@ -142,8 +142,8 @@ describe('LambdaLR', () => {
     expect(sched.lastEpoch).toBe(3);
     expect(opt.paramGroups[0].lr).toBe(0.125);
     expect(opt.paramGroups[0].initialLr).toBe(0.5);
-    expect(backend.isScheduler(sched)).toBe(true);
-    expect(backend.schedulerOptimizer(sched)).toBe(opt);
+    expect(backend.optimizers.isScheduler(sched)).toBe(true);
+    expect(backend.optimizers.schedulerOptimizer(sched)).toBe(opt);
   });
 
   it('LambdaLR(1 − n/10): two scheduler steps → lr 0.8, one → 0.9 (the values Accelerate\'s 2-process scheduler test expects)', () => {
@@ -156,7 +156,7 @@ describe('LambdaLR', () => {
     perProcess.step(); // 2 processes: Accelerate steps the scheduler once per process
     expect(perProcess.getLastLr()[0]).toBeCloseTo(0.8, 12);
     const once = make();
-    backend.schedulerStep(once);
+    backend.optimizers.schedulerStep(once);
     expect(once.getLastLr()[0]).toBeCloseTo(0.9, 12);
   });
 
@@ -183,12 +183,12 @@ describe('GradScaler', () => {
   function setup(growthInterval = 3) {
     const model = new RegressionModel({ a: 1, b: 1 });
     const opt = new SGD(model.parameters(), { lr: 0.1 });
-    const scaler = backend.createGradScaler({ ...options, growthInterval });
+    const scaler = backend.precision.createGradScaler({ ...options, growthInterval });
     const x = tensor([1, 2], { dtype: 'float32' });
     const y = tensor([3, 5], { dtype: 'float32' });
     const iteration = (poison: boolean): boolean => {
       opt.zeroGrad();
-      backend.backward(scaler.scale(mseLoss(model.forward(x), y)), { scale: poison ? Number.NaN : 1 });
+      backend.autograd.backward(scaler.scale(mseLoss(model.forward(x), y)), { scale: poison ? Number.NaN : 1 });
       const stepped = scaler.step(opt);
       scaler.update();
       return stepped;
@@ -203,7 +203,7 @@ describe('GradScaler', () => {
     // pred = x + 1 = [2, 3]; loss = ((2-3)² + (3-5)²)/2 = 2.5; dL/da = (2·(-1)·1 + 2·(-2)·2)/2 = -5; dL/db = -3
     const scaled = scaler.scale(mseLoss(model.forward(x), y));
     expect(scaled.item()).toBe(2.5 * 65536);
-    backend.backward(scaled, { scale: 1 });
+    backend.autograd.backward(scaled, { scale: 1 });
     expect(model.a.grad!.toArray()).toEqual([-5 * 65536]);
     scaler.unscale(opt);
     expect(model.a.grad!.toArray()).toEqual([-5]);
@@ -257,7 +257,7 @@ describe('GradScaler', () => {
     const opt = new SGD([p], { lr: 1 });
     const loss = p.mul(2).sum();
     expect(scaler.scale(loss)).toBe(loss);
-    backend.backward(loss, { scale: 1 });
+    backend.autograd.backward(loss, { scale: 1 });
     expect(scaler.step(opt)).toBe(true);
     scaler.update();
     expect(p.toArray()).toEqual([-1]);
