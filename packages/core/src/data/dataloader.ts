@@ -215,19 +215,7 @@ export class DataLoader<T = unknown, B = Collated<T>> implements AsyncIterable<B
     }
     const map = ds as Dataset<T>;
     if (this.batchSampler) {
-      for (const indices of iterateBatchSampler(this.batchSampler, start, onIndices)) {
-        onIndices?.(indices);
-        // Most datasets answer synchronously: only wait (one Promise per sample) when one did not.
-        let samples: Array<T | Promise<T>> = new Array(indices.length);
-        let pending = false;
-        for (let k = 0; k < indices.length; k++) {
-          const s = map.get(indices[k]);
-          if (!pending && isThenable(s)) pending = true;
-          samples[k] = s;
-        }
-        if (pending) samples = await Promise.all(samples);
-        yield await this.collateFn(samples as T[]);
-      }
+      for (const batch of this.mapBatches(start, onIndices)) yield await batch;
       return;
     }
     // No batching: one sample per step.
@@ -238,9 +226,32 @@ export class DataLoader<T = unknown, B = Collated<T>> implements AsyncIterable<B
       yield (await map.get(i)) as unknown as B;
     }
   }
+  /**
+   * The batches of a map-style dataset with a batch sampler, one pass from `start` (as
+   * {@link rawBatches}), pulled synchronously: each is the collate function's result, or a
+   * promise of it when a sample or the collate function is asynchronous. A prepared loader
+   * iterates this directly, without an async generator in between (it runs on every step).
+   * @internal
+   */
+  *mapBatches(start: ResumePoint = {}, onIndices?: (indices: number[]) => void): IterableIterator<B | Promise<B>> {
+    const map = this.dataset as Dataset<T>;
+    for (const indices of iterateBatchSampler(this.batchSampler!, start, onIndices)) {
+      onIndices?.(indices);
+      // Most datasets answer synchronously: only wait (one Promise per sample) when one did not.
+      const samples: Array<T | Promise<T>> = new Array(indices.length);
+      let pending = false;
+      for (let k = 0; k < indices.length; k++) {
+        const s = map.get(indices[k]);
+        if (!pending && isThenable(s)) pending = true;
+        samples[k] = s;
+      }
+      yield pending ? Promise.all(samples).then((all) => this.collateFn(all)) : this.collateFn(samples as T[]);
+    }
+  }
 }
 
-function isThenable(x: unknown): x is PromiseLike<unknown> {
+/** True for a promise or any other thenable. @internal */
+export function isThenable(x: unknown): x is PromiseLike<unknown> {
   return x !== null && (typeof x === 'object' || typeof x === 'function') && typeof (x as { then?: unknown }).then === 'function';
 }
 

@@ -11,7 +11,7 @@
  */
 import { GradientState, type ActiveLoader } from '../state/gradient-state.js';
 import { batchSizeOf, concatBatches, sliceBatch, type Collated } from './collate.js';
-import { DataLoader, type DataLoaderOptions } from './dataloader.js';
+import { DataLoader, isThenable, type DataLoaderOptions } from './dataloader.js';
 import { datasetLength, isIterableDataset, iterateDataset, type AnyDataset, type Dataset } from './dataset.js';
 import type { Generator, GeneratorState } from './random.js';
 import {
@@ -465,30 +465,37 @@ export class DataLoaderShard<T = unknown, B = Collated<T>> extends PreparedDataL
     const start = await this.beginPass();
     if (this.finishedEpochPass) return this.skipFinishedEpoch();
     let completed = false;
-    const inner = this.rawBatches(start);
+    // A map-style dataset with a batch sampler is pulled synchronously (awaiting only what is a
+    // promise): this runs on every training step, and each async generator in between costs.
+    const sync = !isIterableDataset(this.dataset) && this.batchSampler ? this.mapBatches(start) : undefined;
+    const inner = sync ?? this.rawBatches(start);
     try {
-      let cur = await inner.next();
-      if (cur.done) {
+      const first = sync ? sync.next() : await inner.next();
+      if (first.done) {
         completed = true;
         return;
       }
+      let value = isThenable(first.value) ? await first.value : first.value;
       let index = 0;
       for (;;) {
-        let batch = cur.value;
-        if (this.deviceTransform) batch = await this.deviceTransform(batch);
+        let batch = value;
+        if (this.deviceTransform) {
+          const moved = this.deviceTransform(batch);
+          batch = isThenable(moved) ? await moved : moved;
+        }
         // One batch ahead: know whether this one is the last before handing it out.
-        const next = await inner.next();
+        const next = sync ? sync.next() : await inner.next();
         if (next.done) this.endOfDataloader = true;
+        else value = isThenable(next.value) ? await next.value : next.value;
         this.progress!.steps++;
         if (index >= this.skipBatches) yield batch;
         index++;
         if (next.done) break;
-        cur = next;
       }
       this.iteration++;
       completed = true;
     } finally {
-      if (!completed) await inner.return(undefined);
+      if (!completed) await inner.return?.(undefined);
       this.endPass(completed);
     }
   }

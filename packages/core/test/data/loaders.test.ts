@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { GradientState } from '../../src/state/gradient-state.js';
 import type { HostTensor } from '../../src/tensor/host-tensor.js';
+import { defaultCollate } from '../../src/data/collate.js';
 import { DataLoader } from '../../src/data/dataloader.js';
 import { fromIterable } from '../../src/data/dataset.js';
 import { DataLoaderDispatcher, DataLoaderShard, SkipDataLoader, skipFirstBatches } from '../../src/data/loaders.js';
@@ -273,5 +274,80 @@ describe('DataLoader per-batch cost', () => {
     } finally {
       Promise.all = all;
     }
+  });
+});
+
+describe('prepared loader per-batch path', () => {
+  /** The batches (as index lists), endOfDataloader flags and the error (if any) of one pass. */
+  async function pass(dl: DataLoaderShard<{ i: number }, { i: HostTensor }>, stopAt = Infinity) {
+    const seen: Array<[number[], boolean]> = [];
+    let error: string | undefined;
+    try {
+      for await (const b of dl) {
+        seen.push([b.i.toArray(), dl.endOfDataloader]);
+        if (seen.length >= stopAt) break;
+      }
+    } catch (e) {
+      error = (e as Error).message;
+    }
+    return { seen, error, active: new GradientState().activeDataloader, iteration: dl.iteration };
+  }
+  const data = Array.from({ length: 10 }, (_, i) => ({ i }));
+
+  it('sync and async samples, collate and device transform give the same batches, flags and errors, at the same step', async () => {
+    const failAt = (n: number) => (s: Array<{ i: number }>) => {
+      if (s[0].i === n) throw new Error(`collate failed at ${n}`);
+      return defaultCollate(s);
+    };
+    const variants = (collateFn: (s: Array<{ i: number }>) => { i: HostTensor }) => [
+      new DataLoaderShard(data, { batchSize: 4, collateFn }),
+      new DataLoaderShard({ length: 10, get: async (i: number) => data[i] }, { batchSize: 4, collateFn }),
+      new DataLoaderShard(data, { batchSize: 4, collateFn: async (s) => collateFn(s) }),
+      new DataLoaderShard(data, { batchSize: 4, collateFn, deviceTransform: async (b) => b }),
+    ];
+    for (const dl of variants((s) => defaultCollate(s))) {
+      expect(await pass(dl)).toEqual({
+        seen: [
+          [[0, 1, 2, 3], false],
+          [[4, 5, 6, 7], false],
+          [[8, 9], true],
+        ],
+        error: undefined,
+        active: undefined,
+        iteration: 1,
+      });
+    }
+    // The batch after the current one is read before the current one is handed out: its error comes first.
+    for (const dl of variants(failAt(8))) {
+      expect(await pass(dl)).toEqual({ seen: [[[0, 1, 2, 3], false]], error: 'collate failed at 8', active: undefined, iteration: 0 });
+    }
+  });
+
+  it('break closes the batch sampler and unregisters; the next pass starts over', async () => {
+    let closed = 0;
+    const batchSampler = {
+      batchSize: 2,
+      length: 5,
+      *[Symbol.iterator]() {
+        try {
+          for (let i = 0; i < 10; i += 2) yield [i, i + 1];
+        } finally {
+          closed++;
+        }
+      },
+    };
+    const dl = new DataLoaderShard<{ i: number }, { i: HostTensor }>(data, { batchSampler });
+    expect(await pass(dl, 2)).toEqual({
+      seen: [
+        [[0, 1], false],
+        [[2, 3], false],
+      ],
+      error: undefined,
+      active: undefined,
+      iteration: 0,
+    });
+    expect(closed).toBe(1);
+    expect((await pass(dl)).seen.map(([b]) => b[0])).toEqual([0, 2, 4, 6, 8]);
+    expect(closed).toBe(2);
   });
 });
