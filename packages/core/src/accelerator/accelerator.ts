@@ -942,6 +942,7 @@ export class Accelerator {
       pluginContextOf: (p) => this.pluginContext(p),
       participants: this.pluginParticipants,
       strategy: this.activeStrategy,
+      strategyContext: this.strategyCtx,
       saveHooks: this.saveStateHooks.values(),
       loadHooks: this.loadStateHooks.values(),
       projectConfiguration: this.projectConfiguration,

@@ -13,6 +13,7 @@ export * from './state.js';
 export {
   CHECKPOINTS_DIR,
   CHECKPOINT_NAME_PATTERN,
+  CORE_PARTICIPANT_NAMES,
   PLUGINS_DIR,
   SAVE_DELAY_ENV,
   HookRegistry,

@@ -37,6 +37,12 @@ export interface ManifestContents {
   scaler: boolean;
   /** Plugin namespaces (`plugins/<name>/`). */
   plugins: string[];
+  /**
+   * What checkpoint participants other than core's recorded, by participant
+   * name (those plugins add, a strategy's model participant); absent when
+   * none recorded anything. Readers of version 1 ignore it.
+   */
+  participants?: Record<string, unknown>;
 }
 
 /** The parsed `manifest.json`. */

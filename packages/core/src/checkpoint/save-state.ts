@@ -22,24 +22,30 @@
  * └── plugins/<name>/…                   each plugin's own namespace
  * ```
  *
+ * Every part of it is written and read by a checkpoint participant (see the
+ * participants module and `CheckpointParticipant`): core's for the models (or
+ * the strategy's `modelCheckpoint`), optimizers, schedulers, data loaders,
+ * the loss scaler, registered objects, RNG states and plugin namespaces, plus
+ * those plugins add with `ctx.addCheckpointParticipant` (their files sit next
+ * to these, their records in the manifest's `contents.participants`).
+ *
  * Saving is atomic (see the atomic module): every rank writes into
- * `.<name>.tmp-<pid of rank 0>`, rank 0 hashes the files, writes the manifest
- * last and renames the folder into place after everyone finished.
+ * `.<name>.tmp-<pid of rank 0>`, rank 0 checks it sees every rank's files,
+ * hashes them, writes the manifest last and renames the folder into place
+ * after everyone finished. Loading runs every participant's `read` on every
+ * rank first (nothing changes) and only when all succeeded everywhere their
+ * apply functions.
  * @module
  */
 import * as fsp from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import { requireCapability, type Backend, type GradScaler } from '../interfaces/backend.js';
+import type { Backend, GradScaler } from '../interfaces/backend.js';
 import type { CheckpointParticipant } from '../interfaces/checkpoint.js';
-import type { DistributionStrategy } from '../interfaces/strategy.js';
-import type { Plugin, PluginContext, PluginHook } from '../interfaces/plugin.js';
-import { HostTensor } from '../tensor/host-tensor.js';
-import { defaultGenerator, type GeneratorState } from '../data/random.js';
-import { parseSafetensors, writeSafetensors } from './safetensors.js';
-import { checkpointBar, removeSharedTensors } from './save-model.js';
+import type { DistributionStrategy, StrategyContext } from '../interfaces/strategy.js';
+import type { Plugin, PluginContext } from '../interfaces/plugin.js';
+import type { HostTensor } from '../tensor/host-tensor.js';
 import type { ProgressBarOptions } from '../utils/progress.js';
-import { dtypeElementBytes } from '../tensor/host-tensor.js';
 import {
   commitCheckpointDir,
   leftoverSiblings,
@@ -57,21 +63,29 @@ import {
   accelerateTsVersion,
   hashFile,
   readManifest,
-  readVerified,
   sha256Hex,
   stableStringify,
-  verifyFile,
   type CheckpointManifest,
+  type ManifestContents,
   type ManifestFileEntry,
 } from './manifest.js';
-import { decodeState, encodeState, encodeStateTensors, modelFileName, stateFileNames, type StateKind, type StateValue } from './state.js';
+import {
+  checkCustomObjectCount,
+  makeReader,
+  makeWriter,
+  planParticipants,
+  type Checkpointable,
+  type CheckpointSession,
+  type ParticipantEntry,
+  type ParticipantPlan,
+} from './participants.js';
+
+export { CORE_PARTICIPANT_NAMES, PLUGINS_DIR, customFileNames, randomStatesFileNames, type Checkpointable } from './participants.js';
 
 /** Folder automatic checkpoint naming writes into, below `projectDir`. */
 export const CHECKPOINTS_DIR = 'checkpoints';
 /** Name pattern of automatically named checkpoints. */
 export const CHECKPOINT_NAME_PATTERN = /^checkpoint_(\d+)$/;
-/** Sub-folder holding the plugins' namespaces. */
-export const PLUGINS_DIR = 'plugins';
 /** Test-only: milliseconds to sleep after each file a save writes (lets tests kill a process mid-save). */
 export const SAVE_DELAY_ENV = 'ACCELERATE_TS_TEST_SAVE_DELAY_MS';
 
@@ -178,6 +192,8 @@ export interface CheckpointHost {
   readonly participants?: readonly CheckpointParticipant[];
   /** The active distribution strategy. */
   readonly strategy?: DistributionStrategy<any, any>;
+  /** What the strategy was set up with (passed to its `modelCheckpoint`). */
+  readonly strategyContext?: StrategyContext<any>;
   readonly saveHooks: SaveStateHook[];
   readonly loadHooks: LoadStateHook[];
   readonly projectConfiguration: { projectDir?: string; automaticCheckpointNaming: boolean; totalLimit?: number; iteration: number };
@@ -189,15 +205,6 @@ export interface CheckpointHost {
   getStateDict(model: unknown): Promise<Record<string, HostTensor>>;
   unwrapModel(model: unknown): unknown;
   gatherObject<E>(obj: E[]): Promise<E[]>;
-}
-
-/** Per-rank state stored in `random_states_<rank>`. */
-interface RandomStates {
-  rank: number;
-  step: number;
-  accumulationStep: number;
-  backend: { name: string; state: Uint8Array };
-  dataGenerator: GeneratorState;
 }
 
 // ---------------------------------------------------------------------------
@@ -240,57 +247,9 @@ async function collectively(host: CheckpointHost, what: string, fn: () => Promis
   if (bad) throw new Error(`${what} failed on rank ${bad.rank}: ${bad.error}`);
 }
 
-function hookOf<F extends (...args: any[]) => any>(h: PluginHook<F> | undefined): { fn: F; order: number } | undefined {
-  if (!h) return undefined;
-  if (typeof h === 'function') return { fn: h, order: 1 };
-  return { fn: h.handler, order: h.order === 'pre' ? 0 : h.order === 'post' ? 2 : 1 };
-}
-
-function pluginHooks(plugins: readonly Plugin[], name: 'saveState' | 'loadState') {
-  return plugins
-    .map((p, i) => ({ p, i, h: hookOf(p[name]) }))
-    .filter((x) => x.h !== undefined)
-    .sort((a, b) => a.h!.order - b.h!.order || a.i - b.i)
-    .map((x) => ({ plugin: x.p, fn: x.h!.fn }));
-}
-
-function checkPluginName(name: string): void {
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) {
-    throw new Error(`Plugin name ${JSON.stringify(name)} cannot be a checkpoint namespace folder: use letters, digits, ".", "_" and "-" only.`);
-  }
-}
-
-function toHostFor(backend: Backend<any, any, any, any>) {
-  return (v: unknown): HostTensor | undefined => (backend.isTensor(v) ? backend.toHost(v) : undefined);
-}
-
 function describe(obj: unknown): string {
   const name = (obj as object | null)?.constructor?.name;
   return name && name !== 'Object' ? name : typeof obj;
-}
-
-function optimizerState(backend: Backend<any, any, any, any>, opt: unknown, i: number): unknown {
-  if (backend.optimizers?.stateDict) return backend.optimizers.stateDict(opt);
-  const o = opt as { stateDict?: () => unknown };
-  if (typeof o?.stateDict === 'function') return o.stateDict();
-  throw new Error(
-    `saveState: optimizer ${i} (${describe(opt)}) has no state dict: the "${backend.name}" backend has no optimizers.stateDict and the optimizer no stateDict() method.`,
-  );
-}
-
-function schedulerState(backend: Backend<any, any, any, any>, s: unknown, i: number): unknown {
-  if (backend.optimizers?.schedulerStateDict) return backend.optimizers.schedulerStateDict(s);
-  const o = s as { stateDict?: () => unknown };
-  if (typeof o?.stateDict === 'function') return o.stateDict();
-  throw new Error(
-    `saveState: scheduler ${i} (${describe(s)}) has no state dict: the "${backend.name}" backend has no optimizers.schedulerStateDict and the scheduler no stateDict() method.`,
-  );
-}
-
-/** Objects `registerForCheckpointing` accepts: they have `stateDict()` and `loadStateDict(state)`. */
-export interface Checkpointable {
-  stateDict(): unknown;
-  loadStateDict(state: any): unknown;
 }
 
 /**
@@ -309,16 +268,6 @@ export function checkCheckpointable(objects: readonly unknown[]): asserts object
       `registerForCheckpointing: all objects must have a \`stateDict()\` and a \`loadStateDict(state)\` method to be stored. The following inputs are invalid:\n${bad.join('\n')}`,
     );
   }
-}
-
-/** Files of rank `rank`'s RNG state: `random_states_<rank>.json` and `.safetensors` (Accelerate's `random_states_<rank>.pkl`). */
-export function randomStatesFileNames(rank: number): { json: string; tensors: string } {
-  return { json: `random_states_${rank}.json`, tensors: `random_states_${rank}.safetensors` };
-}
-
-/** Files of the `index`-th registered object: `custom_checkpoint_<i>.json` (+ `.safetensors`), always numbered as in Accelerate. */
-export function customFileNames(index: number): { json: string; tensors: string } {
-  return { json: `custom_checkpoint_${index}.json`, tensors: `custom_checkpoint_${index}.safetensors` };
 }
 
 /** Where automatic naming saves checkpoint `iteration`. */
@@ -375,6 +324,66 @@ export async function writeManifest(
   };
   await writeFileDurable(join(dir, MANIFEST_NAME), JSON.stringify(manifest, null, 2) + '\n');
   return manifest;
+}
+
+/** A session for one save or load (see {@link CheckpointSession}). */
+function newSession(host: CheckpointHost, progress: boolean | ProgressBarOptions | undefined, opts: { written?: () => Promise<void>; strictModelKeys?: boolean }): CheckpointSession {
+  return {
+    host,
+    progress,
+    written: opts.written ?? (async () => undefined),
+    sharedTensors: {},
+    strictModelKeys: opts.strictModelKeys ?? true,
+    restoring: async (_what, fn) => void (await fn()),
+  };
+}
+
+/**
+ * The manifest's `contents`: what core's participants recorded, under their
+ * names and in the order manifests always had, and — only when there are
+ * any — what the other participants recorded, under `participants`.
+ */
+function manifestContents(host: CheckpointHost, plan: ParticipantPlan, records: Map<string, unknown>): ManifestContents {
+  const rec = <V>(name: string, fallback: V): V => (records.has(name) ? (records.get(name) as V) : fallback);
+  const contents: ManifestContents = {
+    // A strategy's model participant records under its own name; the count of models stays here.
+    models: rec('models', host.models.length),
+    optimizers: rec('optimizers', host.optimizers.length),
+    schedulers: rec('schedulers', host.schedulers.length),
+    dataloaders: rec('dataloaders', host.dataloaders.length),
+    customObjects: rec('customObjects', host.customObjects.length),
+    scaler: rec('scaler', host.scaler !== undefined),
+    plugins: rec('plugins', [] as string[]),
+  };
+  const extra: Record<string, unknown> = {};
+  for (const { participant, recordAt } of plan.save) {
+    if (recordAt === 'participants' && records.has(participant.name)) extra[participant.name] = records.get(participant.name);
+  }
+  if (Object.keys(extra).length > 0) contents.participants = extra;
+  return contents;
+}
+
+/**
+ * Check, on the main process, that every file a rank's participants wrote is
+ * in the temporary folder and that no two ranks wrote the same file, so the
+ * manifest lists every rank's files.
+ */
+async function checkEveryRankWrote(temp: string, byRank: string[][]): Promise<void> {
+  const owner = new Map<string, number>();
+  for (let rank = 0; rank < byRank.length; rank++) {
+    for (const file of byRank[rank]) {
+      const other = owner.get(file);
+      if (other !== undefined && other !== rank) {
+        throw new Error(`saveState: ranks ${other} and ${rank} both wrote ${file}; a participant with writers: 'every' must give each rank's files their own names (e.g. with the rank in the name).`);
+      }
+      owner.set(file, rank);
+      if (!(await pathExists(join(temp, file)))) {
+        throw new Error(
+          `saveState: rank ${rank} wrote ${file}, but the main process does not find it in ${temp}. saveState needs every rank to see the same file system (a shared folder) so the manifest can list every rank's files.`,
+        );
+      }
+    }
+  }
 }
 
 /** The mid-window warning is shown once per process. */
@@ -434,6 +443,14 @@ export async function saveAcceleratorState(host: CheckpointHost, outputDir: stri
     );
   }
 
+  const delay = delayMs();
+  const session = newSession(host, options.progress, {
+    written: async () => {
+      if (delay) await sleep(delay);
+    },
+  });
+  const plan = planParticipants(session);
+
   const pids = await gatherAll(host, 'saveState', [process.pid]);
   const mainPid = pids[0];
   const temp = tempCheckpointDir(target, mainPid);
@@ -446,103 +463,30 @@ export async function saveAcceleratorState(host: CheckpointHost, outputDir: stri
     await fsp.mkdir(temp);
   });
 
-  const delay = delayMs();
-  const written = async () => {
-    if (delay) await sleep(delay);
-  };
-  const contents = {
-    models: 0,
-    optimizers: host.optimizers.length,
-    schedulers: host.schedulers.length,
-    dataloaders: host.dataloaders.length,
-    customObjects: host.customObjects.length,
-    scaler: host.scaler !== undefined,
-    plugins: [] as string[],
-  };
-  const sharedTensors: Record<string, string[]> = {};
-
+  const claimed = new Map<string, string>();
+  const records = new Map<string, unknown>();
   try {
     await collectively(host, 'saveState (writing files)', async () => {
-      const backend = host.backend;
-      const toHost = toHostFor(backend);
-      const writeState = async (kind: StateKind, names: { json: string; tensors: string }, value: unknown, what: string) => {
-        const enc = encodeState(kind, value, { toHost, what });
-        if (enc.tensors.size > 0) {
-          await writeFileDurable(join(temp, names.tensors), encodeStateTensors(enc.tensors));
-          await written();
-        }
-        await writeFileDurable(join(temp, names.json), enc.json);
-        await written();
-      };
-
-      const models = [...host.models];
-      const weights: Array<Record<string, HostTensor>> = [];
-      for (const m of models) weights.push(await host.getStateDict(m));
-      for (const hook of host.saveHooks) await hook(models, weights, temp);
-      contents.models = weights.length;
-
-      if (host.isMainProcess) {
-        const sizes = weights.map((w) => Object.values(w).reduce<number>((sum, t) => sum + stateTensorBytes(backend, t), 0));
-        const bar = checkpointBar(mainProcessBar(options.progress, host), 'saveState: model weights', sizes.reduce((a, b) => a + b, 0), weights.length);
-        try {
-          for (let i = 0; i < weights.length; i++) {
-            // Tied weights once, as saveModel (and Python's save_model) writes them.
-            const { kept, removed } = removeSharedTensors(weights[i]);
-            if (removed.length > 0) sharedTensors[modelFileName(i)] = removed;
-            await writeSafetensors(join(temp, modelFileName(i)), kept, { format: 'pt' });
-            bar.update(sizes[i], modelFileName(i));
-            await written();
-          }
-        } finally {
-          bar.close();
-        }
-        for (let i = 0; i < host.optimizers.length; i++) {
-          await writeState('optimizer', stateFileNames('optimizer', i), await optimizerState(backend, host.optimizers[i], i), `optimizer ${i}`);
-        }
-        for (let i = 0; i < host.schedulers.length; i++) {
-          await writeState('scheduler', stateFileNames('scheduler', i), schedulerState(backend, host.schedulers[i], i), `scheduler ${i}`);
-        }
-        for (let i = 0; i < host.dataloaders.length; i++) {
-          const dl = host.dataloaders[i] as { stateDict?: () => unknown };
-          if (typeof dl.stateDict !== 'function') throw new Error(`saveState: data loader ${i} (${describe(dl)}) has no stateDict(); prepare it with accelerator.prepare.`);
-          await writeState('dataloader', stateFileNames('dl_state_dict', i), dl.stateDict(), `data loader ${i}`);
-        }
-        if (host.scaler) await writeState('scaler', stateFileNames('scaler'), host.scaler.stateDict(), 'the loss scaler');
-        for (let i = 0; i < host.customObjects.length; i++) {
-          const obj = host.customObjects[i] as Checkpointable;
-          await writeState('custom', customFileNames(i), await obj.stateDict(), `registered object ${i} (${describe(obj)})`);
-        }
-      }
-
-      const rng: RandomStates = {
-        rank: host.processIndex,
-        step: host.step,
-        accumulationStep: host.accumulationStep,
-        backend: { name: backend.name, state: requireCapability(backend, 'rng', 'saveState').getState() },
-        dataGenerator: defaultGenerator().getState(),
-      };
-      await writeState('random_states', randomStatesFileNames(host.processIndex), rng as unknown as StateValue, `random states of rank ${host.processIndex}`);
-
-      for (const { plugin, fn } of pluginHooks(host.plugins, 'saveState')) {
-        checkPluginName(plugin.name);
-        const dir = join(temp, PLUGINS_DIR, plugin.name);
-        await fsp.mkdir(dir, { recursive: true });
-        await fn(dir, host.pluginContextOf?.(plugin) ?? host.pluginContext);
-        contents.plugins.push(plugin.name);
-        await written();
+      for (const { participant, core } of plan.save) {
+        if ((participant.writers ?? 'main') === 'main' && !host.isMainProcess) continue;
+        await participant.save(makeWriter(session, temp, participant.name, claimed, records, core));
       }
     });
+    // The files each rank's participants wrote: the main process checks it sees all of them
+    // before it hashes the folder (saveState assumes every rank shares the file system).
+    const byRank = await gatherAll(host, 'saveState', [[...claimed.keys()]]);
 
     await collectively(host, 'saveState (committing)', async () => {
       if (!host.isMainProcess) return;
+      await checkEveryRankWrote(temp, byRank);
       await writeManifest(temp, {
         worldSize: host.numProcesses,
         backend: host.backend.name,
         configHash: `sha256:${sha256Hex(stableStringify(host.configValues))}`,
         step: host.step,
         iteration: pc.iteration,
-        contents,
-        ...(Object.keys(sharedTensors).length > 0 ? { sharedTensors } : {}),
+        contents: manifestContents(host, plan, records),
+        ...(Object.keys(session.sharedTensors).length > 0 ? { sharedTensors: session.sharedTensors } : {}),
       });
       await commitCheckpointDir(temp, target, mainPid);
       if (pc.automaticCheckpointNaming && pc.totalLimit !== undefined) {
@@ -595,20 +539,6 @@ async function loadCandidates(host: CheckpointHost, inputDir: string | undefined
   throw new Error('loadState: no inputDir given and automatic checkpoint naming is off. Pass the checkpoint folder.');
 }
 
-/** `progress` as checkpointBar takes it, drawn on the main process only (whatever RANK says). */
-function mainProcessBar(progress: boolean | ProgressBarOptions | undefined, host: CheckpointHost): boolean | ProgressBarOptions {
-  if (progress === false) return false;
-  const extra = typeof progress === 'object' ? progress : {};
-  return { ...extra, isMainProcess: host.isMainProcess, ...(progress === true ? { enabled: host.isMainProcess } : {}) };
-}
-
-/** Bytes of one state-dict entry: a backend tensor or a HostTensor. */
-function stateTensorBytes(backend: Backend, t: unknown): number {
-  if (t instanceof HostTensor) return t.numel * dtypeElementBytes(t.dtype);
-  if (backend.isTensor(t)) return backend.shape(t).reduce((a, b) => a * b, 1) * dtypeElementBytes(backend.dtype(t));
-  return 0;
-}
-
 /** `~` and `~/…` as the shell (and Python's `os.path.expanduser`) read them. */
 function expandHome(p: string): string {
   return p === '~' ? homedir() : p.startsWith('~/') ? join(homedir(), p.slice(2)) : p;
@@ -631,44 +561,6 @@ async function foreignEntries(dir: string): Promise<string[]> {
   return entries.filter((e) => !own.has(e)).sort();
 }
 
-/** A file that passed the manifest check but does not parse, named. */
-function unparsable(dir: string, file: string, err: unknown): CheckpointError {
-  const msg = err instanceof Error ? err.message : String(err);
-  const full = join(dir, file);
-  return new CheckpointError(
-    `loadState: ${full} cannot be parsed (${msg.includes(full) ? msg.replace(`${full}: `, '').replace(`${full} `, '') : msg}). ` +
-      'Nothing was restored: loadState reads and checks every file before changing any object. Load another checkpoint (or re-save this one).',
-    dir,
-    file,
-  );
-}
-
-async function readState(dir: string, manifest: CheckpointManifest, kind: StateKind, names: { json: string; tensors: string }): Promise<StateValue> {
-  const json = new TextDecoder().decode(await readVerified(dir, manifest, names.json));
-  const tensors = manifest.files[names.tensors] ? await readVerified(dir, manifest, names.tensors) : undefined;
-  if (tensors) {
-    try {
-      parseSafetensors(tensors);
-    } catch (err) {
-      throw unparsable(dir, names.tensors, err);
-    }
-  }
-  try {
-    return decodeState(kind, json, tensors, join(dir, names.json));
-  } catch (err) {
-    throw unparsable(dir, names.json, err);
-  }
-}
-
-function missingObject(dir: string, kind: string, index: number, saved: number, prepared: number, file: string): CheckpointError {
-  return new CheckpointError(
-    `loadState: ${kind} ${index} has no state in ${dir}: the checkpoint holds ${saved} ${kind}(s) but ${prepared} are prepared (${file} is not in the manifest). ` +
-      'Prepare the same objects, in the same order, as the run that saved it.',
-    dir,
-    file,
-  );
-}
-
 /**
  * `Accelerator.loadState`. Every rank loads; if one fails (a damaged file, a
  * missing RNG state with `strict`), all of them throw instead of the others
@@ -678,7 +570,10 @@ export async function loadAcceleratorState(host: CheckpointHost, inputDir: strin
   const strict = options.strict ?? false;
   const warnings: string[] = [];
   let candidates: { dirs: string[]; automatic: boolean } | undefined;
+  const session = newSession(host, options.progress, { strictModelKeys: options.strictModelKeys ?? true });
+  let plan: ParticipantPlan | undefined;
   await collectively(host, 'loadState', async () => {
+    plan = planParticipants(session);
     candidates = await loadCandidates(host, inputDir, warnings);
   });
   const { dirs, automatic } = candidates!;
@@ -688,7 +583,7 @@ export async function loadAcceleratorState(host: CheckpointHost, inputDir: strin
   let chosen: { index: number; ckpt: ReadCheckpoint; warnings: string[] } | undefined;
   for (let from = 0; ; ) {
     await collectively(host, 'loadState', async () => {
-      chosen = await firstReadable(host, dirs, automatic, from, strict, skipped);
+      chosen = await firstReadable(host, session, plan!, dirs, automatic, from, strict, skipped);
     });
     const all = await gatherAll(host, 'loadState', [chosen!.index]);
     const agreed = Math.max(...all);
@@ -701,7 +596,7 @@ export async function loadAcceleratorState(host: CheckpointHost, inputDir: strin
   for (const s of skipped) warnings.push(`loadState: skipped the newer checkpoint ${s} Loaded ${ckpt.dir} instead; the skipped folder is left as it is (remove it once you no longer need it).`);
   let result: LoadStateResult | undefined;
   await collectively(host, 'loadState', async () => {
-    result = await applyOnThisRank(host, ckpt, automatic ? dirs : [], options, warnings);
+    result = await applyOnThisRank(host, session, ckpt, automatic ? dirs : [], options, warnings);
   });
   for (const w of result!.warnings) process.emitWarning(w, 'AccelerateWarning');
   return result!;
@@ -714,6 +609,8 @@ export async function loadAcceleratorState(host: CheckpointHost, inputDir: strin
  */
 async function firstReadable(
   host: CheckpointHost,
+  session: CheckpointSession,
+  plan: ParticipantPlan,
   dirs: string[],
   automatic: boolean,
   from: number,
@@ -723,7 +620,7 @@ async function firstReadable(
   for (let index = from; index < dirs.length; index++) {
     const warnings: string[] = [];
     try {
-      return { index, ckpt: await readCheckpoint(host, dirs[index], warnings, strict), warnings };
+      return { index, ckpt: await readCheckpoint(host, session, plan, dirs[index], warnings, strict), warnings };
     } catch (err) {
       if (!automatic || !(err instanceof CheckpointError)) throw err;
       skipped.push(`${basename(dirs[index])}: ${err.message}`);
@@ -733,140 +630,46 @@ async function firstReadable(
   throw new CheckpointError(`loadState: no valid checkpoint in ${root}; every one failed its checks:\n- ${skipped.join('\n- ')}\nSave a new checkpoint, or repair one of these.`, root);
 }
 
-/** Everything a checkpoint holds for this rank, read, checked and parsed; nothing applied yet. */
+/** A checkpoint read, checked and parsed for this rank: every participant's apply, nothing applied yet. */
 interface ReadCheckpoint {
   dir: string;
   manifest: CheckpointManifest;
-  /** Parsed model files by index (only those the manifest lists). */
-  models: Map<number, ReturnType<typeof parseSafetensors>>;
-  optimizers: StateValue[];
-  schedulers: StateValue[];
-  /** Per prepared loader; undefined when the checkpoint holds no position for it. */
-  dataloaders: Array<StateValue | undefined>;
-  scaler: StateValue | undefined;
-  custom: StateValue[];
-  rng: RandomStates | undefined;
+  /** In apply order. */
+  applies: Array<{ entry: ParticipantEntry; apply: () => void | Promise<void> }>;
+  /** Where the readers' warnings go (the driver points it at the final list before applying). */
+  sink: { warnings: string[] };
 }
 
 /**
- * Read every file this rank will apply, check it against the manifest and
- * parse it, so that a damaged or unreadable file fails the load before any
- * object is changed.
+ * Run every participant's `read` for checkpoint `dir` on this rank: each file
+ * it will apply is checked against the manifest and parsed, so that a
+ * damaged or unreadable file fails the load before any object is changed.
  */
-async function readCheckpoint(host: CheckpointHost, dir: string, warnings: string[], strict: boolean): Promise<ReadCheckpoint> {
+async function readCheckpoint(host: CheckpointHost, session: CheckpointSession, plan: ParticipantPlan, dir: string, warnings: string[], strict: boolean): Promise<ReadCheckpoint> {
   const manifest = await readManifest(dir);
-  const customFiles = Object.keys(manifest.files).filter((f) => /^custom_checkpoint_\d+\.json$/.test(f));
-  if (customFiles.length !== host.customObjects.length) {
-    throw new CheckpointError(
-      `loadState: the number of custom checkpoints in ${dir} does not match the number of registered objects: found ${customFiles.length} (${customFiles.sort().join(', ') || 'none'}), registered ${host.customObjects.length}. ` +
-        'Load checkpoints saved with the same objects passed to registerForCheckpointing, in the same order.',
-      dir,
-    );
+  checkCustomObjectCount(host, dir, manifest);
+  const sink = { warnings };
+  const applies: ReadCheckpoint['applies'] = [];
+  const extra = (manifest.contents as { participants?: Record<string, unknown> }).participants ?? {};
+  for (const entry of plan.load) {
+    const { participant } = entry;
+    const recorded = entry.recordAt === 'contents' ? (manifest.contents as unknown as Record<string, unknown>)[participant.name] : Object.hasOwn(extra, participant.name) ? extra[participant.name] : undefined;
+    const apply = await participant.read(makeReader(host, dir, manifest, recorded, strict, sink));
+    if (typeof apply !== 'function') throw new TypeError(`loadState: checkpoint participant "${participant.name}"'s read() must return the function that applies what it read.`);
+    applies.push({ entry, apply });
   }
-  const models = new Map<number, ReturnType<typeof parseSafetensors>>();
-  for (let i = 0; i < host.models.length; i++) {
-    const file = modelFileName(i);
-    if (!manifest.files[file]) continue; // a load hook may take this model over; checked after the hooks
-    const bytes = await readVerified(dir, manifest, file);
-    try {
-      models.set(i, parseSafetensors(bytes));
-    } catch (err) {
-      throw unparsable(dir, file, err);
-    }
-  }
-  const read = async (kind: StateKind, base: string, label: string, count: number, saved: number) => {
-    const out: StateValue[] = [];
-    for (let i = 0; i < count; i++) {
-      const names = stateFileNames(base, i);
-      if (!manifest.files[names.json]) throw missingObject(dir, label, i, saved, count, names.json);
-      out.push(await readState(dir, manifest, kind, names));
-    }
-    return out;
-  };
-  const optimizers = await read('optimizer', 'optimizer', 'optimizer', host.optimizers.length, manifest.contents.optimizers);
-  const schedulers = await read('scheduler', 'scheduler', 'scheduler', host.schedulers.length, manifest.contents.schedulers);
-  const dataloaders: Array<StateValue | undefined> = [];
-  const fromStart: number[] = [];
-  for (let i = 0; i < host.dataloaders.length; i++) {
-    const names = stateFileNames('dl_state_dict', i);
-    if (manifest.files[names.json]) dataloaders.push(await readState(dir, manifest, 'dataloader', names));
-    else {
-      dataloaders.push(undefined);
-      fromStart.push(i);
-    }
-  }
-  if (fromStart.length > 0) {
-    // E.g. a checkpoint imported from Python Accelerate, which keeps no loader position.
-    const message =
-      `${dir} holds no position for data loader(s) ${fromStart.join(', ')} (no ${fromStart.map((i) => stateFileNames('dl_state_dict', i).json).join(', ')}): ` +
-      'they start from the beginning of their epoch. If the saving run was k batches into the epoch, skip them with `accelerator.skipFirstBatches(loader, k)`.';
-    if (strict) throw new CheckpointError(`${message} (loadState was called with strict: true)`, dir, stateFileNames('dl_state_dict', fromStart[0]).json);
-    warnings.push(message);
-  }
-  let scaler: StateValue | undefined;
-  if (host.scaler && manifest.files[stateFileNames('scaler', 0).json]) scaler = await readState(dir, manifest, 'scaler', stateFileNames('scaler', 0));
-  const custom: StateValue[] = [];
-  for (let i = 0; i < host.customObjects.length; i++) custom.push(await readState(dir, manifest, 'custom', customFileNames(i)));
-  for (const { plugin } of pluginHooks(host.plugins, 'loadState')) {
-    if (!manifest.contents.plugins.includes(plugin.name)) continue;
-    const prefix = `${PLUGINS_DIR}/${plugin.name}/`;
-    for (const f of Object.keys(manifest.files)) if (f.startsWith(prefix)) await verifyFile(dir, manifest, f);
-  }
-  const rngFiles = randomStatesFileNames(host.processIndex);
-  const rng = manifest.files[rngFiles.json] ? ((await readState(dir, manifest, 'random_states', rngFiles)) as unknown as RandomStates) : undefined;
-  return { dir, manifest, models, optimizers, schedulers, dataloaders, scaler, custom, rng };
-}
-
-/**
- * Throw, naming the file, when model `index`'s weights file does not fit the
- * prepared model: a tensor of another shape, or (with `strict`) missing or
- * unexpected names. A missing name whose tensor is the same object as a
- * present name (tied weights, kept once in the file) is not missing.
- */
-function checkModelFits(backend: Backend<any, any, any, any>, model: unknown, parsed: ReturnType<typeof parseSafetensors>, dir: string, index: number, strict: boolean): void {
-  // Not disposed afterwards: some backends return the model's own tensors here.
-  const sd = requireCapability(backend, 'models', 'loadState').stateDict(model) as Record<string, unknown>;
-  const file = modelFileName(index);
-  const inFile = new Set(parsed.keys());
-  // Only when the backend names tensors as the file does (one name set contains the other):
-  // a backend that converts names on load (tfjs layers: kernel <-> weight) is left to its loadStateDict.
-  const names = Object.keys(sd);
-  if (!names.every((k) => inFile.has(k)) && ![...inFile].every((k) => k in sd)) return;
-  const problems: string[] = [];
-  const present = new Set<unknown>();
-  for (const [k, t] of Object.entries(sd)) {
-    if (!inFile.has(k)) continue;
-    present.add(t);
-    const want = backend.shape(t);
-    const got = parsed.info(k).shape;
-    if (want.length !== got.length || want.some((d, j) => d !== got[j])) problems.push(`size mismatch for ${k}: the checkpoint has shape [${got.join(', ')}], the model [${want.join(', ')}]`);
-  }
-  if (strict) {
-    const list = (names: string[]) => `[${names.slice(0, 10).join(', ')}${names.length > 10 ? `, … (${names.length})` : ''}]`;
-    const missing = Object.entries(sd).filter(([k, t]) => !inFile.has(k) && !present.has(t)).map(([k]) => k);
-    const unexpected = [...inFile].filter((k) => !(k in sd));
-    if (missing.length) problems.push(`missing keys ${list(missing)}`);
-    if (unexpected.length) problems.push(`unexpected keys ${list(unexpected)}`);
-  }
-  if (problems.length > 0) {
-    throw new CheckpointError(
-      `loadState: ${join(dir, file)} does not fit model ${index}: ${problems.join('; ')}. Nothing was restored. ` +
-        `Prepare the same model as the run that saved it${strict ? ', or pass strictModelKeys: false to load the matching names only' : ''}.`,
-      dir,
-      file,
-    );
-  }
+  return { dir, manifest, applies, sink };
 }
 
 /** Apply a checkpoint read by {@link readCheckpoint} to this rank's objects. `scanned`: the automatic-naming folders considered. */
-async function applyOnThisRank(host: CheckpointHost, ckpt: ReadCheckpoint, scanned: string[], options: LoadStateOptions, warnings: string[]): Promise<LoadStateResult> {
+async function applyOnThisRank(host: CheckpointHost, session: CheckpointSession, ckpt: ReadCheckpoint, scanned: string[], options: LoadStateOptions, warnings: string[]): Promise<LoadStateResult> {
   const strict = options.strict ?? false;
   const problem = (message: string, dir: string, file?: string) => {
     if (strict) throw new CheckpointError(`${message} (loadState was called with strict: true)`, dir, file);
     warnings.push(message);
   };
   const { dir, manifest } = ckpt;
-  const backend = host.backend;
+  ckpt.sink.warnings = warnings;
 
   // More saved objects than prepared ones load silently in Python; say what is left behind.
   for (const [kind, saved, prepared] of [
@@ -879,24 +682,11 @@ async function applyOnThisRank(host: CheckpointHost, ckpt: ReadCheckpoint, scann
       problem(`${dir} holds ${saved} ${kind}(s) but only ${prepared} are prepared: the last ${saved - prepared} are not restored. Prepare the same objects as the saving run to restore them.`, dir);
     }
   }
-  const models = [...host.models];
-  for (const hook of host.loadHooks) await hook(models, dir);
-  for (let i = 0; i < models.length; i++) {
-    const file = modelFileName(i);
-    if (!ckpt.models.has(i)) throw missingObject(dir, 'model', i, manifest.contents.models, models.length, file);
-  }
-
-  // Models that do not fit are refused before anything changes (same-backend checkpoints only:
-  // another backend may load through a name or layout conversion this check cannot see).
-  // Load hooks may have taken models over; those are not checked.
-  if (manifest.backend === backend.name) {
-    for (let i = 0; i < models.length; i++) checkModelFits(backend, host.unwrapModel(models[i]), ckpt.models.get(i)!, dir, i, options.strictModelKeys ?? true);
-  }
 
   // Everything is read and parsed: from here on objects change. A failure now (a shape
   // that does not fit, a loader over another dataset) says what was already restored.
   const restored: string[] = [];
-  const applying = async (what: string, fn: () => unknown) => {
+  session.restoring = async (what: string, fn: () => unknown) => {
     try {
       await fn();
     } catch (err) {
@@ -908,109 +698,10 @@ async function applyOnThisRank(host: CheckpointHost, ckpt: ReadCheckpoint, scann
     }
     restored.push(what);
   };
-
-  const modelBytes = models.reduce<number>((sum, _m, i) => sum + (manifest.files[modelFileName(i)]?.size ?? 0), 0);
-  const bar = checkpointBar(mainProcessBar(options.progress, host), 'loadState: model weights', modelBytes, models.length);
-  try {
-    for (let i = 0; i < models.length; i++) {
-      const file = modelFileName(i);
-      await applying(`model ${i} (${file})`, () =>
-        requireCapability(backend, 'models', 'loadState').loadStateDict(host.unwrapModel(models[i]), ckpt!.models.get(i)!.tensors(), { strict: options.strictModelKeys ?? true }),
-      );
-      bar.update(manifest.files[file].size, file);
-    }
-  } finally {
-    bar.close();
-  }
-
-  for (let i = 0; i < host.optimizers.length; i++) {
-    const names = stateFileNames('optimizer', i);
-    const state = ckpt.optimizers[i];
-    const opt = host.optimizers[i];
-    await applying(`optimizer ${i} (${names.json})`, async () => {
-      if (backend.optimizers?.loadStateDict) {
-        try {
-          await backend.optimizers.loadStateDict(opt, state);
-        } catch (err) {
-          // Optimizer states are laid out by the backend that saved them.
-          if (manifest.backend === backend.name) throw err;
-          throw new CheckpointError(
-            `loadState: optimizer ${i}'s state in ${dir} was saved by the "${manifest.backend}" backend and cannot be loaded by "${backend.name}" (${(err as Error).message}). ` +
-              `Resume with the "${manifest.backend}" backend, or load only the weights (loadModelFiles) and start the optimizer afresh.`,
-            dir,
-            names.json,
-          );
-        }
-      } else if (typeof (opt as Partial<Checkpointable>).loadStateDict === 'function') await (opt as Checkpointable).loadStateDict(state);
-      else throw new Error(`loadState: optimizer ${i} (${describe(opt)}) cannot load a state: the "${backend.name}" backend has no optimizers.loadStateDict and the optimizer no loadStateDict().`);
-    });
-  }
-
-  for (let i = 0; i < host.schedulers.length; i++) {
-    const state = ckpt.schedulers[i];
-    const s = host.schedulers[i];
-    await applying(`scheduler ${i} (${stateFileNames('scheduler', i).json})`, async () => {
-      if (backend.optimizers?.loadSchedulerStateDict) backend.optimizers.loadSchedulerStateDict(s, state);
-      else if (typeof (s as Partial<Checkpointable>).loadStateDict === 'function') await (s as Checkpointable).loadStateDict(state);
-      else throw new Error(`loadState: scheduler ${i} (${describe(s)}) cannot load a state: the "${backend.name}" backend has no optimizers.loadSchedulerStateDict and the scheduler no loadStateDict().`);
-    });
-  }
-
-  for (let i = 0; i < host.dataloaders.length; i++) {
-    const state = ckpt.dataloaders[i];
-    if (state === undefined) continue; // warned about when reading
-    await applying(`data loader ${i} (${stateFileNames('dl_state_dict', i).json})`, () => (host.dataloaders[i] as { loadStateDict(s: unknown): void }).loadStateDict(state));
-  }
-
-  if (host.scaler) {
-    const names = stateFileNames('scaler', 0);
-    if (ckpt.scaler !== undefined) await applying(`the loss scaler (${names.json})`, () => host.scaler!.loadStateDict(ckpt!.scaler as Record<string, number>));
-    else problem(`The fp16 loss scaler's state is not restored: ${dir} holds none (the saving run had no scaler); it keeps its initial scale.`, dir, names.json);
-  }
-
-  for (let i = 0; i < host.customObjects.length; i++) {
-    await applying(`registered object ${i} (${customFileNames(i).json})`, () => (host.customObjects[i] as Checkpointable).loadStateDict(ckpt!.custom[i]));
-  }
-
-  for (const { plugin, fn } of pluginHooks(host.plugins, 'loadState')) {
-    const prefix = `${PLUGINS_DIR}/${plugin.name}/`;
-    if (!manifest.contents.plugins.includes(plugin.name)) {
-      problem(`Plugin "${plugin.name}" has no namespace in ${dir} (the saving run did not have it), so its loadState hook was not called.`, dir, prefix);
-      continue;
-    }
-    await applying(`plugin "${plugin.name}" (${prefix})`, () => fn(join(dir, PLUGINS_DIR, plugin.name), host.pluginContextOf?.(plugin) ?? host.pluginContext));
-  }
-
-  // RNG last: nothing above may draw from the generators after they are restored.
-  const rank = host.processIndex;
-  const rngJson = randomStatesFileNames(rank).json;
-  const rng = ckpt.rng;
-  if (rng) {
-    await applying(`rank ${rank}'s RNG state (${rngJson})`, () => {
-      if (rng.dataGenerator !== undefined) defaultGenerator().setState(rng.dataGenerator);
-    });
-    if (rng.backend?.name === backend.name) await applying(`rank ${rank}'s ${backend.name} RNG state (${rngJson})`, () => requireCapability(backend, 'rng', 'loadState').setState(rng.backend.state));
-    else {
-      problem(
-        `Rank ${rank}'s ${backend.name} RNG state is not restored: the checkpoint holds the RNG state of the "${rng.backend?.name ?? 'no'}" backend, which this backend cannot use. Core's data generator was ${rng.dataGenerator !== undefined ? 'restored' : 'not restored either (the checkpoint holds none)'}.`,
-        dir,
-        rngJson,
-      );
-    }
-  } else {
-    problem(
-      `Rank ${rank}'s RNG state is not restored: ${dir} was saved by ${manifest.worldSize} process(es) and holds random_states_0..${manifest.worldSize - 1}, and rank ${rank} did not exist then. ` +
-        `Its ${backend.name} generator and core's data generator keep their current state, so random draws on this rank (dropout, noise) differ from a run that never stopped; the data position, model, optimizer and schedulers are restored.`,
-      dir,
-      rngJson,
-    );
-  }
-  if (host.isMainProcess && manifest.worldSize > host.numProcesses) {
-    const lost = Array.from({ length: manifest.worldSize - host.numProcesses }, (_, k) => `random_states_${host.numProcesses + k}`);
-    warnings.push(
-      `${lost.join(', ')} in ${dir} are not restored: the checkpoint was saved by ${manifest.worldSize} processes and this run has ${host.numProcesses}. ` +
-        'The data position is world-size independent and continues exactly; the per-rank RNG streams of the missing ranks are dropped.',
-    );
+  // Core's participants report each object they restore; the others as a whole.
+  for (const { entry, apply } of ckpt.applies) {
+    if (entry.core) await apply();
+    else await session.restoring(entry.label, apply);
   }
 
   host.step = manifest.step;

@@ -18,7 +18,7 @@ import { parseSafetensors, serializeSafetensors } from './safetensors.js';
 export type StateValue = HostTensor | Uint8Array | number | string | boolean | null | StateValue[] | { [key: string]: StateValue };
 
 /** Kind tag written in every state JSON (`kind`). */
-export type StateKind = 'optimizer' | 'scheduler' | 'dataloader' | 'scaler' | 'random_states' | 'custom' | 'accelerator';
+export type StateKind = 'optimizer' | 'scheduler' | 'dataloader' | 'scaler' | 'random_states' | 'custom' | 'accelerator' | 'participant';
 
 /** `format` field of every state JSON. */
 export const STATE_FORMAT = 'accelerate-ts-state';
