@@ -630,7 +630,7 @@ export function resolveConfig(options: ResolveConfigOptions = {}): ResolvedConfi
     if (fu) return fu;
     // The type `accelerate launch` resolved (its ranks read no config file), then env use* flags.
     const ed = fromEnv('distributedType');
-    if (ed) return ed;
+    if (ed) return { value: ed.value, source: ed.source, detail: ed.detail };
     const eu = byTier('env');
     if (eu) return eu;
     // EnvironmentVariables with a launcher provenance may carry a config-file source.

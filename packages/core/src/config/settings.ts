@@ -350,7 +350,8 @@ function defineSection<S extends SettingSectionName, R extends Record<string, Ro
       legacy: input.legacy ?? false,
       fileSpec,
       flagType: flagTypeOf(input),
-      flagChoices: input.flagChoices ?? (input.enum && input.type === 'string' ? input.enum.map(String) : undefined),
+      // Rows that say `flagChoices: undefined` check their flag's value against the row only (e.g. names or numbers).
+      flagChoices: 'flagChoices' in input ? input.flagChoices : input.enum && input.type === 'string' ? input.enum.map(String) : undefined,
       valueName: input.valueName ?? VALUE_NAMES[input.type],
       parse,
       toEnv: (value: unknown): Record<string, string> => {
