@@ -139,3 +139,13 @@ describe('program', () => {
     );
   });
 });
+
+describe('module structure', () => {
+  it('no command imports program.ts (program.ts imports every command: that would be an import cycle)', async () => {
+    const { readdirSync } = await import('node:fs');
+    const commands = join(import.meta.dirname, '../src/commands');
+    for (const name of readdirSync(commands).filter((n) => n.endsWith('.ts'))) {
+      expect(readFileSync(join(commands, name), 'utf8'), name).not.toMatch(/from '\.\.\/program\.js'/);
+    }
+  });
+});

@@ -117,6 +117,18 @@ describe('accelerate env', () => {
     expect(text).toContain(`\tdynamoBackend              EAGER      config file  ${file} (dynamo_config.dynamo_backend)`);
   });
 
+  it('lists the plugin settings something set, each with its source', async () => {
+    const file = join(dir, 'fsdp.yaml');
+    writeFileSync(file, 'distributed_type: FSDP\nnum_processes: 2\nfsdp_config:\n  fsdp_version: 2\n  fsdp_auto_wrap_policy: NO_WRAP\n');
+    ctx.env = { ...ctx.env, FSDP_OFFLOAD_PARAMS: 'true' };
+    expect(await runCli(['env', '--config_file', file], ctx)).toBe(0);
+    const text = out.join('');
+    expect(text).toContain('- Plugin settings:\n\tsetting              value    source       detail\n');
+    expect(text).toContain(`\tfsdp.version         2        config file  ${file} (fsdp_config.fsdp_version)\n`);
+    expect(text).toContain(`\tfsdp.offloadParams   true     env          FSDP_OFFLOAD_PARAMS\n`);
+    expect(text).toContain(`\tfsdp.autoWrapPolicy  NO_WRAP  config file  ${file} (fsdp_config.fsdp_auto_wrap_policy)\n`);
+  });
+
   it('finds the default config under HF_HOME', async () => {
     mkdirSync(join(dir, 'hf/accelerate'), { recursive: true });
     writeFileSync(join(dir, 'hf/accelerate/default_config.yaml'), 'distributed_type: NO\n');

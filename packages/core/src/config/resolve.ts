@@ -168,6 +168,7 @@ export interface ResolvedConfig extends ResolvedSettings {
    * One plugin section, typed, with camelCase keys and each value's origin:
    * `resolved.section('fsdp').shardingStrategy` is
    * `{ value: 'FULL_SHARD', source: 'config file', detail: '/x.yaml (fsdp_config.fsdp_sharding_strategy)' }`.
+   * A name outside the table (a plugin's own section) gives `{}`.
    */
   section<S extends SettingSectionName>(name: S): ResolvedSection<S>;
   /** One plugin section's plain values (`resolved.sectionValues('fsdp').offloadParams`). */
@@ -712,13 +713,11 @@ function buildResolved(
   return Object.freeze(resolved);
 }
 
+const NO_SECTION = Object.freeze({});
+
+/** A section by name; a name outside the table (a user plugin's own section) has no settings: `{}`. */
 function sectionOf<S extends SettingSectionName>(sections: ResolvedSections, name: S): ResolvedSection<S> {
-  const got = sections[name];
-  if (!got) {
-    const near = suggestClosest(String(name), SETTING_SECTIONS);
-    throw new Error(`There is no settings section ${JSON.stringify(name)}; the sections are ${SETTING_SECTIONS.join(', ')}${near ? ` (did you mean ${near}?)` : ''}.`);
-  }
-  return got as ResolvedSection<S>;
+  return (Object.hasOwn(sections, name) ? sections[name] : NO_SECTION) as ResolvedSection<S>;
 }
 
 type WorldSettingName = 'numProcesses' | 'numMachines' | 'machineRank' | 'mainProcessIp' | 'mainProcessPort';

@@ -305,6 +305,8 @@ describe('plugin defaults', () => {
     const kept = resolveConfig({ env: flagged.ranks[0].env }).withPluginDefaults({ fsdp: { version: 2 } });
     expect(kept.section('fsdp').version).toEqual({ value: 1, source: 'launch flag', detail: '--fsdp_version (via FSDP_VERSION)' });
     expect(() => base.withPluginDefaults({ fsdp: { version: 3 as never } }, 'FsdpPlugin')).toThrow(/fsdp\.version=3 is not one of: 1, 2/);
+    // A plugin's own section (not in the table) has no settings.
+    expect(base.section('my_plugin' as never)).toEqual({});
   });
 });
 
