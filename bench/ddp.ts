@@ -6,7 +6,7 @@
  * Steps/s and samples/s of
  *   - 1 process, batch 64 and batch 128 (no process group), raw addon,
  *   - 2 processes with DDP over gloo, batch 64 per rank: the raw addon
- *     (backend-libtorch's wrapDistributed) and the same loop through `Accelerator`
+ *     (backend-libtorch's dataParallel.wrap) and the same loop through `Accelerator`
  *     (prepare, accumulate, backward), ranks given torchrun's variables,
  * and, on the same machine, Python torch of the addon's libtorch version
  * (DistributedDataParallel over gloo) for the same three raw runs, plus Python
@@ -70,14 +70,14 @@ async function worker(): Promise<void> {
     const backend = new torch.LibtorchBackend();
     if (world > 1) {
       const pg = await torch.GlooProcessGroup.init({ rank, worldSize: world, masterAddr: '127.0.0.1', masterPort: Number(process.env.MASTER_PORT), timeoutMs: 120_000 });
-      model = backend.wrapDistributed(model, pg, {});
+      model = backend.dataParallel.wrap(model, pg, {});
       opt = new optim.AdamW(model.parameters(), { lr: 1e-3 });
       barrier = () => pg.barrier().wait();
     }
     step = (i) =>
       torch.tidy(() => {
         const loss = nn.functional.crossEntropy(model.forward(xs[i % 8]!), ys[i % 8]!);
-        backend.backward(loss, { scale: 1 });
+        backend.autograd.backward(loss, { scale: 1 });
         opt.step();
         opt.zeroGrad();
       });

@@ -9,17 +9,26 @@ import {
   dtypeElementBytes,
   runThenRestore,
   HostTensor,
+  type AutogradCapability,
   type Backend,
   type BackendFactory,
+  type CommunicationCapability,
+  type DataParallelCapability,
   type DeviceInfo,
   type DType as CoreDType,
   type GradScaler,
   type GradScalerOptions,
+  type HookHandle,
   type Loss,
+  type MemoryCapability,
   type MemoryInfo,
   type MixedPrecision,
+  type ModelCapability,
+  type OptimizerCapability,
+  type PrecisionCapability,
   type ProcessGroup,
   type ProcessGroupOptions,
+  type RngCapability,
 } from '@accelerate/core';
 import { GlooProcessGroup } from './distributed.js';
 import { joinDistributed, setGradientSync, triggerSyncInBackward, unwrapDistributed, wrapDistributed, type DistributedDataParallelOptions } from './ddp.js';
@@ -97,256 +106,6 @@ export class LibtorchBackend implements Backend<Tensor, Module, Optimizer, LRSch
     t.dispose();
   }
 
-  // ---- models ----
-  isModel(x: unknown): x is Module {
-    return x instanceof Module;
-  }
-  namedParameters(model: Module): Array<[string, Tensor]> {
-    return model.namedParameters();
-  }
-  stateDict(model: Module): Record<string, Tensor> {
-    return model.stateDict();
-  }
-  loadStateDict(model: Module, state: Record<string, Tensor | HostTensor>, options?: { strict?: boolean }): void {
-    model.loadStateDict(state, options);
-  }
-  moveModel(model: Module, device: string, dtype?: CoreDType): void {
-    model.to({ device, dtype: dtype as DType | undefined });
-  }
-  setTrainingMode(model: Module, training: boolean): void {
-    model.train(training);
-  }
-  /** Patch `model.forward` to run under autocast and return float32 outputs. */
-  wrapForwardForPrecision(model: Module, precision: MixedPrecision): Module {
-    if (precision === 'no' || (model as unknown as Record<symbol, unknown>)[PATCHED]) return model;
-    const inner = model.forward;
-    const patched = (...args: unknown[]) => autocast(precision, () => toFloat32(inner.apply(model, args)));
-    Object.defineProperty(model, PATCHED, { value: inner, configurable: true });
-    model.forward = patched;
-    return model;
-  }
-  /**
-   * Data parallelism over a gloo group (see {@link wrapDistributed}): broadcasts rank 0's
-   * weights now and returns a proxy of `model` whose backward averages gradients.
-   * `options` are `DistributedDataParallelKwargs` fields.
-   */
-  wrapDistributed(model: Module, group: ProcessGroup<Tensor>, options: Record<string, unknown>): Module {
-    return wrapDistributed(model, group, options as DistributedDataParallelOptions);
-  }
-  /** DDP's `no_sync`: while off, backward of a wrapped model only accumulates locally. */
-  setGradientSync(model: Module, enabled: boolean): void {
-    setGradientSync(model, enabled);
-  }
-  /** Make the next backward of a DDP model all-reduce even inside `noSync`. */
-  triggerSyncInBackward(model: Module): void {
-    triggerSyncInBackward(model);
-  }
-  /** Uneven inputs across ranks (see {@link joinDistributed}); every model must be wrapped for data parallelism. */
-  joinUnevenInputs<R>(models: Module[], fn: () => R | Promise<R>, options: { divideByInitialWorldSize: boolean }): Promise<R> {
-    return joinDistributed(models, fn, options);
-  }
-  /** The original module: the DDP proxy removed (it keeps working); the autocast patch too when `keepFp32Wrapper` is false. */
-  unwrapModel(model: Module, options: { keepFp32Wrapper?: boolean } = {}): Module {
-    model = unwrapDistributed(model);
-    if (options.keepFp32Wrapper ?? true) return model;
-    const inner = (model as unknown as Record<symbol, unknown>)[PATCHED] as Module['forward'] | undefined;
-    if (inner) {
-      model.forward = inner;
-      delete (model as unknown as Record<symbol, unknown>)[PATCHED];
-    }
-    return model;
-  }
-
-  // ---- autograd, optimisation ----
-  backward(loss: Loss<Tensor>, options: { scale: number; model?: Module }): void {
-    const l = typeof loss === 'function' ? loss() : loss;
-    if (options.scale === 1) {
-      l.backward();
-      return;
-    }
-    const scaled = l.mul(options.scale);
-    scaled.backward();
-    scaled.dispose();
-  }
-  grad(param: Tensor): Tensor | null {
-    return param.grad;
-  }
-  clipGradNorm(params: Tensor[], maxNorm: number, normType = 2): number {
-    return native.clipGradNorm(params.map((p) => p._h), maxNorm, normType);
-  }
-  clipGradValue(params: Tensor[], clipValue: number): void {
-    native.clipGradValue(params.map((p) => p._h), clipValue);
-  }
-  isOptimizer(x: unknown): x is Optimizer {
-    return x instanceof Optimizer;
-  }
-  optimizerStep(optimizer: Optimizer): void {
-    optimizer.step();
-  }
-  optimizerZeroGrad(optimizer: Optimizer, setToNone: boolean): void {
-    optimizer.zeroGrad(setToNone);
-  }
-  optimizerParams(optimizer: Optimizer): Tensor[] {
-    return optimizer.paramGroups.flatMap((g) => g.params);
-  }
-  isScheduler(x: unknown): x is LRScheduler {
-    return x instanceof LRScheduler;
-  }
-  schedulerOptimizer(scheduler: LRScheduler): Optimizer {
-    return scheduler.optimizer;
-  }
-  schedulerStep(scheduler: LRScheduler): void {
-    scheduler.step();
-  }
-  moveOptimizerState(optimizer: Optimizer): void {
-    optimizer.moveState();
-  }
-  /**
-   * The optimizer's `stateDict()` (PyTorch layout: `state` by parameter index,
-   * `param_groups` with snake_case hyper-parameters) with every state tensor
-   * copied to a HostTensor, for `saveState`.
-   */
-  optimizerStateDict(optimizer: Optimizer): Record<string, unknown> {
-    const sd = optimizer.stateDict();
-    const state: Record<string, Record<string, HostTensor | number>> = {};
-    for (const [id, entry] of Object.entries(sd.state)) {
-      const out: Record<string, HostTensor | number> = {};
-      for (const [k, v] of Object.entries(entry)) {
-        if (v instanceof Tensor) {
-          out[k] = this.toHost(v);
-          v.dispose();
-        } else out[k] = v;
-      }
-      state[id] = out;
-    }
-    return { state, param_groups: sd.param_groups };
-  }
-  /** Restore {@link LibtorchBackend.optimizerStateDict}'s output; buffers are copied next to their parameters. */
-  loadOptimizerStateDict(optimizer: Optimizer, state: unknown): void {
-    const sd = state as { state?: Record<string, Record<string, unknown>>; param_groups?: unknown };
-    if (!sd || typeof sd !== 'object' || typeof sd.state !== 'object' || !Array.isArray(sd.param_groups)) {
-      throw new TypeError('loadOptimizerStateDict: expected { state, param_groups } as optimizerStateDict() returns.');
-    }
-    const made: Tensor[] = [];
-    const tensors: Record<number, Record<string, Tensor | number>> = {};
-    for (const [id, entry] of Object.entries(sd.state ?? {})) {
-      const out: Record<string, Tensor | number> = {};
-      for (const [k, v] of Object.entries(entry)) {
-        if (v instanceof HostTensor) {
-          const t = fromTypedArray(v.data as TypedArray, [...v.shape], v.dtype as DType);
-          made.push(t);
-          out[k] = t;
-        } else if (typeof v === 'number') out[k] = v;
-      }
-      tensors[Number(id)] = out;
-    }
-    try {
-      optimizer.loadStateDict({ state: tensors, param_groups: sd.param_groups as OptimizerStateDict['param_groups'] });
-    } finally {
-      // The native side copied them.
-      for (const t of made) t.dispose();
-    }
-  }
-  /** The scheduler's `stateDict()` (`last_epoch`, `base_lrs`, `_last_lr`). */
-  schedulerStateDict(scheduler: LRScheduler): Record<string, unknown> {
-    return scheduler.stateDict();
-  }
-  /** Restore a scheduler state (and the learning rates it last set). */
-  loadSchedulerStateDict(scheduler: LRScheduler, state: unknown): void {
-    scheduler.loadStateDict(state as Record<string, unknown>);
-  }
-  autocast<R>(precision: MixedPrecision, fn: () => R, options?: { enabled?: boolean }): R {
-    return autocast(precision, fn, options);
-  }
-  createGradScaler(options: GradScalerOptions): GradScaler<Tensor, Optimizer> {
-    return new LibtorchGradScaler(options);
-  }
-
-  // ---- randomness, memory ----
-  manualSeed(seed: number): void {
-    native.manualSeed(seed);
-  }
-  getRngState(): Uint8Array {
-    return native.getRngState();
-  }
-  setRngState(state: Uint8Array): void {
-    native.setRngState(state);
-  }
-  memoryInfo(): MemoryInfo {
-    const allocated = native.handleStats().accountedBytes;
-    return { allocated, reserved: allocated + native.allocatorStats().cachedBytes };
-  }
-  isOutOfMemoryError(error: unknown): boolean {
-    if (!(error instanceof Error)) return false;
-    if ((error as Error & { code?: string }).code === 'ERR_TORCH_OUT_OF_MEMORY') return true;
-    return /out of memory|not enough memory/i.test(error.message);
-  }
-  /** Join the gloo process group (rank 0 hosts the TCPStore rendezvous). */
-  initProcessGroup(options: ProcessGroupOptions): Promise<ProcessGroup<Tensor>> {
-    return GlooProcessGroup.init(options);
-  }
-  /** Return the CPU allocator's cached blocks to malloc. */
-  emptyCache(): void {
-    native.emptyCache();
-  }
-
-  // ---- big modeling (module tree, tensor replacement, hooks, meta init) ----
-  namedChildren(model: Module): Array<[string, Module]> {
-    return model.namedChildren();
-  }
-  moduleClassName(model: Module): string {
-    return model.constructor.name;
-  }
-  ownTensors(model: Module): { parameters: Array<[string, Tensor]>; buffers: Array<{ name: string; tensor: Tensor; persistent: boolean }> } {
-    // namedBuffers walks the subtree; the module's own buffers are the undotted names.
-    const buffers = model
-      .namedBuffers()
-      .filter(([n]) => !n.includes('.'))
-      .map(([name, tensor]) => ({ name, tensor, persistent: !model._nonPersistent.has(name) }));
-    return { parameters: model.namedParameters('', false), buffers };
-  }
-  /**
-   * Replace the module's own tensor `name`: same device kind -> storage swapped
-   * in place (`param.data = value`, identity and ties kept); another kind
-   * (e.g. cpu <-> meta, which libtorch cannot swap) -> a new Parameter (or
-   * buffer) put in every field and registration that held the old one.
-   */
-  setModuleTensor(module: Module, name: string, value: Tensor, options: { disposeOld?: boolean } = {}): void {
-    const old = module._parameters.get(name) ?? module._buffers.get(name) ?? ((module as unknown as Record<string, unknown>)[name] as Tensor | undefined);
-    if (!(old instanceof Tensor)) {
-      throw new Error(`setModuleTensor: ${module.constructor.name} has no parameter or buffer named ${JSON.stringify(name)}.`);
-    }
-    const kind = (d: string) => d.split(':')[0];
-    if (kind(old.device) === kind(value.device)) {
-      noGrad(() => native.setData(old._h, value._h));
-      return;
-    }
-    let neu: Tensor;
-    // Modules own their tensors: keep() takes the new buffer out of any enclosing tidy scope (hooks run inside forwards).
-    if (old instanceof Parameter) neu = new Parameter(value, old.requiresGrad);
-    else neu = keep(value.detach());
-    const fields = module as unknown as Record<string, unknown>;
-    for (const [k, v] of Object.entries(fields)) if (v === old) fields[k] = neu;
-    if (module._parameters.get(name) === old) module._parameters.set(name, neu as Parameter);
-    if (module._buffers.get(name) === old) module._buffers.set(name, neu);
-    if (options.disposeOld) old.dispose();
-  }
-  addForwardHooks(
-    module: Module,
-    hooks: { pre?: (args: unknown[]) => unknown[] | void; post?: (args: unknown[], output: unknown) => unknown },
-  ): { remove(): void } {
-    const handles = [
-      hooks.pre ? module.registerForwardPreHook((_m, args) => hooks.pre!(args)) : undefined,
-      hooks.post ? module.registerForwardHook((_m, args, out) => hooks.post!(args, out)) : undefined,
-    ];
-    return { remove: () => handles.forEach((h) => h?.remove()) };
-  }
-  initOnDevice<R>(device: string, fn: () => R, options: { includeBuffers?: boolean } = {}): R {
-    const prev = { ...creationDevice };
-    creationDevice.device = device === 'cuda' ? 'cuda:0' : device;
-    creationDevice.includeBuffers = options.includeBuffers ?? false;
-    return runThenRestore(fn, () => Object.assign(creationDevice, prev));
-  }
   emptyTensor(shape: number[], dtype: CoreDType, device = 'cpu'): Tensor {
     return empty(shape, { dtype: dtype as DType, device: device === 'cuda' ? 'cuda:0' : device });
   }
@@ -380,6 +139,249 @@ export class LibtorchBackend implements Backend<Tensor, Module, Optimizer, LRSch
     const view = t.sharedData();
     return new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
   }
+
+  // ---- capabilities ----
+
+  /** Modules: parameters, state dicts, placement, the module tree and forward hooks (big-modeling). */
+  readonly models = {
+    isModel: (x: unknown): x is Module => x instanceof Module,
+    namedParameters: (model: Module): Array<[string, Tensor]> => model.namedParameters(),
+    stateDict: (model: Module): Record<string, Tensor> => model.stateDict(),
+    loadStateDict: (model: Module, state: Record<string, Tensor | HostTensor>, options?: { strict?: boolean }): void => {
+      model.loadStateDict(state, options);
+    },
+    moveModel: (model: Module, device: string, dtype?: CoreDType): void => {
+      model.to({ device, dtype: dtype as DType | undefined });
+    },
+    setTrainingMode: (model: Module, training: boolean): void => {
+      model.train(training);
+    },
+    namedChildren: (model: Module): Array<[string, Module]> => model.namedChildren(),
+    moduleClassName: (model: Module): string => model.constructor.name,
+    ownTensors: (model: Module): { parameters: Array<[string, Tensor]>; buffers: Array<{ name: string; tensor: Tensor; persistent: boolean }> } => {
+      // namedBuffers walks the subtree; the module's own buffers are the undotted names.
+      const buffers = model
+        .namedBuffers()
+        .filter(([n]) => !n.includes('.'))
+        .map(([name, tensor]) => ({ name, tensor, persistent: !model._nonPersistent.has(name) }));
+      return { parameters: model.namedParameters('', false), buffers };
+    },
+    /**
+     * Replace the module's own tensor `name`: same device kind -> storage swapped
+     * in place (`param.data = value`, identity and ties kept); another kind
+     * (e.g. cpu <-> meta, which libtorch cannot swap) -> a new Parameter (or
+     * buffer) put in every field and registration that held the old one.
+     */
+    setModuleTensor: (module: Module, name: string, value: Tensor, options: { disposeOld?: boolean } = {}): void => {
+      const old = module._parameters.get(name) ?? module._buffers.get(name) ?? ((module as unknown as Record<string, unknown>)[name] as Tensor | undefined);
+      if (!(old instanceof Tensor)) {
+        throw new Error(`setModuleTensor: ${module.constructor.name} has no parameter or buffer named ${JSON.stringify(name)}.`);
+      }
+      const kind = (d: string) => d.split(':')[0];
+      if (kind(old.device) === kind(value.device)) {
+        noGrad(() => native.setData(old._h, value._h));
+        return;
+      }
+      let neu: Tensor;
+      // Modules own their tensors: keep() takes the new buffer out of any enclosing tidy scope (hooks run inside forwards).
+      if (old instanceof Parameter) neu = new Parameter(value, old.requiresGrad);
+      else neu = keep(value.detach());
+      const fields = module as unknown as Record<string, unknown>;
+      for (const [k, v] of Object.entries(fields)) if (v === old) fields[k] = neu;
+      if (module._parameters.get(name) === old) module._parameters.set(name, neu as Parameter);
+      if (module._buffers.get(name) === old) module._buffers.set(name, neu);
+      if (options.disposeOld) old.dispose();
+    },
+    addForwardHooks: (
+      module: Module,
+      hooks: { pre?: (args: unknown[]) => unknown[] | void; post?: (args: unknown[], output: unknown) => unknown },
+    ): HookHandle => {
+      const handles = [
+        hooks.pre ? module.registerForwardPreHook((_m, args) => hooks.pre!(args)) : undefined,
+        hooks.post ? module.registerForwardHook((_m, args, out) => hooks.post!(args, out)) : undefined,
+      ];
+      return { remove: () => handles.forEach((h) => h?.remove()) };
+    },
+    initOnDevice: <R>(device: string, fn: () => R, options: { includeBuffers?: boolean } = {}): R => {
+      const prev = { ...creationDevice };
+      creationDevice.device = device === 'cuda' ? 'cuda:0' : device;
+      creationDevice.includeBuffers = options.includeBuffers ?? false;
+      return runThenRestore(fn, () => Object.assign(creationDevice, prev));
+    },
+  } satisfies ModelCapability<Tensor, Module>;
+
+  /** Backward, gradients and gradient clipping. */
+  readonly autograd = {
+    backward: (loss: Loss<Tensor>, options: { scale: number; model?: Module }): void => {
+      const l = typeof loss === 'function' ? loss() : loss;
+      if (options.scale === 1) {
+        l.backward();
+        return;
+      }
+      const scaled = l.mul(options.scale);
+      scaled.backward();
+      scaled.dispose();
+    },
+    grad: (param: Tensor): Tensor | null => param.grad,
+    clipGradNorm: (params: Tensor[], maxNorm: number, normType = 2): number => native.clipGradNorm(params.map((p) => p._h), maxNorm, normType),
+    clipGradValue: (params: Tensor[], clipValue: number): void => {
+      native.clipGradValue(params.map((p) => p._h), clipValue);
+    },
+  } satisfies AutogradCapability<Tensor, Module>;
+
+  /** `optim` optimizers and `LRScheduler`s, with their checkpoint states. */
+  readonly optimizers = {
+    isOptimizer: (x: unknown): x is Optimizer => x instanceof Optimizer,
+    step: (optimizer: Optimizer): void => {
+      optimizer.step();
+    },
+    zeroGrad: (optimizer: Optimizer, setToNone: boolean): void => {
+      optimizer.zeroGrad(setToNone);
+    },
+    params: (optimizer: Optimizer): Tensor[] => optimizer.paramGroups.flatMap((g) => g.params),
+    moveState: (optimizer: Optimizer): void => {
+      optimizer.moveState();
+    },
+    /**
+     * The optimizer's `stateDict()` (PyTorch layout: `state` by parameter index,
+     * `param_groups` with snake_case hyper-parameters) with every state tensor
+     * copied to a HostTensor, for `saveState`.
+     */
+    stateDict: (optimizer: Optimizer): Record<string, unknown> => {
+      const sd = optimizer.stateDict();
+      const state: Record<string, Record<string, HostTensor | number>> = {};
+      for (const [id, entry] of Object.entries(sd.state)) {
+        const out: Record<string, HostTensor | number> = {};
+        for (const [k, v] of Object.entries(entry)) {
+          if (v instanceof Tensor) {
+            out[k] = this.toHost(v);
+            v.dispose();
+          } else out[k] = v;
+        }
+        state[id] = out;
+      }
+      return { state, param_groups: sd.param_groups };
+    },
+    /** Restore `optimizers.stateDict`'s output; buffers are copied next to their parameters. */
+    loadStateDict: (optimizer: Optimizer, state: unknown): void => {
+      const sd = state as { state?: Record<string, Record<string, unknown>>; param_groups?: unknown };
+      if (!sd || typeof sd !== 'object' || typeof sd.state !== 'object' || !Array.isArray(sd.param_groups)) {
+        throw new TypeError('optimizers.loadStateDict: expected { state, param_groups } as optimizers.stateDict() returns.');
+      }
+      const made: Tensor[] = [];
+      const tensors: Record<number, Record<string, Tensor | number>> = {};
+      for (const [id, entry] of Object.entries(sd.state ?? {})) {
+        const out: Record<string, Tensor | number> = {};
+        for (const [k, v] of Object.entries(entry)) {
+          if (v instanceof HostTensor) {
+            const t = fromTypedArray(v.data as TypedArray, [...v.shape], v.dtype as DType);
+            made.push(t);
+            out[k] = t;
+          } else if (typeof v === 'number') out[k] = v;
+        }
+        tensors[Number(id)] = out;
+      }
+      try {
+        optimizer.loadStateDict({ state: tensors, param_groups: sd.param_groups as OptimizerStateDict['param_groups'] });
+      } finally {
+        // The native side copied them.
+        for (const t of made) t.dispose();
+      }
+    },
+    isScheduler: (x: unknown): x is LRScheduler => x instanceof LRScheduler,
+    schedulerOptimizer: (scheduler: LRScheduler): Optimizer => scheduler.optimizer,
+    schedulerStep: (scheduler: LRScheduler): void => {
+      scheduler.step();
+    },
+    /** The scheduler's `stateDict()` (`last_epoch`, `base_lrs`, `_last_lr`). */
+    schedulerStateDict: (scheduler: LRScheduler): Record<string, unknown> => scheduler.stateDict(),
+    /** Restore a scheduler state (and the learning rates it last set). */
+    loadSchedulerStateDict: (scheduler: LRScheduler, state: unknown): void => {
+      scheduler.loadStateDict(state as Record<string, unknown>);
+    },
+  } satisfies OptimizerCapability<Tensor, Optimizer, LRScheduler>;
+
+  /** Autocast (bf16/fp16) and dynamic loss scaling. */
+  readonly precision = {
+    /** Patch `model.forward` to run under autocast and return float32 outputs. */
+    wrapForwardForPrecision: (model: Module, precision: MixedPrecision): Module => {
+      if (precision === 'no' || (model as unknown as Record<symbol, unknown>)[PATCHED]) return model;
+      const inner = model.forward;
+      const patched = (...args: unknown[]) => autocast(precision, () => toFloat32(inner.apply(model, args)));
+      Object.defineProperty(model, PATCHED, { value: inner, configurable: true });
+      model.forward = patched;
+      return model;
+    },
+    /** Restore the forward `wrapForwardForPrecision` patched (no-op on an unpatched model). */
+    unwrapForwardForPrecision: (model: Module): Module => {
+      const inner = (model as unknown as Record<symbol, unknown>)[PATCHED] as Module['forward'] | undefined;
+      if (inner) {
+        model.forward = inner;
+        delete (model as unknown as Record<symbol, unknown>)[PATCHED];
+      }
+      return model;
+    },
+    autocast: <R>(precision: MixedPrecision, fn: () => R, options?: { enabled?: boolean }): R => autocast(precision, fn, options),
+    createGradScaler: (options: GradScalerOptions): GradScaler<Tensor, Optimizer> => new LibtorchGradScaler(options),
+  } satisfies PrecisionCapability<Tensor, Module, Optimizer>;
+
+  /** libtorch's default generator(s). */
+  readonly rng = {
+    manualSeed: (seed: number): void => {
+      native.manualSeed(seed);
+    },
+    getState: (): Uint8Array => native.getRngState(),
+    setState: (state: Uint8Array): void => {
+      native.setRngState(state);
+    },
+  } satisfies RngCapability;
+
+  /** Tensor memory as this package accounts it, and the CPU allocator's cache. */
+  readonly memory = {
+    info: (): MemoryInfo => {
+      const allocated = native.handleStats().accountedBytes;
+      return { allocated, reserved: allocated + native.allocatorStats().cachedBytes };
+    },
+    isOutOfMemoryError: (error: unknown): boolean => {
+      if (!(error instanceof Error)) return false;
+      if ((error as Error & { code?: string }).code === 'ERR_TORCH_OUT_OF_MEMORY') return true;
+      return /out of memory|not enough memory/i.test(error.message);
+    },
+    /** Return the CPU allocator's cached blocks to malloc. */
+    emptyCache: (): void => {
+      native.emptyCache();
+    },
+  } satisfies MemoryCapability;
+
+  /** c10d process groups. */
+  readonly communication = {
+    /** Join the gloo process group (rank 0 hosts the TCPStore rendezvous). */
+    initProcessGroup: (options: ProcessGroupOptions): Promise<ProcessGroup<Tensor>> => GlooProcessGroup.init(options),
+  } satisfies CommunicationCapability<Tensor>;
+
+  /** DDP (see `ddp.ts`): bucketed gradient all-reduce overlapped with backward. */
+  readonly dataParallel = {
+    /**
+     * Data parallelism over a gloo group (see {@link wrapDistributed}): broadcasts rank 0's
+     * weights now and returns a proxy of `model` whose backward averages gradients.
+     * `options` are `DistributedDataParallelKwargs` fields.
+     */
+    wrap: (model: Module, group: ProcessGroup<Tensor>, options: Record<string, unknown>): Module =>
+      wrapDistributed(model, group, options as DistributedDataParallelOptions),
+    /** The original module, the DDP proxy removed (the proxy keeps working). */
+    unwrap: (model: Module): Module => unwrapDistributed(model),
+    /** DDP's `no_sync`: while off, backward of a wrapped model only accumulates locally. */
+    setGradientSync: (model: Module, enabled: boolean): void => {
+      setGradientSync(model, enabled);
+    },
+    /** Make the next backward of a DDP model all-reduce even inside `noSync`. */
+    triggerSyncInBackward: (model: Module): void => {
+      triggerSyncInBackward(model);
+    },
+    /** Uneven inputs across ranks (see {@link joinDistributed}); every model must be wrapped for data parallelism. */
+    joinUnevenInputs: <R>(models: Module[], fn: () => R | Promise<R>, options: { divideByInitialWorldSize: boolean }): Promise<R> =>
+      joinDistributed(models, fn, options),
+  } satisfies DataParallelCapability<Tensor, Module>;
 }
 
 let catId = -1;

@@ -41,20 +41,20 @@ describe('LibtorchBackend specifics', () => {
     const lin = new nn.Linear(16, 4);
     const x = torch.randn([8, 16]);
     const raw = lin.forward(x);
-    const inner = backend.autocast('bf16', () => lin.forward(x));
+    const inner = backend.precision.autocast('bf16', () => lin.forward(x));
     expect(inner.dtype).toBe('bfloat16');
-    backend.wrapForwardForPrecision(lin, 'bf16');
+    backend.precision.wrapForwardForPrecision(lin, 'bf16');
     const out = lin.forward(x);
     expect(out.dtype).toBe('float32');
     // the bf16 result equals the bf16 computation, and differs from fp32 by bf16 rounding only
     expect(out.equal(inner.float())).toBe(true);
     expect(out.sub(raw).abs().max().item()).toBeLessThan(0.05);
     expect(out.equal(raw)).toBe(false);
-    // autocast is off again afterwards, and unwrapModel restores fp32 forward
+    // autocast is off again afterwards, and unwrapForwardForPrecision restores fp32 forward
     expect(torch.isAutocastEnabled()).toBe(false);
-    backend.unwrapModel(lin, { keepFp32Wrapper: false });
+    backend.precision.unwrapForwardForPrecision(lin);
     expect(lin.forward(x).equal(raw)).toBe(true);
-    expect(() => backend.autocast('fp16', () => 1)).toThrow(/not supported on CPU/);
+    expect(() => backend.precision.autocast('fp16', () => 1)).toThrow(/not supported on CPU/);
   });
 
   it('isOutOfMemoryError recognises an allocation failure', () => {
@@ -65,8 +65,8 @@ describe('LibtorchBackend specifics', () => {
       err = e;
     }
     expect(err).toBeInstanceOf(Error);
-    expect(backend.isOutOfMemoryError(err)).toBe(true);
-    expect(backend.isOutOfMemoryError(new Error('shape mismatch'))).toBe(false);
+    expect(backend.memory.isOutOfMemoryError(err)).toBe(true);
+    expect(backend.memory.isOutOfMemoryError(new Error('shape mismatch'))).toBe(false);
   });
 
   it('libtorch() is a core BackendFactory', async () => {

@@ -27,7 +27,7 @@ describe('LibtorchBackend optimizer / scheduler state dicts', () => {
   it('AdamW state holds HostTensor copies of exp_avg / exp_avg_sq and the PyTorch param_groups keys', () => {
     const a = setup(1);
     step(a, 1);
-    const sd = backend.optimizerStateDict(a.opt) as { state: Record<string, Record<string, unknown>>; param_groups: Array<Record<string, unknown>> };
+    const sd = backend.optimizers.stateDict(a.opt) as { state: Record<string, Record<string, unknown>>; param_groups: Array<Record<string, unknown>> };
     expect(Object.keys(sd.state)).toEqual(['0', '1']);
     expect(sd.state[0].exp_avg).toBeInstanceOf(HostTensor);
     expect((sd.state[0].exp_avg as HostTensor).shape).toEqual([2, 3]);
@@ -35,7 +35,7 @@ describe('LibtorchBackend optimizer / scheduler state dicts', () => {
     expect(sd.param_groups[0]).toMatchObject({ params: [0, 1], weight_decay: 0.01, betas: [0.9, 0.999] });
     // Copies: the live optimizer keeps working after the host tensors were taken.
     step(a, 2);
-    expect((backend.optimizerStateDict(a.opt) as typeof sd).state[0].step).toBe(2);
+    expect((backend.optimizers.stateDict(a.opt) as typeof sd).state[0].step).toBe(2);
   });
 
   it('loading the state into fresh objects (other seed) makes the next steps identical', () => {
@@ -43,8 +43,8 @@ describe('LibtorchBackend optimizer / scheduler state dicts', () => {
     for (let k = 1; k <= 3; k++) step(a, k);
     const b = setup(7);
     b.model.loadStateDict(Object.fromEntries(Object.entries(a.model.stateDict()).map(([n, t]) => [n, backend.toHost(t)])));
-    backend.loadOptimizerStateDict(b.opt, backend.optimizerStateDict(a.opt));
-    backend.loadSchedulerStateDict(b.sched, JSON.parse(JSON.stringify(backend.schedulerStateDict(a.sched))));
+    backend.optimizers.loadStateDict(b.opt, backend.optimizers.stateDict(a.opt));
+    backend.optimizers.loadSchedulerStateDict(b.sched, JSON.parse(JSON.stringify(backend.optimizers.schedulerStateDict(a.sched))));
     expect(b.opt.paramGroups[0].lr).toBe(a.opt.paramGroups[0].lr);
     for (let k = 4; k <= 6; k++) {
       step(a, k);
@@ -56,6 +56,6 @@ describe('LibtorchBackend optimizer / scheduler state dicts', () => {
 
   it('a malformed state is refused with what was expected', () => {
     const a = setup(1);
-    expect(() => backend.loadOptimizerStateDict(a.opt, { nope: 1 })).toThrow(/expected \{ state, param_groups \}/);
+    expect(() => backend.optimizers.loadStateDict(a.opt, { nope: 1 })).toThrow(/expected \{ state, param_groups \}/);
   });
 });

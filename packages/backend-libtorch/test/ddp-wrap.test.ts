@@ -31,7 +31,7 @@ class Net extends nn.Module {
 describe('wrapDistributed', () => {
   it('returns a proxy that is the model for users, and unwrapModel gives back the original', () => {
     const net = new Net();
-    const m = backend.wrapDistributed(net, pg, {}) as Net;
+    const m = backend.dataParallel.wrap(net, pg, {}) as Net;
     expect(m).not.toBe(net);
     expect(m).toBeInstanceOf(Net);
     expect(m).toBeInstanceOf(nn.Module);
@@ -42,30 +42,30 @@ describe('wrapDistributed', () => {
     expect(m.calls()).toBe(1);
     m.train(false);
     expect(net.training).toBe(false);
-    expect(backend.unwrapModel(m)).toBe(net);
+    expect(backend.dataParallel.unwrap(m)).toBe(net);
     expect(torch.isDistributed(m)).toBe(true);
     // wrapping again (either object) is a no-op
-    expect(backend.wrapDistributed(net, pg, {})).toBe(m);
-    expect(backend.wrapDistributed(m, pg, {})).toBe(m);
+    expect(backend.dataParallel.wrap(net, pg, {})).toBe(m);
+    expect(backend.dataParallel.wrap(m, pg, {})).toBe(m);
   });
 
   it('averages only after a forward through the proxy with sync on and grad mode on', () => {
     const net = new Net();
-    const m = backend.wrapDistributed(net, pg, {}) as Net;
+    const m = backend.dataParallel.wrap(net, pg, {}) as Net;
     const x = torch.ones([2, 3]);
     const step = (f: () => torch.Tensor) => torch.tidy(() => f().sum().backward());
     step(() => m.forward(x));
     expect(torch.ddpInfo(m).reductions).toBe(1);
     step(() => net.forward(x)); // the unwrapped module never syncs
     expect(torch.ddpInfo(m).reductions).toBe(1);
-    backend.setGradientSync(m, false);
+    backend.dataParallel.setGradientSync(m, false);
     expect(torch.ddpInfo(m).sync).toBe(false);
     step(() => m.forward(x));
     expect(torch.ddpInfo(m).reductions).toBe(1);
     torch.triggerSyncInBackward(m); // Accelerate's trigger_sync_in_backward
     step(() => m.forward(x));
     expect(torch.ddpInfo(m).reductions).toBe(2);
-    backend.setGradientSync(m, true);
+    backend.dataParallel.setGradientSync(m, true);
     step(() => m.forward(x));
     expect(torch.ddpInfo(m).reductions).toBe(3);
     expect(torch.ddpInfo(m).bucketsLaunchedDuringBackward).toBe(3);
@@ -79,8 +79,8 @@ describe('wrapDistributed', () => {
     exact.loadStateDict(plain.stateDict());
     half.loadStateDict(plain.stateDict());
     const x = torch.randn([5, 3]);
-    const we = backend.wrapDistributed(exact, pg, {});
-    const wh = backend.wrapDistributed(half, pg, { commHook: 'fp16' });
+    const we = backend.dataParallel.wrap(exact, pg, {});
+    const wh = backend.dataParallel.wrap(half, pg, { commHook: 'fp16' });
     for (const m of [plain, we, wh]) torch.tidy(() => m.forward(x).pow(2).sum().backward());
     const g = (m: torch.nn.Module) => m.parameters().map((p) => Array.from(p.grad!.dataSync() as Float32Array));
     expect(g(exact)).toEqual(g(plain));
@@ -90,17 +90,17 @@ describe('wrapDistributed', () => {
   });
 
   it('rejects unknown options, bad values, unsupported hooks and foreign groups with messages naming them', () => {
-    expect(() => backend.wrapDistributed(new Net(), pg, { bucketCapMB: 25 })).toThrow(/unknown option 'bucketCapMB'.*bucketCapMb/);
-    expect(() => backend.wrapDistributed(new Net(), pg, { bucketCapMb: 0 })).toThrow(/bucketCapMb must be a positive number of MiB, got 0/);
-    expect(() => backend.wrapDistributed(new Net(), pg, { commHook: 'power_sgd' })).toThrow(/commHook 'power_sgd' is not implemented/);
+    expect(() => backend.dataParallel.wrap(new Net(), pg, { bucketCapMB: 25 })).toThrow(/unknown option 'bucketCapMB'.*bucketCapMb/);
+    expect(() => backend.dataParallel.wrap(new Net(), pg, { bucketCapMb: 0 })).toThrow(/bucketCapMb must be a positive number of MiB, got 0/);
+    expect(() => backend.dataParallel.wrap(new Net(), pg, { commHook: 'power_sgd' })).toThrow(/commHook 'power_sgd' is not implemented/);
     const foreign = { rank: 0, size: 1, backend: 'mpi' } as unknown as torch.GlooProcessGroup;
-    expect(() => backend.wrapDistributed(new Net(), foreign, {})).toThrow(/got a 'mpi' group/);
+    expect(() => backend.dataParallel.wrap(new Net(), foreign, {})).toThrow(/got a 'mpi' group/);
     expect(() => torch.ddpInfo(new Net())).toThrow(/not wrapped for data parallelism/);
   });
 
   it('buckets follow bucketCapMb: reverse registration order, the first one capped at 1 MiB', () => {
     const big = new nn.Sequential(new nn.Linear(512, 512), new nn.Linear(512, 512), new nn.Linear(512, 8));
-    const m = backend.wrapDistributed(big, pg, { bucketCapMb: 1.5 });
+    const m = backend.dataParallel.wrap(big, pg, { bucketCapMb: 1.5 });
     // 512x512 floats = 1 MiB: the first bucket closes at 1 MiB, later ones at 1.5 MiB
     expect(torch.ddpInfo(m).buckets).toEqual([['2.bias', '2.weight', '1.bias', '1.weight'], ['0.bias', '0.weight']]);
   });
@@ -113,7 +113,7 @@ describe('GlooProcessGroup sequence numbers', () => {
     await pg.barrier().wait();
     await pg.reduceScatter(torch.zeros([1]), [torch.ones([1])]).wait();
     expect(pg.sequenceNumber()).toBe(before + 3);
-    const m = backend.wrapDistributed(new Net(), pg, {}); // model check + state broadcast
+    const m = backend.dataParallel.wrap(new Net(), pg, {}); // model check + state broadcast
     expect(pg.sequenceNumber()).toBe(before + 5);
     torch.tidy(() => m.forward(torch.ones([1, 3])).sum().backward()); // one bucket
     expect(pg.sequenceNumber()).toBe(before + 6);
