@@ -16,15 +16,23 @@ import {
   HostTensor,
   bfloat16BitsToNumber,
   float16BitsToNumber,
+  type AutogradCapability,
   type Backend,
   type BackendFactory,
+  type CommunicationCapability,
+  type DataParallelCapability,
   type DeviceInfo,
   type DType,
   type Loss,
+  type MemoryCapability,
   type MemoryInfo,
   type MixedPrecision,
+  type ModelCapability,
+  type OptimizerCapability,
+  type PrecisionCapability,
   type ProcessGroup,
   type ProcessGroupOptions,
+  type RngCapability,
 } from '@accelerate/core';
 import { accumulateGradients, discardRecording, gradOf, noGrad, setGrad } from './autograd.js';
 import { initTfjsProcessGroup, type GlooImporter } from './distributed.js';
@@ -34,7 +42,7 @@ import { layersModelWeights } from './layers-names.js';
 import { stateToTfjsLayout, tfjsStateDict } from './checkpoint.js';
 import { TfjsModule } from './module.js';
 import { TfjsLambdaLR, TfjsOptimizer } from './optim.js';
-import * as rng from './rng.js';
+import * as rngState from './rng.js';
 import { tf } from './tf.js';
 import { registerWasmTransposedMatMul } from './wasm-matmul.js';
 
@@ -224,45 +232,59 @@ export class TfjsBackend implements Backend<tf.Tensor, TfjsModel, TfjsOptimizer,
     t.dispose();
   }
 
-  // ---- models ----
-  isModel(x: unknown): x is TfjsModel {
-    return x instanceof tf.LayersModel || x instanceof TfjsModule;
-  }
-  /** Trainable variables by stable name (LayersModel: trainable weights; TfjsModule: its parameters). */
-  namedParameters(model: TfjsModel): Array<[string, tf.Variable]> {
-    if (model instanceof TfjsModule) return model.namedParameters();
-    return layersModelWeights(model)
-      .filter((w) => w.trainable)
-      .map((w) => [w.name, w.variable]);
-  }
-  /** Every weight (parameters and buffers such as BatchNorm statistics) by name: the live variables, not copies. */
-  stateDict(model: TfjsModel): Record<string, tf.Variable> {
+  // ---- capabilities ----
+
+  /** `tf.LayersModel`s and {@link TfjsModule}s: named weights, state dicts (tfjs or torch layout), train/eval. */
+  readonly models = {
+    isModel: (x: unknown): x is TfjsModel => x instanceof tf.LayersModel || x instanceof TfjsModule,
+    /** Trainable variables by stable name (LayersModel: trainable weights; TfjsModule: its parameters). */
+    namedParameters: (model: TfjsModel): Array<[string, tf.Variable]> => {
+      if (model instanceof TfjsModule) return model.namedParameters();
+      return layersModelWeights(model)
+        .filter((w) => w.trainable)
+        .map((w) => [w.name, w.variable]);
+    },
+    /** Every weight (parameters and buffers such as BatchNorm statistics) by name: the live variables, not copies. */
+    stateDict: (model: TfjsModel): Record<string, tf.Variable> => this.liveWeights(model),
+    /**
+     * The weights in the torch layout checkpoints use (what {@link tfjsStateDict} gives):
+     * a LayersModel's `layers.0.kernel` `[in, out]` is written as `layers.0.weight`
+     * `[out, in]`, so PyTorch and libtorch load `saveModel`/`saveState` files.
+     */
+    checkpointStateDict: (model: TfjsModel): Record<string, HostTensor> => tfjsStateDict(model, 'torch'),
+    /**
+     * Load by name. A LayersModel accepts its own (tfjs) names and layout or the
+     * torch layout of `checkpointStateDict` / PyTorch, told apart by the names.
+     */
+    loadStateDict: (model: TfjsModel, state: Record<string, tf.Tensor | HostTensor>, options: { strict?: boolean } = {}): void => {
+      const strict = options.strict ?? true;
+      const { state: converted, created } = stateToTfjsLayout(model, state, strict);
+      try {
+        this.loadTfjsLayout(model, converted, strict);
+      } finally {
+        for (const t of created) t.dispose();
+      }
+    },
+    /** Nothing moves (one device); a dtype other than float32 is refused because tfjs computes in float32 only. */
+    moveModel: (model: TfjsModel, device: string, dtype?: DType): void => {
+      if (device !== undefined) this.checkDevice(device);
+      if (dtype !== undefined && dtype !== 'float32') {
+        throw new Error(`tfjs models compute in float32 only; cannot cast ${model.constructor.name} to ${dtype}.`);
+      }
+    },
+    /** TfjsModule: train()/eval(). LayersModel: no-op — pass `{ training }` to `model.apply` instead. */
+    setTrainingMode: (model: TfjsModel, training: boolean): void => {
+      if (model instanceof TfjsModule) model.train(training);
+    },
+  } satisfies ModelCapability<tf.Tensor, TfjsModel>;
+
+  private liveWeights(model: TfjsModel): Record<string, tf.Variable> {
     if (model instanceof TfjsModule) return model.stateDict();
     return Object.fromEntries(layersModelWeights(model).map((w) => [w.name, w.variable]));
   }
-  /**
-   * The weights in the torch layout checkpoints use (what {@link tfjsStateDict} gives):
-   * a LayersModel's `layers.0.kernel` `[in, out]` is written as `layers.0.weight`
-   * `[out, in]`, so PyTorch and libtorch load `saveModel`/`saveState` files.
-   */
-  checkpointStateDict(model: TfjsModel): Record<string, HostTensor> {
-    return tfjsStateDict(model, 'torch');
-  }
-  /**
-   * Load by name. A LayersModel accepts its own (tfjs) names and layout or the
-   * torch layout of {@link checkpointStateDict} / PyTorch, told apart by the names.
-   */
-  loadStateDict(model: TfjsModel, state: Record<string, tf.Tensor | HostTensor>, options: { strict?: boolean } = {}): void {
-    const strict = options.strict ?? true;
-    const { state: converted, created } = stateToTfjsLayout(model, state, strict);
-    try {
-      this.loadTfjsLayout(model, converted, strict);
-    } finally {
-      for (const t of created) t.dispose();
-    }
-  }
+
   private loadTfjsLayout(model: TfjsModel, state: Record<string, tf.Tensor | HostTensor>, strict: boolean): void {
-    const target = this.stateDict(model);
+    const target = this.liveWeights(model);
     if (strict) {
       const missing = Object.keys(target).filter((k) => !(k in state));
       const unexpected = Object.keys(state).filter((k) => !(k in target));
@@ -289,67 +311,92 @@ export class TfjsBackend implements Backend<tf.Tensor, TfjsModel, TfjsOptimizer,
       );
     }
   }
-  /** Nothing moves (one device); a dtype other than float32 is refused because tfjs computes in float32 only. */
-  moveModel(model: TfjsModel, device: string, dtype?: DType): void {
-    if (device !== undefined) this.checkDevice(device);
-    if (dtype !== undefined && dtype !== 'float32') {
-      throw new Error(`tfjs models compute in float32 only; cannot cast ${model.constructor.name} to ${dtype}.`);
-    }
-  }
-  /** TfjsModule: train()/eval(). LayersModel: no-op — pass `{ training }` to `model.apply` instead. */
-  setTrainingMode(model: TfjsModel, training: boolean): void {
-    if (model instanceof TfjsModule) model.train(training);
-  }
-  /**
-   * Refuses `fp16`, `bf16` and `fp8`: tfjs has no 16-bit or 8-bit float
-   * kernels (its float16 exists only as a storage format of the WebGL
-   * backend), so mixed precision would silently run in float32.
-   */
-  wrapForwardForPrecision(model: TfjsModel, precision: MixedPrecision): TfjsModel {
-    if (precision === 'no') return model;
-    throw new Error(
-      `mixedPrecision "${precision}" is not supported by the tfjs backend: TensorFlow.js computes in float32 only (no float16/bfloat16/fp8 kernels on wasm, cpu or tfjs-node). ` +
-        'Use mixedPrecision "no", or the libtorch backend for bf16/fp16.',
-    );
-  }
-  /**
-   * Data parallelism: rank 0's parameters are broadcast (awaited by the next
-   * `backward`), and gradients are averaged over the group when `backward`
-   * runs on a sync step — so with several processes `await accelerator.backward(...)`
-   * and pass the loss as a closure.
-   */
-  wrapDistributed(model: TfjsModel, group: ProcessGroup<tf.Tensor>): TfjsModel {
-    const vars = Object.values(this.stateDict(model));
-    const bufs = vars.map((v) => Float32Array.from(v.dataSync() as Float32Array));
-    const works = bufs.map((b) => group.broadcast(b, 0));
-    const ready = (async () => {
-      for (const w of works) await w.wait();
-      noGrad(() => vars.forEach((v, i) => v.assign(tf.tensor(bufs[i], v.shape, 'float32'))));
-    })();
-    ready.catch(() => undefined); // surfaced by backward
-    this.distributed.set(model, { group, sync: true, ready });
-    return model;
-  }
-  unwrapModel(model: TfjsModel): TfjsModel {
-    return model;
-  }
-  setGradientSync(model: TfjsModel, enabled: boolean): void {
-    const d = this.distributed.get(model);
-    if (d) d.sync = enabled;
-  }
 
-  // ---- autograd, optimisation ----
+  /** Precision: float32 only (see `wrapForwardForPrecision`). No autocast, no loss scaler. */
+  readonly precision = {
+    /**
+     * Refuses `fp16`, `bf16` and `fp8`: tfjs has no 16-bit or 8-bit float
+     * kernels (its float16 exists only as a storage format of the WebGL
+     * backend), so mixed precision would silently run in float32.
+     */
+    wrapForwardForPrecision: (model: TfjsModel, precision: MixedPrecision): TfjsModel => {
+      if (precision === 'no') return model;
+      throw new Error(
+        `mixedPrecision "${precision}" is not supported by the tfjs backend: TensorFlow.js computes in float32 only (no float16/bfloat16/fp8 kernels on wasm, cpu or tfjs-node). ` +
+          'Use mixedPrecision "no", or the libtorch backend for bf16/fp16.',
+      );
+    },
+    /** Nothing to undo: `wrapForwardForPrecision` never patches. */
+    unwrapForwardForPrecision: (model: TfjsModel): TfjsModel => model,
+  } satisfies PrecisionCapability<tf.Tensor, TfjsModel, TfjsOptimizer>;
+
   /**
-   * Add `scale * d loss / d params` to the stored gradients. `loss` is a
-   * closure returning the loss (recommended: works for every model), or a
-   * loss tensor computed after a recorded forward pass (a TfjsModule in
-   * training mode, or after `startRecording()`). On several processes the
-   * returned promise resolves once gradients are averaged: await it.
+   * Data parallelism without a native reducer: rank 0's parameters are
+   * broadcast (awaited by the next `backward`), and gradients are averaged over
+   * the group when `backward` runs on a sync step — so with several processes
+   * `await accelerator.backward(...)` and pass the loss as a closure.
    */
-  backward(loss: Loss<tf.Tensor>, options: { scale: number; model?: TfjsModel }): void | Promise<void> {
-    if (this.distributed.size > 0) return this.backwardDistributed(loss, options.scale);
-    this.computeGradients(loss, options.scale);
-  }
+  readonly dataParallel = {
+    wrap: (model: TfjsModel, group: ProcessGroup<tf.Tensor>): TfjsModel => {
+      const vars = Object.values(this.liveWeights(model));
+      const bufs = vars.map((v) => Float32Array.from(v.dataSync() as Float32Array));
+      const works = bufs.map((b) => group.broadcast(b, 0));
+      const ready = (async () => {
+        for (const w of works) await w.wait();
+        noGrad(() => vars.forEach((v, i) => v.assign(tf.tensor(bufs[i], v.shape, 'float32'))));
+      })();
+      ready.catch(() => undefined); // surfaced by backward
+      this.distributed.set(model, { group, sync: true, ready });
+      return model;
+    },
+    /** The model itself: `wrap` does not wrap. */
+    unwrap: (model: TfjsModel): TfjsModel => model,
+    setGradientSync: (model: TfjsModel, enabled: boolean): void => {
+      const d = this.distributed.get(model);
+      if (d) d.sync = enabled;
+    },
+  } satisfies DataParallelCapability<tf.Tensor, TfjsModel>;
+
+  /** Gradients stored per variable (see `autograd`), accumulated until `zeroGrad`. */
+  readonly autograd = {
+    /**
+     * Add `scale * d loss / d params` to the stored gradients. `loss` is a
+     * closure returning the loss (recommended: works for every model), or a
+     * loss tensor computed after a recorded forward pass (a TfjsModule in
+     * training mode, or after `startRecording()`). On several processes the
+     * returned promise resolves once gradients are averaged: await it.
+     */
+    backward: (loss: Loss<tf.Tensor>, options: { scale: number; model?: TfjsModel }): void | Promise<void> => {
+      if (this.distributed.size > 0) return this.backwardDistributed(loss, options.scale);
+      this.computeGradients(loss, options.scale);
+    },
+    grad: (param: tf.Tensor): tf.Tensor | null => gradOf(param),
+    clipGradNorm: (params: tf.Tensor[], maxNorm: number, normType = 2): number => {
+      const pairs = params.map((p) => [p as tf.Variable, gradOf(p)] as const).filter((x): x is readonly [tf.Variable, tf.Tensor] => x[1] !== null);
+      if (pairs.length === 0) return 0;
+      const total = noGrad(() =>
+        tf.tidy(() => {
+          const grads = pairs.map(([, g]) => g);
+          if (normType === Infinity) return tf.max(tf.stack(grads.map((g) => tf.max(tf.abs(g)))));
+          if (normType === 2) return tf.sqrt(tf.addN(grads.map((g) => tf.sum(tf.square(g)))));
+          return tf.pow(tf.addN(grads.map((g) => tf.sum(tf.pow(tf.abs(g), normType)))), 1 / normType);
+        }),
+      );
+      const norm = total.dataSync()[0];
+      total.dispose();
+      const coef = maxNorm / (norm + 1e-6);
+      if (coef < 1) noGrad(() => pairs.forEach(([p, g]) => setGrad(p, tf.mul(g, coef))));
+      return norm;
+    },
+    clipGradValue: (params: tf.Tensor[], clipValue: number): void => {
+      noGrad(() => {
+        for (const p of params) {
+          const g = gradOf(p);
+          if (g) setGrad(p as tf.Variable, tf.clipByValue(g, -clipValue, clipValue));
+        }
+      });
+    },
+  } satisfies AutogradCapability<tf.Tensor, TfjsModel>;
 
   private computeGradients(loss: Loss<tf.Tensor>, scale: number): void {
     const { value } = accumulateGradients(loss, scale);
@@ -376,7 +423,7 @@ export class TfjsBackend implements Backend<tf.Tensor, TfjsModel, TfjsOptimizer,
 
   /** All-reduce (average) the stored gradients of `model` as one flat float32 buffer. */
   private async averageGradients(model: TfjsModel, group: ProcessGroup<tf.Tensor>): Promise<void> {
-    const params = this.namedParameters(model).map(([, p]) => p);
+    const params = this.models.namedParameters(model).map(([, p]) => p);
     const sizes = params.map((p) => p.size);
     const flat = new Float32Array(sizes.reduce((a, b) => a + b, 0));
     let off = 0;
@@ -402,125 +449,95 @@ export class TfjsBackend implements Backend<tf.Tensor, TfjsModel, TfjsOptimizer,
     return this.pendingSync ?? Promise.resolve();
   }
 
-  grad(param: tf.Tensor): tf.Tensor | null {
-    return gradOf(param);
-  }
-  clipGradNorm(params: tf.Tensor[], maxNorm: number, normType = 2): number {
-    const pairs = params.map((p) => [p as tf.Variable, gradOf(p)] as const).filter((x): x is readonly [tf.Variable, tf.Tensor] => x[1] !== null);
-    if (pairs.length === 0) return 0;
-    const total = noGrad(() =>
-      tf.tidy(() => {
-        const grads = pairs.map(([, g]) => g);
-        if (normType === Infinity) return tf.max(tf.stack(grads.map((g) => tf.max(tf.abs(g)))));
-        if (normType === 2) return tf.sqrt(tf.addN(grads.map((g) => tf.sum(tf.square(g)))));
-        return tf.pow(tf.addN(grads.map((g) => tf.sum(tf.pow(tf.abs(g), normType)))), 1 / normType);
-      }),
-    );
-    const norm = total.dataSync()[0];
-    total.dispose();
-    const coef = maxNorm / (norm + 1e-6);
-    if (coef < 1) noGrad(() => pairs.forEach(([p, g]) => setGrad(p, tf.mul(g, coef))));
-    return norm;
-  }
-  clipGradValue(params: tf.Tensor[], clipValue: number): void {
-    noGrad(() => {
-      for (const p of params) {
-        const g = gradOf(p);
-        if (g) setGrad(p as tf.Variable, tf.clipByValue(g, -clipValue, clipValue));
+  /** {@link TfjsOptimizer}s (`tf.train.*` bound to variables) and {@link TfjsLambdaLR}. */
+  readonly optimizers = {
+    isOptimizer: (x: unknown): x is TfjsOptimizer => x instanceof TfjsOptimizer,
+    step: (optimizer: TfjsOptimizer): void => {
+      if (this.pendingSync) {
+        throw new Error(
+          'optimizer.step() ran while the gradient all-reduce of the last backward was still in flight: with the tfjs backend on several processes, ' +
+            '`await backend.whenGradientsReady()` (or await the promise backward returned) before stepping.',
+        );
       }
-    });
-  }
-  isOptimizer(x: unknown): x is TfjsOptimizer {
-    return x instanceof TfjsOptimizer;
-  }
-  optimizerStep(optimizer: TfjsOptimizer): void {
-    if (this.pendingSync) {
-      throw new Error(
-        'optimizer.step() ran while the gradient all-reduce of the last backward was still in flight: with the tfjs backend on several processes, ' +
-          '`await backend.whenGradientsReady()` (or await the promise backward returned) before stepping.',
-      );
-    }
-    optimizer.step();
-  }
-  optimizerZeroGrad(optimizer: TfjsOptimizer, setToNone: boolean): void {
-    optimizer.zeroGrad(setToNone);
-  }
-  optimizerParams(optimizer: TfjsOptimizer): tf.Variable[] {
-    return optimizer.params;
-  }
-  isScheduler(x: unknown): x is TfjsLambdaLR {
-    return x instanceof TfjsLambdaLR;
-  }
-  schedulerOptimizer(scheduler: TfjsLambdaLR): TfjsOptimizer {
-    return scheduler.optimizer;
-  }
-  schedulerStep(scheduler: TfjsLambdaLR): void {
-    scheduler.step();
-  }
-  /**
-   * The optimizer's slot variables (`tf.Optimizer.getWeights()`: the
-   * iteration count, moments, accumulators) as HostTensors, and its learning
-   * rate, for `saveState`.
-   */
-  async optimizerStateDict(optimizer: TfjsOptimizer): Promise<{ lr: number; weights: Array<{ name: string; tensor: HostTensor }> }> {
-    const weights = await optimizer.optimizer.getWeights();
-    return { lr: optimizer.lr, weights: weights.map((w) => ({ name: w.name, tensor: this.toHost(w.tensor) })) };
-  }
-  /** Restore {@link TfjsBackend.optimizerStateDict}'s output (`tf.Optimizer.setWeights`; slots are matched by position). */
-  async loadOptimizerStateDict(optimizer: TfjsOptimizer, state: unknown): Promise<void> {
-    const s = state as { lr?: unknown; weights?: Array<{ name?: unknown; tensor?: unknown }> };
-    if (!s || !Array.isArray(s.weights) || s.weights.some((w) => typeof w?.name !== 'string' || !(w.tensor instanceof HostTensor))) {
-      throw new TypeError('loadOptimizerStateDict: expected { lr, weights: [{ name, tensor }] } as optimizerStateDict() returns.');
-    }
-    const tensors = s.weights.map((w) => ({ name: w.name as string, tensor: this.fromHost(w.tensor as HostTensor) }));
-    try {
-      await optimizer.optimizer.setWeights(tensors);
-    } finally {
-      // setWeights made variables of them.
-      for (const t of tensors) t.tensor.dispose();
-    }
-    if (typeof s.lr === 'number') optimizer.lr = s.lr;
-  }
-  /** The schedule's position (`last_epoch`), base rate and current rate. */
-  schedulerStateDict(scheduler: TfjsLambdaLR): { last_epoch: number; base_lr: number; lr: number } {
-    return { last_epoch: scheduler.lastEpoch, base_lr: scheduler.baseLr, lr: scheduler.optimizer.lr };
-  }
-  /** Restore {@link TfjsBackend.schedulerStateDict}'s output and the rate it had set. */
-  loadSchedulerStateDict(scheduler: TfjsLambdaLR, state: unknown): void {
-    const s = state as { last_epoch?: unknown; base_lr?: unknown; lr?: unknown };
-    if (typeof s?.last_epoch !== 'number') throw new TypeError('loadSchedulerStateDict: expected { last_epoch, base_lr, lr } as schedulerStateDict() returns.');
-    scheduler.lastEpoch = s.last_epoch;
-    if (typeof s.base_lr === 'number') (scheduler as { baseLr: number }).baseLr = s.base_lr;
-    scheduler.optimizer.lr = typeof s.lr === 'number' ? s.lr : scheduler.baseLr * scheduler.lrLambda(scheduler.lastEpoch);
-  }
+      optimizer.step();
+    },
+    zeroGrad: (optimizer: TfjsOptimizer, setToNone: boolean): void => {
+      optimizer.zeroGrad(setToNone);
+    },
+    params: (optimizer: TfjsOptimizer): tf.Variable[] => optimizer.params,
+    /**
+     * The optimizer's slot variables (`tf.Optimizer.getWeights()`: the
+     * iteration count, moments, accumulators) as HostTensors, and its learning
+     * rate, for `saveState`.
+     */
+    stateDict: async (optimizer: TfjsOptimizer): Promise<{ lr: number; weights: Array<{ name: string; tensor: HostTensor }> }> => {
+      const weights = await optimizer.optimizer.getWeights();
+      return { lr: optimizer.lr, weights: weights.map((w) => ({ name: w.name, tensor: this.toHost(w.tensor) })) };
+    },
+    /** Restore `optimizers.stateDict`'s output (`tf.Optimizer.setWeights`; slots are matched by position). */
+    loadStateDict: async (optimizer: TfjsOptimizer, state: unknown): Promise<void> => {
+      const s = state as { lr?: unknown; weights?: Array<{ name?: unknown; tensor?: unknown }> };
+      if (!s || !Array.isArray(s.weights) || s.weights.some((w) => typeof w?.name !== 'string' || !(w.tensor instanceof HostTensor))) {
+        throw new TypeError('optimizers.loadStateDict: expected { lr, weights: [{ name, tensor }] } as optimizers.stateDict() returns.');
+      }
+      const tensors = s.weights.map((w) => ({ name: w.name as string, tensor: this.fromHost(w.tensor as HostTensor) }));
+      try {
+        await optimizer.optimizer.setWeights(tensors);
+      } finally {
+        // setWeights made variables of them.
+        for (const t of tensors) t.tensor.dispose();
+      }
+      if (typeof s.lr === 'number') optimizer.lr = s.lr;
+    },
+    isScheduler: (x: unknown): x is TfjsLambdaLR => x instanceof TfjsLambdaLR,
+    schedulerOptimizer: (scheduler: TfjsLambdaLR): TfjsOptimizer => scheduler.optimizer,
+    schedulerStep: (scheduler: TfjsLambdaLR): void => {
+      scheduler.step();
+    },
+    /** The schedule's position (`last_epoch`), base rate and current rate. */
+    schedulerStateDict: (scheduler: TfjsLambdaLR): { last_epoch: number; base_lr: number; lr: number } => ({
+      last_epoch: scheduler.lastEpoch,
+      base_lr: scheduler.baseLr,
+      lr: scheduler.optimizer.lr,
+    }),
+    /** Restore `schedulerStateDict`'s output and the rate it had set. */
+    loadSchedulerStateDict: (scheduler: TfjsLambdaLR, state: unknown): void => {
+      const s = state as { last_epoch?: unknown; base_lr?: unknown; lr?: unknown };
+      if (typeof s?.last_epoch !== 'number') throw new TypeError('loadSchedulerStateDict: expected { last_epoch, base_lr, lr } as schedulerStateDict() returns.');
+      scheduler.lastEpoch = s.last_epoch;
+      if (typeof s.base_lr === 'number') (scheduler as { baseLr: number }).baseLr = s.base_lr;
+      scheduler.optimizer.lr = typeof s.lr === 'number' ? s.lr : scheduler.baseLr * scheduler.lrLambda(scheduler.lastEpoch);
+    },
+  } satisfies OptimizerCapability<tf.Tensor, TfjsOptimizer, TfjsLambdaLR>;
 
-  // ---- randomness, memory, communication ----
-  /** Seed this package's generator (tfjs has no global one; see the `rng` module for what is reproducible). */
-  manualSeed(seed: number): void {
-    rng.manualSeed(seed);
-  }
-  getRngState(): Uint8Array {
-    return rng.getRngState();
-  }
-  setRngState(state: Uint8Array): void {
-    rng.setRngState(state);
-  }
-  /** Bytes held by tfjs tensors (`tf.memory().numBytes`). */
-  memoryInfo(): MemoryInfo {
-    return { allocated: tf.memory().numBytes };
-  }
-  isOutOfMemoryError(error: unknown): boolean {
-    if (!(error instanceof Error)) return false;
-    return /out of memory|OOM when allocating|Array buffer allocation failed|Cannot enlarge memory|Aborted\(OOM\)/i.test(error.message);
-  }
-  /** Drop the gradient tape, if one is recording (wasm memory itself cannot shrink). */
-  emptyCache(): void {
-    discardRecording();
-  }
-  /** Join a process group through `@accelerate/backend-libtorch`'s gloo (host buffers); throws what to install without it. */
-  initProcessGroup(options: ProcessGroupOptions): Promise<ProcessGroup<tf.Tensor>> {
-    return initTfjsProcessGroup(options, this.glooImporter);
-  }
+  /** This package's generator (tfjs has no global one; see the `rng` module for what is reproducible). */
+  readonly rng = {
+    manualSeed: (seed: number): void => {
+      rngState.manualSeed(seed);
+    },
+    getState: (): Uint8Array => rngState.getRngState(),
+    setState: (state: Uint8Array): void => {
+      rngState.setRngState(state);
+    },
+  } satisfies RngCapability;
+
+  readonly memory = {
+    /** Bytes held by tfjs tensors (`tf.memory().numBytes`). */
+    info: (): MemoryInfo => ({ allocated: tf.memory().numBytes }),
+    isOutOfMemoryError: (error: unknown): boolean => {
+      if (!(error instanceof Error)) return false;
+      return /out of memory|OOM when allocating|Array buffer allocation failed|Cannot enlarge memory|Aborted\(OOM\)/i.test(error.message);
+    },
+    /** Drop the gradient tape, if one is recording (wasm memory itself cannot shrink). */
+    emptyCache: (): void => {
+      discardRecording();
+    },
+  } satisfies MemoryCapability;
+
+  readonly communication = {
+    /** Join a process group through `@accelerate/backend-libtorch`'s gloo (host buffers); throws what to install without it. */
+    initProcessGroup: (options: ProcessGroupOptions): Promise<ProcessGroup<tf.Tensor>> => initTfjsProcessGroup(options, this.glooImporter),
+  } satisfies CommunicationCapability<tf.Tensor>;
 }
 
 /** A core {@link BackendFactory} producing a {@link TfjsBackend}. */

@@ -1,5 +1,5 @@
 // saveState / loadState with the tfjs backend: Adam's slot variables and the learning-rate
-// schedule go through the backend's optimizerStateDict / schedulerStateDict, and a run stopped
+// schedule go through the backend's optimizers.stateDict / schedulerStateDict, and a run stopped
 // mid-epoch and resumed in a fresh Accelerator continues with identical losses.
 import { describe, it, expect, beforeAll, beforeEach } from 'vitest';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
@@ -29,8 +29,8 @@ function initWeights(model: Net, seed: number) {
   let s = seed >>> 0;
   const r = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) - 0.5;
   const sd: Record<string, HostTensor> = {};
-  for (const [name, p] of backend.namedParameters(model)) sd[name] = new HostTensor(Float32Array.from({ length: p.size }, r), [...p.shape], 'float32');
-  backend.loadStateDict(model, sd);
+  for (const [name, p] of backend.models.namedParameters(model)) sd[name] = new HostTensor(Float32Array.from({ length: p.size }, r), [...p.shape], 'float32');
+  backend.models.loadStateDict(model, sd);
 }
 
 const data = Array.from({ length: 20 }, (_, i) => ({
@@ -68,7 +68,7 @@ async function run(opts: { seed: number; stopAfter?: number; dir: string; resume
       }
     }
   }
-  return { losses, lr: opt.lr, weights: backend.namedParameters(m).map(([, p]) => [...p.dataSync()]) };
+  return { losses, lr: opt.lr, weights: backend.models.namedParameters(m).map(([, p]) => [...p.dataSync()]) };
 }
 
 describe('saveState / loadState with tfjs', () => {

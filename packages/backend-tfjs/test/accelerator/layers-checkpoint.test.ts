@@ -61,14 +61,14 @@ describe('tf.LayersModel checkpoints are in the torch layout', () => {
 
     const b = autoNamed(7);
     expect(predict(b)).not.toEqual(predict(a));
-    backend.loadStateDict(b, files);
+    backend.models.loadStateDict(b, files);
     expect(predict(b)).toEqual(predict(a));
     // The tfjs names still load (checkpoints written before), and a wrong torch-layout state is refused by name.
     const c = autoNamed(9);
-    backend.loadStateDict(c, backend.stateDict(a));
+    backend.models.loadStateDict(c, backend.models.stateDict(a));
     expect(predict(c)).toEqual(predict(a));
     const { ['layers.1.bias']: _, ...partial } = files;
-    expect(() => backend.loadStateDict(c, partial)).toThrow(/torch layout, strict.*missing keys \["layers\.1\.bias"\]/);
+    expect(() => backend.models.loadStateDict(c, partial)).toThrow(/torch layout, strict.*missing keys \["layers\.1\.bias"\]/);
   });
 
   it('saveState then loadState into a fresh Accelerator restores the LayersModel and its Adam state', async () => {

@@ -32,14 +32,14 @@ describe('per-step path (wasm)', () => {
       const { value, grads } = tf.variableGrads(loss);
       tf.dispose([value, ...Object.values(grads)]);
     });
-    expect(made(() => b.backward(loss, { scale: 1 }))).toBe(raw);
+    expect(made(() => b.autograd.backward(loss, { scale: 1 }))).toBe(raw);
     opt.zeroGrad();
-    b.backward(loss, { scale: 1 });
+    b.autograd.backward(loss, { scale: 1 });
     const once = Array.from(gradOf(m.fc.weight)!.dataSync());
-    b.backward(loss, { scale: 0.5 });
+    b.autograd.backward(loss, { scale: 0.5 });
     expect(Array.from(gradOf(m.fc.weight)!.dataSync())).toEqual(once.map((v) => v * 1.5));
     opt.zeroGrad();
-    b.backward(loss, { scale: 0.5 });
+    b.autograd.backward(loss, { scale: 0.5 });
     expect(Array.from(gradOf(m.fc.weight)!.dataSync())).toEqual(once.map((v) => v * 0.5));
     opt.zeroGrad();
   });

@@ -51,14 +51,14 @@ function grads(model: MLP): number[][] {
 
 describe('Accelerator + tfjs', () => {
   it('prepare keeps the model, wraps the optimizer, and the loader yields tfjs tensors (int64 labels as int32)', async () => {
-    backend.manualSeed(0);
+    backend.rng.manualSeed(0);
     const acc = make();
     const model = new MLP();
     const [m, o, l] = await acc.prepare(model, adam(model, 1e-2), new DataLoader<Sample, Batch>(samples(10, 1), { batchSize: 4 }));
     expect(m).toBe(model);
     expect(acc.device).toBe('cpu');
     expect(l).toBeInstanceOf(DataLoaderShard);
-    expect(backend.namedParameters(m).map(([n]) => n)).toEqual(['fc1.weight', 'fc1.bias', 'fc2.weight', 'fc2.bias']);
+    expect(backend.models.namedParameters(m).map(([n]) => n)).toEqual(['fc1.weight', 'fc1.bias', 'fc2.weight', 'fc2.bias']);
     for await (const b of l) {
       expect(b.x).toBeInstanceOf(tf.Tensor);
       expect(b.x.shape).toEqual([4, 8]);
@@ -70,7 +70,7 @@ describe('Accelerator + tfjs', () => {
   });
 
   it('[B36] with gradientAccumulationSteps = 2, backward(closure) accumulates the gradients of loss / 2', async () => {
-    backend.manualSeed(1);
+    backend.rng.manualSeed(1);
     const model = new MLP();
     const data = samples(8, 2);
     const batches: Batch[] = [0, 1].map((k) => ({
@@ -81,7 +81,7 @@ describe('Accelerator + tfjs', () => {
     const opt0 = sgd(model, 0.1);
     const ref: number[][][] = [];
     for (const b of batches) {
-      backend.backward(() => lossOf(model, b), { scale: 1 });
+      backend.autograd.backward(() => lossOf(model, b), { scale: 1 });
       ref.push(grads(model));
       opt0.zeroGrad();
     }
@@ -108,21 +108,21 @@ describe('Accelerator + tfjs', () => {
   });
 
   it('a loss tensor after a TfjsModule forward gives the same gradients as the closure; an unrecorded tensor is refused with the fix', async () => {
-    backend.manualSeed(2);
+    backend.rng.manualSeed(2);
     const model = new MLP();
     const opt = sgd(model, 0.1);
     const b = { x: tf.tensor(samples(4, 3).flatMap((s) => [...(s.x.data as Float32Array)]), [4, 8]), y: tf.tensor([0, 1, 2, 0], [4], 'int32') };
-    backend.backward(() => lossOf(model, b), { scale: 0.5 });
+    backend.autograd.backward(() => lossOf(model, b), { scale: 0.5 });
     const fromClosure = grads(model);
     expect(backend.lastLoss?.rank).toBe(0);
     opt.zeroGrad();
     const loss = tf.tidy(() => lossOf(model, b));
-    backend.backward(loss, { scale: 0.5 });
+    backend.autograd.backward(loss, { scale: 0.5 });
     grads(model).forEach((g, i) => g.forEach((v, k) => expect(v).toBeCloseTo(fromClosure[i][k], 6)));
     opt.zeroGrad();
     model.eval();
     const unrecorded = lossOf(model, b);
-    expect(() => backend.backward(unrecorded, { scale: 1 })).toThrow(/computed without a gradient tape.*accelerator\.backward\(\(\) => lossFn/);
+    expect(() => backend.autograd.backward(unrecorded, { scale: 1 })).toThrow(/computed without a gradient tape.*accelerator\.backward\(\(\) => lossFn/);
     model.train();
     tf.dispose([loss, unrecorded, b.x, b.y]);
   });
@@ -133,7 +133,7 @@ describe('Accelerator + tfjs', () => {
       layers: [tf.layers.dense({ units: 5, inputShape: [8], activation: 'relu', name: 'hidden' }), tf.layers.dense({ units: 3 })],
     });
     const [m, o] = await acc.prepare(net, adam(net, 1e-2));
-    expect(backend.namedParameters(m).map(([n]) => n)).toEqual(['hidden.kernel', 'hidden.bias', 'layers.1.kernel', 'layers.1.bias']);
+    expect(backend.models.namedParameters(m).map(([n]) => n)).toEqual(['hidden.kernel', 'hidden.bias', 'layers.1.kernel', 'layers.1.bias']);
     const x = tf.randomNormal([6, 8], 0, 1, 'float32', 1);
     const y = tf.oneHot(tf.tensor([0, 1, 2, 0, 1, 2], [6], 'int32'), 3);
     const before = Array.from(net.getWeights()[0].dataSync());
@@ -155,7 +155,7 @@ describe('Accelerator + tfjs', () => {
   });
 
   it('200 optimizer steps through the Accelerator leave tf.memory().numTensors flat, and the model learns', async () => {
-    backend.manualSeed(3);
+    backend.rng.manualSeed(3);
     const acc = make();
     const model = new MLP();
     const opt0 = adam(model, 1e-2);
@@ -192,7 +192,7 @@ describe('Accelerator + tfjs', () => {
   });
 
   it('the tensor-loss form also runs 100 steps without growing the tensor count', async () => {
-    backend.manualSeed(4);
+    backend.rng.manualSeed(4);
     const acc = make();
     const model = new MLP();
     const [m, o, loader] = await acc.prepare(model, adam(model, 1e-2), new DataLoader<Sample, Batch>(samples(400, 6), { batchSize: 4 }));

@@ -50,7 +50,7 @@ describe('tfjs process groups', () => {
 
     // Reference in this process: rank 0's initial weights, the gradient averaged over both ranks' batches.
     const backend = await TfjsBackend.create({ engine: 'wasm' });
-    backend.manualSeed(100);
+    backend.rng.manualSeed(100);
     const model = new Linear(4, 2);
     const opt = sgd(model, 0.1);
     const batches = [0, 1].map((r) => {
@@ -58,7 +58,7 @@ describe('tfjs process groups', () => {
       return { X: tf.tensor(x, [3, 4]), Y: tf.tensor(y, [3, 2]) };
     });
     for (let step = 0; step < 3; step++) {
-      for (const b of batches) backend.backward(() => tf.losses.meanSquaredError(b.Y, model.forward(b.X)), { scale: 0.5 });
+      for (const b of batches) backend.autograd.backward(() => tf.losses.meanSquaredError(b.Y, model.forward(b.X)), { scale: 0.5 });
       if (step === 0) Array.from(gradOf(model.weight)!.dataSync()).forEach((v, i) => expect(r0.firstGrad[i]).toBeCloseTo(v, 6));
       opt.step();
       opt.zeroGrad();

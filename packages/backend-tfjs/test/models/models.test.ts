@@ -51,9 +51,9 @@ describe('discovery entry', () => {
 describe('TfjsModule', () => {
   it('names parameters by module path, keeps buffers in the state dict only, and refuses duplicate or dotted names', () => {
     const m = new Block();
-    expect(b.namedParameters(m).map(([n]) => n)).toEqual(['scale', 'lin.weight', 'lin.bias']);
-    expect(Object.keys(b.stateDict(m))).toEqual(['scale', 'lin.weight', 'lin.bias', 'count']);
-    expect(b.namedParameters(m)[1][1].shape).toEqual([2, 3]);
+    expect(b.models.namedParameters(m).map(([n]) => n)).toEqual(['scale', 'lin.weight', 'lin.bias']);
+    expect(Object.keys(b.models.stateDict(m))).toEqual(['scale', 'lin.weight', 'lin.bias', 'count']);
+    expect(b.models.namedParameters(m)[1][1].shape).toEqual([2, 3]);
     expect(() => m.param('scale', tf.ones([1]))).toThrow(/already has a parameter, buffer or module named "scale"/);
     expect(() => m.param('a.b', tf.ones([1]))).toThrow(/must be letters, digits or _/);
     expect(() => new TfjsModule().forward()).toThrow(/has no forward\(\)/);
@@ -62,7 +62,7 @@ describe('TfjsModule', () => {
   it('two modules built the same way get the same names (tfjs variable names differ)', () => {
     const a = new Block();
     const c = new Block();
-    expect(b.namedParameters(a).map(([n]) => n)).toEqual(b.namedParameters(c).map(([n]) => n));
+    expect(b.models.namedParameters(a).map(([n]) => n)).toEqual(b.models.namedParameters(c).map(([n]) => n));
     expect(a.lin.weight.name).not.toBe(c.lin.weight.name);
   });
 
@@ -136,18 +136,18 @@ describe('tf.LayersModel names', () => {
       ['bn.moving_variance', 'BatchNormalization', false],
       ['layers.2.kernel', 'Dense', true],
     ]);
-    expect(b.namedParameters(outer).map(([n]) => n)).toEqual(['enc.layers.0.kernel', 'enc.layers.0.bias', 'bn.gamma', 'bn.beta', 'layers.2.kernel']);
-    expect(Object.keys(b.stateDict(outer))).toHaveLength(7);
+    expect(b.models.namedParameters(outer).map(([n]) => n)).toEqual(['enc.layers.0.kernel', 'enc.layers.0.bias', 'bn.gamma', 'bn.beta', 'layers.2.kernel']);
+    expect(Object.keys(b.models.stateDict(outer))).toHaveLength(7);
   });
 
   it('the same architecture built twice has the same names, and its state dict loads across', () => {
     const build = () => tf.sequential({ layers: [tf.layers.dense({ units: 4, inputShape: [3] }), tf.layers.dense({ units: 2 })] });
     const a = build();
     const c = build();
-    expect(Object.keys(b.stateDict(c))).toEqual(Object.keys(b.stateDict(a)));
-    b.loadStateDict(c, Object.fromEntries(Object.entries(b.stateDict(a)).map(([k, v]) => [k, b.toHost(v)])));
+    expect(Object.keys(b.models.stateDict(c))).toEqual(Object.keys(b.models.stateDict(a)));
+    b.models.loadStateDict(c, Object.fromEntries(Object.entries(b.models.stateDict(a)).map(([k, v]) => [k, b.toHost(v)])));
     expect(Array.from(c.getWeights()[0].dataSync())).toEqual(Array.from(a.getWeights()[0].dataSync()));
-    expect(() => b.loadStateDict(c, { 'layers.0.kernel': new HostTensor(new Float32Array(3), [3, 1], 'float32') }, { strict: false })).toThrow(
+    expect(() => b.models.loadStateDict(c, { 'layers.0.kernel': new HostTensor(new Float32Array(3), [3, 1], 'float32') }, { strict: false })).toThrow(
       /"layers\.0\.kernel" has shape \[3, 1\] but the model's is \[3, 4\]/,
     );
   });
@@ -156,13 +156,13 @@ describe('tf.LayersModel names', () => {
 describe('randomness', () => {
   it('manualSeed makes seededInitializer layers and nextSeed reproducible; unseeded tfjs initialisers are not tied to it', () => {
     const build = () => tf.sequential({ layers: [tf.layers.dense({ units: 3, inputShape: [4], kernelInitializer: seededInitializer('glorotUniform') })] });
-    b.manualSeed(5);
+    b.rng.manualSeed(5);
     const w1 = Array.from(build().getWeights()[0].dataSync());
     const s1 = nextSeed();
-    b.manualSeed(5);
+    b.rng.manualSeed(5);
     expect(Array.from(build().getWeights()[0].dataSync())).toEqual(w1);
     expect(nextSeed()).toBe(s1);
-    b.manualSeed(6);
+    b.rng.manualSeed(6);
     expect(Array.from(build().getWeights()[0].dataSync())).not.toEqual(w1);
   });
 });
@@ -191,16 +191,16 @@ describe('optimizers and gradients', () => {
   it('clipGradValue clamps, clipGradNorm with the max norm, and gradients of frozen-out params stay null', () => {
     const m = new Linear(2, 1);
     const x = tf.tensor([[10, -20]]);
-    b.backward(() => tf.sum(m.forward(x)), { scale: 1 });
+    b.autograd.backward(() => tf.sum(m.forward(x)), { scale: 1 });
     expect(Array.from(gradOf(m.weight)!.dataSync())).toEqual([10, -20]);
-    b.clipGradValue(m.parameters(), 5);
+    b.autograd.clipGradValue(m.parameters(), 5);
     expect(Array.from(gradOf(m.weight)!.dataSync())).toEqual([5, -5]);
     expect(Array.from(gradOf(m.bias!)!.dataSync())).toEqual([1]);
-    expect(b.clipGradNorm(m.parameters(), 1, Infinity)).toBe(5);
+    expect(b.autograd.clipGradNorm(m.parameters(), 1, Infinity)).toBe(5);
     expect(Array.from(gradOf(m.weight)!.dataSync()).map((v) => +v.toFixed(5))).toEqual([1, -1]);
     const unused = new Linear(2, 1);
-    expect(b.grad(unused.weight)).toBeNull();
-    expect(b.clipGradNorm(unused.parameters(), 1)).toBe(0);
+    expect(b.autograd.grad(unused.weight)).toBeNull();
+    expect(b.autograd.clipGradNorm(unused.parameters(), 1)).toBe(0);
     sgd(m, 0.1).zeroGrad();
   });
 
@@ -209,7 +209,7 @@ describe('optimizers and gradients', () => {
     const c = new Linear(2, 1);
     const opt = momentum([...a.parameters(), ...c.parameters()], 0.1);
     const before = Array.from(c.weight.dataSync());
-    b.backward(() => tf.sum(a.forward(tf.ones([1, 2]))), { scale: 1 });
+    b.autograd.backward(() => tf.sum(a.forward(tf.ones([1, 2]))), { scale: 1 });
     opt.step();
     expect(Array.from(c.weight.dataSync())).toEqual(before);
     opt.zeroGrad();
@@ -229,7 +229,7 @@ describe('optimizers and gradients', () => {
     const opt = sgd(m, 1);
     new TfjsLambdaLR(opt, () => 0.25);
     const w0 = Array.from(m.weight.dataSync());
-    b.backward(() => tf.sum(m.forward(tf.ones([1, 2]))), { scale: 1 });
+    b.autograd.backward(() => tf.sum(m.forward(tf.ones([1, 2]))), { scale: 1 });
     opt.step();
     Array.from(m.weight.dataSync()).forEach((v, i) => expect(v).toBeCloseTo(w0[i] - 0.25, 6));
     opt.zeroGrad();
@@ -237,14 +237,14 @@ describe('optimizers and gradients', () => {
 
   it('the loss must have one element; a non-tensor loss is refused', () => {
     const m = new Linear(2, 2);
-    expect(() => b.backward(() => m.forward(tf.ones([1, 2])), { scale: 1 })).toThrow(/exactly one element, got shape \[1, 2\]/);
-    expect(() => b.backward((() => 3) as never, { scale: 1 })).toThrow(/must be a tf\.Tensor/);
+    expect(() => b.autograd.backward(() => m.forward(tf.ones([1, 2])), { scale: 1 })).toThrow(/exactly one element, got shape \[1, 2\]/);
+    expect(() => b.autograd.backward((() => 3) as never, { scale: 1 })).toThrow(/must be a tf\.Tensor/);
   });
 
   it('isOutOfMemoryError recognises wasm and tfjs-node allocation failures', () => {
-    expect(b.isOutOfMemoryError(new RangeError('Array buffer allocation failed'))).toBe(true);
-    expect(b.isOutOfMemoryError(new Error('OOM when allocating tensor with shape[100000,100000]'))).toBe(true);
-    expect(b.isOutOfMemoryError(new Error('Aborted(OOM)'))).toBe(true);
-    expect(b.isOutOfMemoryError(new Error('shape mismatch'))).toBe(false);
+    expect(b.memory.isOutOfMemoryError(new RangeError('Array buffer allocation failed'))).toBe(true);
+    expect(b.memory.isOutOfMemoryError(new Error('OOM when allocating tensor with shape[100000,100000]'))).toBe(true);
+    expect(b.memory.isOutOfMemoryError(new Error('Aborted(OOM)'))).toBe(true);
+    expect(b.memory.isOutOfMemoryError(new Error('shape mismatch'))).toBe(false);
   });
 });
