@@ -5,6 +5,7 @@
  * @module
  */
 import * as fs from 'node:fs';
+import { requireCapability } from '@accelerate/core';
 import { join } from 'node:path';
 import { checkDeviceMap, checkDeviceMapDevices, deviceFor, type DeviceMap } from './device-map.js';
 import { AlignDevicesHook, addHookToModule, tensorsToOffload, UserCpuOffloadHook, type HookedTensor, type ModelHook } from './hooks.js';
@@ -61,7 +62,7 @@ export function dispatchModel<M>(backend: AnyBackend, model: M, deviceMap: Devic
   const mainDevice: Device = options.mainDevice ?? values.find((d) => d !== 'cpu' && d !== 'disk') ?? 'cpu';
   const single = new Set(values).size === 1;
   if (single && values[0] !== 'disk' && !options.forceHooks) {
-    backend.moveModel(model, deviceName(values[0]));
+    requireCapability(backend, 'models', 'dispatchModel').moveModel(model, deviceName(values[0]));
     setDeviceMap(model, deviceMap);
     return model;
   }
@@ -73,7 +74,7 @@ export function dispatchModel<M>(backend: AnyBackend, model: M, deviceMap: Devic
   const isOffloaded = (t: (typeof all)[number]) => offloadedDevices.includes(devOf.get(t.name)!) && (t.kind === 'parameter' || (options.offloadBuffers === true && t.persistent));
 
   // Weights kept in memory for cpu offload: detached handles, so hooks may free the module's own.
-  const sd = backend.stateDict(model) as Record<string, unknown>;
+  const sd = requireCapability(backend, 'models', 'dispatchModel').stateDict(model) as Record<string, unknown>;
   const cpuWeights = new Map<string, unknown>();
   for (const t of all) {
     if (!isOffloaded(t) || devOf.get(t.name) !== 'cpu') continue;
@@ -175,7 +176,7 @@ function attachOffload<M>(backend: AnyBackend, model: M, weightsMap: OffloadedWe
  */
 export function cpuOffload<M>(backend: AnyBackend, model: M, options: CpuOffloadOptions = {}): M {
   const exec = options.executionDevice ?? defaultExecutionDevice(backend);
-  const sd = options.stateDict ?? (backend.stateDict(model) as Record<string, unknown>);
+  const sd = options.stateDict ?? (requireCapability(backend, 'models', 'cpuOffload').stateDict(model) as Record<string, unknown>);
   const weights = new Map<string, unknown>();
   for (const [k, v] of Object.entries(sd)) weights.set(k, backend.device(v) === 'cpu' ? v : backend.toDevice(v, 'cpu'));
   attachOffload(backend, model, new OffloadedWeightsLoader(backend, { stateDict: weights }), exec, options.offloadBuffers ?? false);
@@ -191,7 +192,7 @@ export function cpuOffload<M>(backend: AnyBackend, model: M, options: CpuOffload
 export function diskOffload<M>(backend: AnyBackend, model: M, offloadFolder: string, options: Omit<CpuOffloadOptions, 'stateDict'> = {}): M {
   const exec = options.executionDevice ?? defaultExecutionDevice(backend);
   if (!fs.existsSync(join(offloadFolder, 'index.json'))) {
-    offloadStateDict(backend, offloadFolder, backend.stateDict(model) as Record<string, unknown>);
+    offloadStateDict(backend, offloadFolder, requireCapability(backend, 'models', 'diskOffload').stateDict(model) as Record<string, unknown>);
   }
   attachOffload(backend, model, new OffloadedWeightsLoader(backend, { saveFolder: offloadFolder }), exec, options.offloadBuffers ?? false);
   setDeviceMap(model, { '': 'disk' });
@@ -211,14 +212,15 @@ export function cpuOffloadWithHook<M>(
 ): { model: M; hook: UserCpuOffloadHook<M> } {
   const exec = options.executionDevice ?? defaultExecutionDevice(backend);
   const prev = options.prevModuleHook;
+  const models = requireCapability(backend, 'models', 'cpuOffloadWithHook');
   const inner: ModelHook<M> = {
     initHook: (m) => {
-      backend.moveModel(m, 'cpu');
+      models.moveModel(m, 'cpu');
       return m;
     },
     preForward: (m, args) => {
       prev?.offload();
-      backend.moveModel(m, exec);
+      models.moveModel(m, exec);
       return args.map((a) => (backend.isTensor(a) ? backend.toDevice(a, exec) : a));
     },
   };

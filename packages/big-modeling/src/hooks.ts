@@ -5,6 +5,7 @@
  * before the forward and sends them back right after.
  * @module
  */
+import { requireCapability } from '@accelerate/core';
 import { modelTensors, need, ownTensors, type AnyBackend } from './tree.js';
 import type { OffloadedWeightsLoader } from './offload.js';
 
@@ -237,7 +238,7 @@ export class UserCpuOffloadHook<M = unknown> {
   ) {}
   /** Move the model back to the cpu. */
   offload(): void {
-    this.backend.moveModel(this.model, 'cpu');
+    requireCapability(this.backend, 'models', 'UserCpuOffloadHook.offload').moveModel(this.model, 'cpu');
   }
   /** Detach the hook; the model stays where it is. */
   remove(): void {

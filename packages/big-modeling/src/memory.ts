@@ -85,8 +85,9 @@ export function getMaxMemory(maxMemory?: MaxMemoryInput, backend?: AnyBackend): 
       const idx = gpuIndex(d.name);
       if (idx === undefined) continue;
       let free = d.freeMemory;
-      if (free === undefined && backend?.memoryInfo) {
-        const info = backend.memoryInfo(d.name);
+      const memoryInfo = backend?.memory?.info;
+      if (free === undefined && memoryInfo) {
+        const info = memoryInfo.call(backend!.memory, d.name);
         if (info.total !== undefined) free = info.total - (info.reserved ?? info.allocated);
       }
       if (free !== undefined) out[String(idx)] = free;

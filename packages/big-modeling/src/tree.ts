@@ -1,35 +1,50 @@
 /**
- * The model as a tree of modules, read through the optional big-modeling
- * methods of core's `Backend`: children, own parameters and buffers,
- * class names, tied parameters.
+ * The model as a tree of modules, read through the optional module-tree
+ * methods of core's `models` backend capability: children, own parameters
+ * and buffers, class names, tied parameters.
  * @module
  */
-import type { Backend } from '@accelerate/core';
+import { requireCapabilityMethod, type Backend, type BackendRoot, type ModelCapability } from '@accelerate/core';
 
 /** A backend as big-modeling uses it (any tensor and model types). */
 export type AnyBackend = Backend<any, any, any, any>;
 
-/** Big-modeling methods of `Backend` that are optional there. */
-export type BigModelingMethod =
-  | 'namedChildren'
-  | 'moduleClassName'
-  | 'ownTensors'
-  | 'setModuleTensor'
-  | 'addForwardHooks'
-  | 'initOnDevice'
-  | 'emptyTensor'
-  | 'cast';
+/** Optional methods of the backend's `models` capability that big-modeling uses. */
+export type BigModelingModelMethod = 'namedChildren' | 'moduleClassName' | 'ownTensors' | 'setModuleTensor' | 'addForwardHooks' | 'initOnDevice';
 
-/** The backend's `method`, or an error that names it and what needs it. */
-export function need<K extends BigModelingMethod>(backend: AnyBackend, method: K, forWhat: string): NonNullable<AnyBackend[K]> {
-  const f = backend[method];
-  if (typeof f !== 'function') {
-    throw new Error(
-      `${forWhat} needs Backend.${method}(), which the ${JSON.stringify(backend.name)} backend does not implement. ` +
-        'Use a backend with big-modeling support (@accelerate/backend-libtorch), or implement the optional big-modeling methods of the Backend interface.',
-    );
+/** Optional tensor methods of the backend root that big-modeling uses. */
+export type BigModelingTensorMethod = 'emptyTensor' | 'cast';
+
+/** Optional backend methods big-modeling uses: `models` methods and root tensor methods. */
+export type BigModelingMethod = BigModelingModelMethod | BigModelingTensorMethod;
+
+/** The type of the backend method `K` (on `models` or on the root). */
+export type BigModelingMethodType<K extends BigModelingMethod> = K extends BigModelingModelMethod
+  ? NonNullable<ModelCapability<any, any>[K]>
+  : K extends BigModelingTensorMethod
+    ? NonNullable<BackendRoot<any>[K]>
+    : never;
+
+const TENSOR_METHODS: ReadonlySet<string> = new Set<BigModelingTensorMethod>(['emptyTensor', 'cast']);
+
+/**
+ * The backend's `method` (bound), or one error that names it, the backend and
+ * what needs it: `models.<method>` through core's `requireCapabilityMethod`,
+ * `emptyTensor` and `cast` on the backend itself.
+ */
+export function need<K extends BigModelingMethod>(backend: AnyBackend, method: K, forWhat: string): BigModelingMethodType<K> {
+  if (TENSOR_METHODS.has(method)) {
+    const f = backend[method as BigModelingTensorMethod];
+    if (typeof f !== 'function') {
+      throw new Error(
+        `${forWhat} needs Backend.${method}(), which the ${JSON.stringify(backend.name)} backend does not implement. ` +
+          'Use a backend with big-modeling support (@accelerate/backend-libtorch), or implement the optional tensor methods of the Backend interface.',
+      );
+    }
+    return (f as (...a: unknown[]) => unknown).bind(backend) as BigModelingMethodType<K>;
   }
-  return (f as (...a: unknown[]) => unknown).bind(backend) as NonNullable<AnyBackend[K]>;
+  const models = requireCapabilityMethod(backend, 'models', method as BigModelingModelMethod, forWhat);
+  return (models[method as BigModelingModelMethod] as (...a: unknown[]) => unknown).bind(models) as BigModelingMethodType<K>;
 }
 
 /** Direct children of `module`. */
