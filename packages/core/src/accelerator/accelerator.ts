@@ -47,6 +47,7 @@ import {
 } from '../checkpoint/save-state.js';
 import type { HostTensor } from '../tensor/host-tensor.js';
 import { resolveConfig, type ResolvedConfig } from '../config/resolve.js';
+import { SETTING_SECTIONS, type SettingSectionName } from '../config/settings.js';
 import { resolveBackend } from '../registry/backend-registry.js';
 import { discoverInstalledBackends } from './backend-discovery.js';
 import { normalizeProjectConfiguration, type DataLoaderConfiguration, type ProjectConfiguration } from './configurations.js';
@@ -475,10 +476,11 @@ export class Accelerator {
     const values = this.config.values();
     const prefix = plugin ? `[${plugin.name}] ` : '';
     const base = getLogger(plugin ? `accelerate.plugin.${plugin.name}` : 'accelerate.plugins');
+    const own = plugin ? this.pluginOptionsOf(plugin) : { options: {}, resolved: this.config };
     return {
       config: values,
-      resolvedConfig: this.config,
-      options: plugin ? this.pluginOptionsOf(plugin) : {},
+      resolvedConfig: own.resolved,
+      options: own.options,
       state: this.state,
       backend: state.backend,
       group: state.group,
@@ -503,11 +505,23 @@ export class Accelerator {
    * A plugin's own settings: its config section (file, env, flags) over the
    * defaults its `config` hook contributes.
    */
-  private pluginOptionsOf(plugin: Plugin): Record<string, unknown> {
-    const defaults = (plugin.config?.(this.config.values()) ?? {}) as Record<string, unknown>;
-    const section = plugin.section ? sectionValues(this.config, plugin.section) : {};
-    return { ...defaults, ...section };
+  private pluginOptionsOf(plugin: Plugin): { options: Record<string, unknown>; resolved: ResolvedConfig } {
+    let hit = this.pluginOptionCache.get(plugin);
+    if (!hit) {
+      const defaults = (plugin.config?.(this.config.values()) ?? {}) as Record<string, unknown>;
+      const name = plugin.section as SettingSectionName | undefined;
+      if (!name || !SETTING_SECTIONS.includes(name)) hit = { options: { ...defaults }, resolved: this.config };
+      else {
+        // The table's section over the plugin's defaults: file, env, flags and constructor win.
+        const resolved = this.config.withPluginDefaults({ [name]: defaults }, plugin.name);
+        hit = { options: { ...resolved.sectionValues(name) }, resolved };
+      }
+      this.pluginOptionCache.set(plugin, hit);
+    }
+    return hit;
   }
+  /** Resolved once per plugin: contexts are built per hook call. */
+  private readonly pluginOptionCache = new WeakMap<Plugin, { options: Record<string, unknown>; resolved: ResolvedConfig }>();
 
   private async plugins(): Promise<PluginContainer> {
     if (!this.pluginContainer) {
@@ -1239,19 +1253,4 @@ function prefixedLogger(base: ReturnType<typeof getLogger>, prefix: string): Ret
       return v.bind(target);
     },
   });
-}
-
-/** The values of one settings section (`fsdp`, `deepspeed`, …) of the resolved configuration, or `{}`. */
-function sectionValues(config: ResolvedConfig, name: string): Record<string, unknown> {
-  const withSections = config as ResolvedConfig & { section?(name: string): unknown };
-  if (typeof withSections.section !== 'function') return {};
-  const section = withSections.section(name) as Record<string, unknown> | undefined;
-  if (!section) return {};
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(section)) {
-    // A section entry may carry its provenance ({ value, source }); plugins get the value.
-    const value = v !== null && typeof v === 'object' && 'value' in v && 'source' in v ? (v as { value: unknown }).value : v;
-    if (value !== undefined) out[k] = value;
-  }
-  return out;
 }

@@ -174,4 +174,23 @@ describe('the plugin context', () => {
       setLogSink(undefined);
     }
   });
+
+  it("reads its typed section over its config-hook defaults: the plugin's default loses to env, file and flags", async () => {
+    const seen: Array<PluginContext<Record<string, unknown>>> = [];
+    const plugin = (): Plugin => ({
+      name: 'my-fsdp',
+      section: 'fsdp',
+      config: () => ({ shardingStrategy: 'SHARD_GRAD_OP', offloadParams: true }),
+      configResolved: (c) => void seen.push(c),
+    });
+    await make({ plugins: [plugin()] }).prepare(new RegressionModel());
+    expect(seen[0]!.options.shardingStrategy).toBe('SHARD_GRAD_OP');
+    expect(seen[0]!.options.offloadParams).toBe(true);
+    expect(seen[0]!.resolvedConfig.section('fsdp').shardingStrategy.source).toBe('plugin default');
+    await AcceleratorState.resetState();
+    await make({ plugins: [plugin()] }, { FSDP_SHARDING_STRATEGY: 'FULL_SHARD' }).prepare(new RegressionModel());
+    expect(seen[1]!.options.shardingStrategy).toBe('FULL_SHARD');
+    expect(seen[1]!.resolvedConfig.section('fsdp').shardingStrategy.source).toBe('env');
+    expect(seen[1]!.options.offloadParams).toBe(true);
+  });
 });
