@@ -1,52 +1,108 @@
 /**
  * Finding installed backends without a global side effect at import time:
- * the Accelerator (or the CLI) imports known backend packages on demand and
- * registers what they export.
+ * every package whose package.json has an `accelerate.backend` field (see
+ * {@link scanAcceleratePackages} for the field) is registered under its name
+ * and priority with a factory that imports its entry only when that backend
+ * is resolved. A package whose entry fails to load is then one line of the
+ * aggregated "no available backend: [libtorch] …, [tfjs] …" error, and of
+ * {@link discoveryFailures}.
  * @module
  */
-import type { BackendFactory } from '../interfaces/backend.js';
-import { registerBackend } from '../registry/backend-registry.js';
+import type { Backend, BackendFactory } from '../interfaces/backend.js';
+import { defaultBackendRegistry, type BackendRegistry } from '../registry/backend-registry.js';
+import { loadPackageEntry, recordDiscoveryFailure, scanAcceleratePackages, type DiscoveredPackage, type ScanOptions } from '../registry/discovery.js';
 
 /**
- * What a backend package exports as `accelerateBackend` so it can be
- * discovered: a name, a priority (higher wins) and a factory.
+ * What a backend package's `accelerate.backend.entry` module exports as
+ * `accelerateBackend`: its factory (and, optionally, the same name and
+ * priority as its package.json field says). Importing the entry should be
+ * cheap and have no side effect: load the heavy parts in `factory.init()`.
+ *
+ * @example
+ * // dist/backend-entry.js
+ * export const accelerateBackend = {
+ *   name: 'acme',
+ *   priority: 20,
+ *   factory: { init: async () => (await import('./backend.js')).createAcmeBackend() },
+ * };
  */
 export interface BackendModuleEntry {
-  name: string;
-  priority: number;
+  name?: string;
+  priority?: number;
   factory: BackendFactory;
 }
 
-/** Backend packages tried by {@link discoverInstalledBackends}, best first. */
-export const KNOWN_BACKEND_PACKAGES: readonly string[] = ['@accelerate/backend-libtorch', '@accelerate/backend-tfjs'];
+/** One backend found by {@link discoverBackends}. */
+export interface DiscoveredBackend {
+  /** The backend's name (`accelerate.backend.name`). */
+  name: string;
+  priority: number;
+  /** The package that provides it. */
+  package: DiscoveredPackage;
+  /** Whether discovery registered it (false: that name was already registered explicitly). */
+  registered: boolean;
+}
 
-/** Why each known package could not be discovered (for `accelerate env` and error messages). */
-export const discoveryFailures = new Map<string, string>();
+/** Options of {@link discoverBackends}. */
+export interface DiscoverBackendsOptions extends ScanOptions {
+  /** Registry to fill. Default: the process-wide one `registerBackend` fills. */
+  registry?: BackendRegistry;
+}
 
-let discovered: Promise<void> | undefined;
+const registeredBy = new WeakMap<BackendRegistry, Set<string>>();
+
+/** A factory that imports the package's entry when the backend is first resolved. */
+function lazyFactory(pkg: DiscoveredPackage): BackendFactory {
+  const b = pkg.backend!;
+  return {
+    async init(): Promise<Backend<any, any, any, any>> {
+      const mod = await loadPackageEntry<{ accelerateBackend?: Partial<BackendModuleEntry> }>(pkg, 'backend');
+      const entry = mod.accelerateBackend;
+      let problem: string | undefined;
+      if (!entry || typeof entry.factory?.init !== 'function') {
+        problem = `${pkg.name}'s backend entry ${b.entry} does not export \`accelerateBackend\` with a factory ({ factory: { init() } })`;
+      } else if (entry.name !== undefined && entry.name !== b.name) {
+        problem = `${pkg.name}'s backend entry calls the backend "${entry.name}" but its package.json "accelerate.backend.name" says "${b.name}"; make them agree`;
+      }
+      if (problem) {
+        recordDiscoveryFailure(pkg.name, 'backend', problem);
+        throw new Error(problem);
+      }
+      return entry!.factory!.init();
+    },
+  };
+}
 
 /**
- * Import each known backend package that is installed and register its
- * `accelerateBackend` export. Runs once; a package that is not installed is
- * skipped, one that fails to load is remembered with its reason.
+ * Register every installed backend package (by its `accelerate.backend`
+ * field) in the registry, without importing anything: each is imported when
+ * it is resolved. A name that is already registered (by `registerBackend`)
+ * keeps its explicit registration. Cheap to call again (the scan is memoised).
  */
-export function discoverInstalledBackends(packages: readonly string[] = KNOWN_BACKEND_PACKAGES): Promise<void> {
-  discovered ??= (async () => {
-    for (const pkg of packages) {
-      try {
-        const mod = (await import(pkg)) as { accelerateBackend?: BackendModuleEntry };
-        const entry = mod.accelerateBackend;
-        if (!entry) {
-          discoveryFailures.set(pkg, 'package does not export `accelerateBackend`');
-          continue;
-        }
-        registerBackend(entry.name, entry.factory, entry.priority);
-      } catch (e) {
-        const err = e as NodeJS.ErrnoException;
-        const notInstalled = err?.code === 'ERR_MODULE_NOT_FOUND' && String(err.message).includes(pkg);
-        discoveryFailures.set(pkg, notInstalled ? 'not installed' : `installed but failed to load: ${err?.message ?? String(e)}`);
-      }
+export function discoverBackends(options: DiscoverBackendsOptions = {}): DiscoveredBackend[] {
+  const registry = options.registry ?? defaultBackendRegistry;
+  let mine = registeredBy.get(registry);
+  if (!mine) registeredBy.set(registry, (mine = new Set()));
+  const out: DiscoveredBackend[] = [];
+  for (const pkg of scanAcceleratePackages(options)) {
+    const b = pkg.backend;
+    if (!b) continue;
+    const key = `${b.name}\0${pkg.dir}`;
+    let registered = mine.has(key);
+    if (!registered && !registry.names().includes(b.name)) {
+      registry.register(b.name, lazyFactory(pkg), b.priority);
+      mine.add(key);
+      registered = true;
     }
-  })();
-  return discovered;
+    out.push({ name: b.name, priority: b.priority, package: pkg, registered });
+  }
+  return out;
+}
+
+/**
+ * {@link discoverBackends} on the default registry, as a promise (what the
+ * Accelerator awaits before resolving a backend).
+ */
+export async function discoverInstalledBackends(options: ScanOptions = {}): Promise<void> {
+  discoverBackends(options);
 }

@@ -7,3 +7,4 @@ export type { JoinUnevenInputsOptions } from './join.js';
 export * from './backend-discovery.js';
 export { wrapOptimizer, wrapScheduler, unwrapPrepared, optimizerStepState, type AcceleratedOptimizerMembers, type OptimizerStepState } from './wrappers.js';
 export type { Prepared, BackendTensorTypes, DeviceTensor, OnDevice } from './prepared-types.js';
+export { loadStrategyPlugin, strategyPluginPackages, type StrategyPluginModule } from './strategy-discovery.js';

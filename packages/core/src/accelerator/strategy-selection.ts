@@ -8,10 +8,10 @@
  */
 import type { ResolvedValues } from '../config/resolve.js';
 import type { Plugin } from '../interfaces/plugin.js';
-import { STRATEGY_PACKAGES } from '../interfaces/strategy.js';
+import { STRATEGY_INSTALL_HINTS } from '../interfaces/strategy.js';
 
 /** A strategy family the configuration can ask for. */
-export type RequestedStrategy = keyof typeof STRATEGY_PACKAGES;
+export type RequestedStrategy = keyof typeof STRATEGY_INSTALL_HINTS;
 
 /**
  * The strategy the resolved configuration asks for (`distributed_type: FSDP`,
@@ -46,7 +46,7 @@ export function strategyProvider(plugins: readonly Plugin[]): Plugin | undefined
 
 /** The error for a requested strategy whose package is not installed. */
 export function missingStrategyPackage(requested: RequestedStrategy, why: string): Error {
-  const pkg = STRATEGY_PACKAGES[requested];
+  const pkg = STRATEGY_INSTALL_HINTS[requested];
   return new Error(
     `The configuration asks for ${requested} (distributed_type: ${requested}), which @accelerate/core does not provide: ${why}. ` +
       `Install it (npm install ${pkg}) and it is used automatically, or pass its plugin to new Accelerator({ plugins: [...] }); ` +

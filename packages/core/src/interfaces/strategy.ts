@@ -117,8 +117,13 @@ export interface DistributionStrategy<M = unknown, T = unknown> {
   teardown?(): void | Promise<void>;
 }
 
-/** Which package provides each strategy a config can ask for by `distributed_type`. */
-export const STRATEGY_PACKAGES: Readonly<Record<'FSDP' | 'DEEPSPEED' | 'MEGATRON_LM', string>> = {
+/**
+ * The package to suggest (only as the text of an "npm install …" hint) for
+ * each strategy a configuration can ask for by `distributed_type`. Core never
+ * imports these names: the plugin is found by scanning for a package whose
+ * package.json says `"accelerate": { "plugin": { "entry": "…", "strategy": "FSDP" } }`.
+ */
+export const STRATEGY_INSTALL_HINTS: Readonly<Record<'FSDP' | 'DEEPSPEED' | 'MEGATRON_LM', string>> = {
   FSDP: '@accelerate/plugin-fsdp',
   DEEPSPEED: '@accelerate/plugin-deepspeed',
   MEGATRON_LM: '@accelerate/plugin-megatron',

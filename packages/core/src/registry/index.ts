@@ -1,1 +1,2 @@
 export * from './backend-registry.js';
+export * from './discovery.js';

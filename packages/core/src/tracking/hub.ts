@@ -28,6 +28,7 @@ import {
   type TrackerClass,
   type TrackerRegistry,
 } from './registry.js';
+import { loadPackageEntry, recordDiscoveryFailure, scanAcceleratePackages, type ScanOptions } from '../registry/discovery.js';
 import { histogramOf, normalizeImage, sanitizeLogValues, type ImageInput } from './values.js';
 
 /** One entry of `logWith`: a tracker name, a tracker class, or a tracker object. */
@@ -54,7 +55,7 @@ export interface TrackerHubOptions {
   debug?: (message: string) => void;
   /** Registry of user tracker classes. Default: the one {@link registerTrackerClass} fills. */
   registry?: TrackerRegistry;
-  /** Loads the built-in tracker classes. Default: `import('@accelerate/trackers')`'s `builtinTrackers`. */
+  /** Loads the tracker classes installed packages provide. Default: {@link loadDiscoveredTrackers} (packages with an `accelerate.trackers` field). */
   loadBuiltins?: () => Promise<Record<string, TrackerClass>>;
   /**
    * Write the JSONL event stream (the `jsonl` tracker) whenever trackers run
@@ -85,14 +86,42 @@ interface Slot {
 
 type Planned = { kind: 'name'; name: string } | { kind: 'class'; cls: TrackerClass } | { kind: 'instance'; tracker: Tracker };
 
-const BUILTIN_PACKAGE = '@accelerate/trackers';
+/** The package to suggest (hint text only) when a built-in tracker name has no installed provider. */
+const BUILTIN_PACKAGE_HINT = '@accelerate/trackers';
 
-async function importBuiltins(): Promise<Record<string, TrackerClass>> {
-  // A variable specifier: core must not depend on the trackers package at build time.
-  const spec: string = BUILTIN_PACKAGE;
-  const mod = (await import(spec)) as { builtinTrackers?: Record<string, TrackerClass> };
-  if (!mod.builtinTrackers) throw new Error(`${BUILTIN_PACKAGE} does not export builtinTrackers`);
-  return mod.builtinTrackers;
+/** Thrown by {@link loadDiscoveredTrackers} when no installed package provides any tracker. */
+class NoTrackerPackageError extends Error {
+  readonly code = 'ACCELERATE_NO_TRACKER_PACKAGE';
+}
+
+/**
+ * The tracker classes of every installed package whose package.json has an
+ * `accelerate.trackers` entry (a module exporting `accelerateTrackers`:
+ * `{ [logWithName]: TrackerClass }`), merged, the nearest package first.
+ * Packages that fail to load are skipped (and listed in `discoveryFailures()`);
+ * when none loads, the error says why.
+ */
+export async function loadDiscoveredTrackers(options: ScanOptions = {}): Promise<Record<string, TrackerClass>> {
+  const packages = scanAcceleratePackages(options).filter((p) => p.trackers);
+  const classes: Record<string, TrackerClass> = {};
+  const problems: string[] = [];
+  for (const pkg of packages) {
+    try {
+      const mod = await loadPackageEntry<{ accelerateTrackers?: Record<string, TrackerClass> }>(pkg, 'trackers');
+      if (!mod.accelerateTrackers || typeof mod.accelerateTrackers !== 'object') {
+        const reason = `${pkg.name}'s trackers entry ${pkg.trackers!.entry} does not export accelerateTrackers`;
+        recordDiscoveryFailure(pkg.name, 'trackers', reason);
+        problems.push(reason);
+        continue;
+      }
+      for (const [name, cls] of Object.entries(mod.accelerateTrackers)) if (!(name in classes)) classes[name] = cls;
+    } catch (e) {
+      problems.push(asError(e).message);
+    }
+  }
+  if (packages.length === 0) throw new NoTrackerPackageError('no installed package declares "accelerate.trackers" in its package.json');
+  if (Object.keys(classes).length === 0 && problems.length > 0) throw new Error(problems.join('; '));
+  return classes;
 }
 
 function defaultWarn(message: string): void {
@@ -235,7 +264,7 @@ export class TrackerHub {
   }
 
   private loadBuiltins(): Promise<Record<string, TrackerClass>> {
-    this.builtins ??= (this.options.loadBuiltins ?? importBuiltins)();
+    this.builtins ??= (this.options.loadBuiltins ?? loadDiscoveredTrackers)();
     return this.builtins;
   }
 
@@ -248,10 +277,13 @@ export class TrackerHub {
       return cls;
     } catch (e) {
       const err = asError(e);
-      const missing = (err as { code?: string }).code === 'ERR_MODULE_NOT_FOUND' && err.message.includes(BUILTIN_PACKAGE);
+      const missing = (err as { code?: string }).code === 'ACCELERATE_NO_TRACKER_PACKAGE';
+      const from = name in KNOWN_TRACKERS ? ` comes from ${BUILTIN_PACKAGE_HINT}, which` : '';
       const msg = missing
-        ? `tracker "${name}" comes from ${BUILTIN_PACKAGE}, which is not installed: npm install ${BUILTIN_PACKAGE}. Training continues without "${name}".`
-        : `tracker "${name}" comes from ${BUILTIN_PACKAGE}, which could not be loaded (${err.message}); check that it and @accelerate/core are the same version. Training continues without "${name}".`;
+        ? from
+          ? `tracker "${name}"${from} is not installed: npm install ${BUILTIN_PACKAGE_HINT}. Training continues without "${name}".`
+          : `no installed package provides tracker "${name}" (none declares "accelerate.trackers" in its package.json). Training continues without "${name}".`
+        : `tracker "${name}"${from} could not be loaded (${err.message}); check that it and @accelerate/core are the same version. Training continues without "${name}".`;
       if (explicit) this.warn(msg);
       else this.options.debug?.(msg);
       return undefined;
