@@ -180,6 +180,11 @@ export class BackendRegistry {
     return entry.promise;
   }
 
+  /** The backends whose `init()` has succeeded, in resolution order (what `setSeed` seeds). */
+  initialized(): Backend[] {
+    return this.sorted().flatMap((e) => (e.backend && !e.failed ? [e.backend] : []));
+  }
+
   /** Every registered backend in resolution order, with its state (for `accelerate env`). */
   list(): BackendInfo[] {
     return this.sorted().map((e) => {
