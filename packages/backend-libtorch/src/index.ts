@@ -19,7 +19,6 @@ export { manualSeed, getRngState, setRngState, setNumThreads, getNumThreads, ver
 export { GlooProcessGroup, DEFAULT_TIMEOUT_MS, DEFAULT_GLOO_THREADS, threadSettings, type GroupData, type ThreadSettings } from './distributed.js';
 export { wrapDistributed, unwrapDistributed, setGradientSync, noSync, triggerSyncInBackward, isDistributed, ddpInfo, joinDistributed, type DistributedDataParallelOptions, type DistributedDataParallelInfo, type JoinOptions } from './ddp.js';
 
-import { registerSeedHook } from '@accelerate/core';
 import type { Tensor } from './tensor.js';
 // Prepared DataLoaders yield this package's tensors: type them so (see BackendTensorTypes).
 declare module '@accelerate/core' {
@@ -27,12 +26,6 @@ declare module '@accelerate/core' {
     libtorch: Tensor;
   }
 }
-import { libtorch as libtorchFactory } from './backend.js';
-import { manualSeed as seedTorch } from './runtime.js';
-// core's setSeed seeds libtorch's generators at once, as Python's set_seed seeds torch.
-registerSeedHook('libtorch', seedTorch);
-/**
- * Discovery entry: `@accelerate/core`'s Accelerator imports installed backend
- * packages on demand and registers this (priority 10: preferred over tfjs).
- */
-export const accelerateBackend = { name: 'libtorch', priority: 10, factory: libtorchFactory() } as const;
+// Importing this package has no global effect: core finds the backend through package.json's
+// `accelerate` field (./backend-entry.js) and seeds libtorch through ../seed-entry.cjs.
+export { accelerateBackend } from './backend-entry.js';

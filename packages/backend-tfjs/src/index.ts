@@ -58,7 +58,6 @@ export {
 } from './checkpoint.js';
 export { TfjsHostProcessGroup, initTfjsProcessGroup, tfjsMultiProcessSupport, GLOO_PACKAGE, type GlooImporter } from './distributed.js';
 
-import { registerSeedHook } from '@accelerate/core';
 import type { tf as tfTypes } from './tf.js';
 // Prepared DataLoaders yield tfjs tensors: type them so (see BackendTensorTypes).
 declare module '@accelerate/core' {
@@ -66,13 +65,7 @@ declare module '@accelerate/core' {
     tfjs: tfTypes.Tensor;
   }
 }
-import { tfjs as tfjsFactory } from './backend.js';
-import { manualSeed as seedTfjs } from './rng.js';
-// core's setSeed seeds this package's generator at once (Linear's initial weights, dropout).
-registerSeedHook('tfjs', seedTfjs);
-/**
- * Discovery entry: `@accelerate/core` imports installed backend packages on
- * demand and registers this (priority 5: libtorch, at 10, is preferred).
- * Creating it does nothing; the engine is chosen when the factory's `init` runs.
- */
-export const accelerateBackend = { name: 'tfjs', priority: 5, factory: tfjsFactory() } as const;
+// Importing this package has no global effect: core finds the backend through package.json's
+// `accelerate` field (./backend-entry.js); setSeed seeds this package's generator once its
+// backend is initialised or active (or call manualSeed from here directly).
+export { accelerateBackend } from './backend-entry.js';
