@@ -16,7 +16,6 @@ export {
 } from './commands/config.js';
 export { askClusterConfig } from './commands/questionnaire.js';
 export {
-  KNOWN_BACKENDS,
   collectEnvInfo,
   describeTfjsEngines,
   formatEnvInfo,

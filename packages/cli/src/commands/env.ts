@@ -16,16 +16,15 @@ import {
   defaultConfigPath,
   formatProvenance,
   formatSections,
+  discoveryFailures,
   loadConfigFile,
   resolveConfig,
+  scanAcceleratePackages,
   type LoadedConfigFile,
   type ResolvedConfig,
 } from '@accelerate/core';
 import type { Command } from 'commander';
 import type { CliContext } from '../context.js';
-
-/** Backend packages `accelerate env` looks for. */
-export const KNOWN_BACKENDS: readonly string[] = ['@accelerate/backend-libtorch', '@accelerate/backend-tfjs'];
 
 /** Whether an optional package can be used. */
 export type PackageStatus =
@@ -186,7 +185,9 @@ export async function collectEnvInfo(ctx: CliContext, options: EnvOptions = {}):
     '@accelerate/core': packageVersion('@accelerate/core') ?? 'unknown',
   };
   const backends: Record<string, PackageStatus> = {};
-  for (const name of KNOWN_BACKENDS) backends[name] = await probePackage(name, ctx.importModule);
+  // Backend packages are the installed ones whose package.json has an `accelerate.backend` field (core's discovery).
+  for (const pkg of scanAcceleratePackages()) if (pkg.backend) backends[pkg.name] = await probePackage(pkg.name, ctx.importModule);
+  for (const f of discoveryFailures()) if (!(f.package in backends) && f.kind !== 'trackers' && f.kind !== 'plugin') backends[f.package] = { state: 'failed', reason: f.reason };
   const tfjs = backends['@accelerate/backend-tfjs']?.state === 'installed' ? await describeTfjsEngines(ctx.importModule) : undefined;
 
   const cpus = os.cpus();
