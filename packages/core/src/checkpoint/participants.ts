@@ -116,10 +116,9 @@ function toHostFor(backend: Backend<any, any, any, any>) {
 
 /** A file name a participant may use: relative, forward slashes, inside the folder, not the manifest. */
 function checkRelative(owner: string, file: string): string {
-  const norm = posix.normalize(file);
+  const norm = typeof file === 'string' && file !== '' ? posix.normalize(file) : '';
   if (
-    typeof file !== 'string' ||
-    file === '' ||
+    norm === '' ||
     file.includes('\\') ||
     file.startsWith('/') ||
     norm !== file ||

@@ -95,7 +95,9 @@ export const SAVE_DELAY_ENV = 'ACCELERATE_TS_TEST_SAVE_DELAY_MS';
  * `weights` their host state dicts, `dir` the (temporary) folder being
  * written. A hook may save extra files into `dir` and may remove entries of
  * `weights` to save those models itself; the remaining ones are written as
- * `model.safetensors`, `model_1.safetensors`, … in order.
+ * `model.safetensors`, `model_1.safetensors`, … in order. Under a strategy
+ * that saves the models itself (`modelCheckpoint`), `weights` is empty, as
+ * Accelerate passes it under FSDP and DeepSpeed.
  */
 export type SaveStateHook = (models: unknown[], weights: Array<Record<string, HostTensor>>, dir: string) => void | Promise<void>;
 
