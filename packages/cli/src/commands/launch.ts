@@ -8,7 +8,7 @@
  * @module
  */
 import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   ConfigError,
@@ -16,13 +16,18 @@ import {
   LaunchError,
   launchArgsFromFlags,
   launchProblemsMessage,
+  missingStrategyPackage,
   parseLaunchFlagValue,
+  strategyPluginPackages,
+  defaultDiscoveryRoots,
   resolveLaunchArgs,
   runLaunch,
   type LaunchArgs,
   type LaunchFlagGroup,
   type LaunchFlagSpec,
   type LaunchValue,
+  type RequestedStrategy,
+  type ResolvedLaunch,
   type SupervisionResult,
 } from '@accelerate/core';
 import { Option, type Command } from 'commander';
@@ -211,6 +216,27 @@ export async function checkTfjsMultiProcess(numProcesses: number, scriptArgs: re
 }
 
 /** Adds `accelerate launch` to the program. */
+const STRATEGY_OF_PARADIGM: Partial<Record<ResolvedLaunch['paradigm'], RequestedStrategy>> = {
+  fsdp: 'FSDP',
+  deepspeed: 'DEEPSPEED',
+  megatron_lm: 'MEGATRON_LM',
+};
+
+/**
+ * A launch that asks for FSDP / DeepSpeed / Megatron-LM (flag, config file or
+ * env) needs the package that provides that strategy; without it every rank
+ * would stop in `ready()`, so say it once, before any process starts. Scripts
+ * run as a module or without Node are not checked.
+ */
+export function checkStrategyPackage(resolved: ResolvedLaunch, cwd: string = process.cwd()): string | undefined {
+  const requested = STRATEGY_OF_PARADIGM[resolved.paradigm];
+  if (!requested || resolved.module || resolved.noPython || !resolved.script) return undefined;
+  const from = [cwd, dirname(resolvePath(cwd, resolved.script)), ...defaultDiscoveryRoots()];
+  if (strategyPluginPackages(requested, { from }).length > 0) return undefined;
+  const why = `no installed package declares "strategy": "${requested}" in its package.json (looked in the node_modules above ${cwd}, the script and @accelerate/core)`;
+  return `${missingStrategyPackage(requested, why).message} Nothing was started.`;
+}
+
 export function registerLaunchCommand(program: Command, ctx: CliContext): void {
   const cmd = program
     .command('launch')
@@ -232,12 +258,14 @@ export function registerLaunchCommand(program: Command, ctx: CliContext): void {
     reportBadFlags(flags, script, scriptArgs, ctx);
     const args = launchArgsFromFlags(flags, script, scriptArgs);
     let numProcesses = 1;
+    let resolved: ResolvedLaunch | undefined;
     try {
-      numProcesses = resolveLaunchArgs(args, { env: ctx.env }).numProcesses;
+      resolved = resolveLaunchArgs(args, { env: ctx.env });
+      numProcesses = resolved.numProcesses;
     } catch {
       // Invalid settings: runLaunch reports them below.
     }
-    const refusal = await checkTfjsMultiProcess(numProcesses, scriptArgs, ctx);
+    const refusal = (await checkTfjsMultiProcess(numProcesses, scriptArgs, ctx)) ?? (resolved && checkStrategyPackage(resolved));
     if (refusal) throw new CliError(refusal);
     const closeDashboard = dashboard ? await runDashboard(ctx, typeof dashboard === 'string' ? dashboard : '.', {}) : undefined;
     try {

@@ -8,3 +8,5 @@ export * from './backend-discovery.js';
 export { wrapOptimizer, wrapScheduler, unwrapPrepared, optimizerStepState, type AcceleratedOptimizerMembers, type OptimizerStepState } from './wrappers.js';
 export type { Prepared, BackendTensorTypes, DeviceTensor, OnDevice } from './prepared-types.js';
 export { loadStrategyPlugin, strategyPluginPackages, type StrategyPluginModule } from './strategy-discovery.js';
+export { missingStrategyPackage, requestedStrategy, type RequestedStrategy } from './strategy-selection.js';
+export { ddpStrategy, singleProcessStrategy } from './builtin-strategies.js';
