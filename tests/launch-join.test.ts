@@ -48,10 +48,10 @@ describe('joinUnevenInputs with real gloo ranks', () => {
     }
   });
 
-  it('[B13] without join support (non-DDP) it warns and still runs the function', () => {
+  it('[B13] without join support (a data-parallel engine without joinUnevenInputs) it warns and still runs the function', () => {
     for (const r of ranksOf(2)) {
       expect(r.ranWithoutJoin).toBe('ran');
-      expect(r.nonDdpWarning).toMatch(/only supported for multi-device data parallel training \(DDP\).*no effect/);
+      expect(r.nonDdpWarning).toMatch(/cannot join uneven inputs \(dataParallel\.joinUnevenInputs\): joinUnevenInputs will have no effect/);
     }
   });
 
