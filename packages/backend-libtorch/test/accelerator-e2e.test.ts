@@ -184,7 +184,7 @@ describe('Accelerator + libtorch in one process', () => {
     model.parameters().forEach((p, i) => expect(p.grad!.dataSync()).toEqual(grads0[i]));
     // maxNorm below: every gradient scaled by maxNorm / norm
     const maxNorm = before / 4;
-    const norm = acc.clipGradNorm(model.parameters(), maxNorm);
+    const norm = await acc.clipGradNorm(model.parameters(), maxNorm);
     expect(norm).toBeCloseTo(before, 4);
     expect(gradNorm(model)).toBeCloseTo(maxNorm, 5);
     const coef = maxNorm / (norm + 1e-6);

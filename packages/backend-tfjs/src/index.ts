@@ -66,6 +66,6 @@ declare module '@accelerate/core' {
   }
 }
 // Importing this package has no global effect: core finds the backend through package.json's
-// `accelerate` field (./backend-entry.js); setSeed seeds this package's generator once its
-// backend is initialised or active (or call manualSeed from here directly).
+// `accelerate` field (./backend-entry.js); this package's generator takes a pending core
+// setSeed at its next draw (core's takeSeed), so setSeed(0) before building a model works.
 export { accelerateBackend } from './backend-entry.js';

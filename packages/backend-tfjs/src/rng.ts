@@ -17,26 +17,37 @@
  * initialisers, and any tfjs random op called without a seed.
  * @module
  */
-import { Generator, type GeneratorState } from '@accelerate/core';
+import { Generator, takeSeed, type GeneratorState } from '@accelerate/core';
 import { tf } from './tf.js';
 
 /** A tfjs layer initialiser (what `kernelInitializer` accepts). */
 export type Initializer = ReturnType<typeof tf.initializers.glorotUniform>;
 
 const generator = new Generator();
+const BACKEND_NAME = 'tfjs';
 
-/** Restart the generator from `seed`. */
+/** Restart the generator from `seed` (an explicit seed: a pending `setSeed` no longer applies). */
 export function manualSeed(seed: number): void {
+  takeSeed(BACKEND_NAME);
   generator.manualSeed(seed);
 }
 
-/** A seed for one tfjs random op, drawn from the generator (in [0, 2^31)). */
+/**
+ * A seed for one tfjs random op, drawn from the generator (in [0, 2^31)).
+ * A core `setSeed` made since the last draw restarts the generator first:
+ * that is how `setSeed(0)` before this package was loaded (or before any
+ * Accelerator exists) still decides the initial weights.
+ */
 export function nextSeed(): number {
+  const pending = takeSeed(BACKEND_NAME);
+  if (pending !== undefined) generator.manualSeed(pending);
   return generator.nextUint32() >>> 1;
 }
 
 /** The generator's state as bytes (UTF-8 JSON of core's `GeneratorState`). */
 export function getRngState(): Uint8Array {
+  const pending = takeSeed(BACKEND_NAME);
+  if (pending !== undefined) generator.manualSeed(pending);
   return new TextEncoder().encode(JSON.stringify(generator.getState()));
 }
 
@@ -48,6 +59,7 @@ export function setRngState(state: Uint8Array): void {
   } catch (cause) {
     throw new TypeError('tfjs setRngState: the bytes are not a state from getRngState() (not JSON).', { cause });
   }
+  takeSeed(BACKEND_NAME);
   generator.setState(parsed);
 }
 

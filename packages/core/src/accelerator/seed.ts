@@ -154,6 +154,20 @@ export function setSeed(seed: number, options: SetSeedOptions = {}): void {
   }
 }
 
+/**
+ * For backends whose generators are JavaScript state (tfjs): the seed of the
+ * latest {@link setSeed} that has not reached `backendName` yet — marking it
+ * as reached — else undefined. The backend calls it before every draw and in
+ * its own `manualSeed` / `setState`, so a seed set before the backend was
+ * loaded applies at its first use, without registering anything at import,
+ * and an explicit reseed afterwards is not overridden.
+ */
+export function takeSeed(backendName: string): number | undefined {
+  if (!request || seededAt.get(backendName) === request.generation) return undefined;
+  seededAt.set(backendName, request.generation);
+  return request.seed + (request.deviceSpecific ? processIndexNow() : 0);
+}
+
 /** Seed a backend that just became active with a seed set before it existed. @internal */
 export function applyPendingSeed(backend: Backend<any, any, any, any>, processIndex: number): void {
   if (!pendingForActive || !request) return;

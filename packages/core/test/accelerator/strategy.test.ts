@@ -66,7 +66,7 @@ describe('the strategy slot', () => {
     expect(calls).toEqual(['wrap:cpu:1']);
     for (let i = 0; i < 4; i++) {
       await acc.accumulate(m, () => {
-        const loss = mseLoss(m.forward(tensor([1, 2], [2, 1])), tensor([2, 4], [2, 1]));
+        const loss = mseLoss(m.forward(tensor([[1], [2]])), tensor([[2], [4]]));
         acc.backward(loss);
         opt.step();
         opt.zeroGrad();

@@ -110,6 +110,6 @@ describe('hostTensorOps', () => {
     const t = f32([1], [1]);
     expect(ops.device(t)).toBe('cpu');
     expect(ops.toDevice(t, 'cpu')).toBe(t);
-    expect(() => ops.toDevice(t, 'cuda:0')).toThrow(/cannot be placed on device 'cuda:0'.*Register a backend/);
+    expect(() => ops.toDevice(t, 'cuda:0')).toThrow(/cannot be placed on device 'cuda:0'.*Pass a backend's tensor ops/);
   });
 });
