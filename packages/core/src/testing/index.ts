@@ -13,3 +13,4 @@ export * from './reference-backend.js';
 export * from './regression-dataset.js';
 export * from './conformance.js';
 export * from './in-memory-group.js';
+export * from './process-group-conformance.js';
