@@ -7,7 +7,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { HostTensor, pythonJsonDumps, writeSafetensors } from '../packages/core/src/index.js';
+import { HostTensor, pythonJsonDumps, writeSafetensors } from '../packages/core/src/internal.js';
 
 export interface Fixture {
   dir: string;

@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { findFreePort } from '@accelerate/core';
+import { findFreePort } from '@accelerate/core/internal';
 
 export const ROOT = join(import.meta.dirname, '..');
 export const BIN = join(ROOT, 'packages/cli/dist/bin.js');

@@ -7,7 +7,6 @@
 import { statSync } from 'node:fs';
 import {
   dtypeElementBytes,
-  runThenRestore,
   HostTensor,
   type AutogradCapability,
   type Backend,
@@ -30,6 +29,7 @@ import {
   type ProcessGroupOptions,
   type RngCapability,
 } from '@accelerate/core';
+import { runThenRestore } from '@accelerate/core/internal';
 import { GlooProcessGroup } from './distributed.js';
 import { joinDistributed, setGradientSync, triggerSyncInBackward, unwrapDistributed, wrapDistributed, type DistributedDataParallelOptions } from './ddp.js';
 import { native } from './native.js';

@@ -14,8 +14,6 @@
  */
 import {
   HostTensor,
-  bfloat16BitsToNumber,
-  float16BitsToNumber,
   type AutogradCapability,
   type Backend,
   type BackendFactory,
@@ -34,6 +32,7 @@ import {
   type ProcessGroupOptions,
   type RngCapability,
 } from '@accelerate/core';
+import { bfloat16BitsToNumber, float16BitsToNumber } from '@accelerate/core/internal';
 import { accumulateGradients, discardRecording, gradOf, noGrad, setGrad } from './autograd.js';
 import { initTfjsProcessGroup, type GlooImporter } from './distributed.js';
 import { selectTfjsBackend, type TfjsEngine, type TfjsEnginePreference } from './engines.js';

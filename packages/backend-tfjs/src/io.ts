@@ -11,7 +11,7 @@
 import { promises as fsp } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { writeBytesAtomic } from '@accelerate/core';
+import { writeBytesAtomic } from '@accelerate/core/internal';
 import { tf } from './tf.js';
 
 const SCHEME = 'file://';

@@ -17,7 +17,8 @@
  * initialisers, and any tfjs random op called without a seed.
  * @module
  */
-import { Generator, takeSeed, type GeneratorState } from '@accelerate/core';
+import { Generator, type GeneratorState } from '@accelerate/core';
+import { takeSeed } from '@accelerate/core/internal';
 import { tf } from './tf.js';
 
 /** A tfjs layer initialiser (what `kernelInitializer` accepts). */

@@ -7,7 +7,8 @@
  */
 import * as fs from 'node:fs';
 import { join } from 'node:path';
-import { resolveCheckpointFiles, SafetensorsFile, type DType } from '@accelerate/core';
+import { SafetensorsFile, type DType } from '@accelerate/core';
+import { resolveCheckpointFiles } from '@accelerate/core/internal';
 import { checkDeviceMapDevices, deviceFor, inferAutoDeviceMap, type DeviceMap, type DeviceMapStrategy } from './device-map.js';
 import { dispatchModel } from './dispatch.js';
 import { deviceName, type MaxMemoryInput } from './memory.js';

@@ -5,7 +5,7 @@
  * no-split classes kept whole); `explainDeviceMap` says why.
  * @module
  */
-import { convertFileSizeToInt } from '@accelerate/core';
+import { convertFileSizeToInt } from '@accelerate/core/internal';
 import { availableDeviceNames, deviceName, getBalancedMemory, getMaxMemory, isDeviceAvailable, toDevice, type Device, type MaxMemory, type MaxMemoryInput } from './memory.js';
 import { computeModuleSizes, computeModuleTotalBufferSize, getMaxLayerSize, rootItems, type TreatItem } from './sizes.js';
 import { className, findTiedParameters, modelTensors, namedChildren, namedModules, ownTensors, type AnyBackend } from './tree.js';

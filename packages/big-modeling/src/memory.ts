@@ -5,7 +5,7 @@
  * @module
  */
 import * as os from 'node:os';
-import { convertFileSizeToInt } from '@accelerate/core';
+import { convertFileSizeToInt } from '@accelerate/core/internal';
 import { computeModuleSizes } from './sizes.js';
 import { className, namedModules, type AnyBackend } from './tree.js';
 

@@ -12,7 +12,8 @@
  */
 import * as fs from 'node:fs';
 import { join } from 'node:path';
-import { HostTensor, hostArrayConstructor, isSafetensorsDType, safetensorsToHostDType, type DType, type HostArray } from '@accelerate/core';
+import { HostTensor, hostArrayConstructor, type DType, type HostArray } from '@accelerate/core';
+import { isSafetensorsDType, safetensorsToHostDType } from '@accelerate/core/internal';
 import { numel, type AnyBackend } from './tree.js';
 
 /** One entry of `index.json`. */

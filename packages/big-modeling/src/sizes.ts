@@ -3,7 +3,7 @@
  * size summed into each of its ancestors' names, the root being `""`.
  * @module
  */
-import { dtypeByteSize } from '@accelerate/core';
+import { dtypeByteSize } from '@accelerate/core/internal';
 import { className, modelTensors, namedChildren, numel, ownTensors, type AnyBackend } from './tree.js';
 
 /** Options of {@link computeModuleSizes}. */

@@ -2,7 +2,7 @@ import { describe, it, expect } from 'vitest';
 import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TrackerHub } from '@accelerate/core';
+import { TrackerHub } from '@accelerate/core/internal';
 import { runReplay, runDashboard } from '../src/commands/tracking.js';
 import { processContext } from '../src/context.js';
 

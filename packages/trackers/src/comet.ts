@@ -4,7 +4,8 @@
  * config and `write/experiment/metric` for every value.
  * @module
  */
-import { sanitizeLogValues, type TrackerEvent, type TrackerInit } from '@accelerate/core';
+import { type TrackerEvent, type TrackerInit } from '@accelerate/core';
+import { sanitizeLogValues } from '@accelerate/core/internal';
 import { EventTracker, flattenConfig, flattenGroups } from './base.js';
 import { requestJson } from './http.js';
 

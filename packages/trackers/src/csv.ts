@@ -6,7 +6,8 @@
  */
 import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { sanitizeLogValues, type TrackerEvent, type TrackerInit } from '@accelerate/core';
+import { type TrackerEvent, type TrackerInit } from '@accelerate/core';
+import { sanitizeLogValues } from '@accelerate/core/internal';
 import { EventTracker, flattenGroups } from './base.js';
 
 /** `initKwargs.csv` options. */

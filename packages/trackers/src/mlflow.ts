@@ -13,7 +13,8 @@
 import { openAsBlob } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
-import { sanitizeLogValues, type TrackerEvent, type TrackerImage, type TrackerInit } from '@accelerate/core';
+import { type TrackerEvent, type TrackerImage, type TrackerInit } from '@accelerate/core';
+import { sanitizeLogValues } from '@accelerate/core/internal';
 import { EventTracker, flattenConfig, flattenGroups } from './base.js';
 import { DeferredFlush, requestJson, TrackerHttpError } from './http.js';
 import { imageToPng } from './tensorboard/tracker.js';

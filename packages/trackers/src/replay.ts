@@ -6,15 +6,8 @@
  */
 import { existsSync } from 'node:fs';
 import { dirname, basename, join, resolve } from 'node:path';
-import {
-  checkTrackerInstance,
-  defaultTrackerRegistry,
-  dispatchEvent,
-  readEventLog,
-  type EventLogError,
-  type Tracker,
-  type TrackerClass,
-} from '@accelerate/core';
+import { readEventLog, type EventLogError, type Tracker, type TrackerClass } from '@accelerate/core';
+import { checkTrackerInstance, defaultTrackerRegistry, dispatchEvent } from '@accelerate/core/internal';
 import { builtinTrackers } from './builtins.js';
 
 /** Options of {@link replay}. */

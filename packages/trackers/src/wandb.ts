@@ -7,7 +7,8 @@
  * @module
  */
 import { randomBytes } from 'node:crypto';
-import { sanitizeLogValues, type TrackerEvent, type TrackerInit } from '@accelerate/core';
+import { type TrackerEvent, type TrackerInit } from '@accelerate/core';
+import { sanitizeLogValues } from '@accelerate/core/internal';
 import { EventTracker, flattenGroups } from './base.js';
 import { DeferredFlush, requestJson } from './http.js';
 

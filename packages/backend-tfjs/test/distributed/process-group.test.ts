@@ -2,7 +2,7 @@
 // (host buffers), and a clear error when that package is missing.
 import { describe, it, expect } from 'vitest';
 import { spawn } from 'node:child_process';
-import { findFreePort } from '@accelerate/core';
+import { findFreePort } from '@accelerate/core/internal';
 import { resolve } from 'node:path';
 import { GLOO_PACKAGE, Linear, TfjsBackend, gradOf, initTfjsProcessGroup, sgd, tf, tfjsMultiProcessSupport } from '../../src/index.js';
 import { rankData } from '../fixtures/ddp-data.js';

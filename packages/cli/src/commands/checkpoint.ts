@@ -12,7 +12,8 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { commitCheckpointDir, pathExists, tempCheckpointDir, writeManifest, type CheckpointManifest } from '@accelerate/core';
+import { type CheckpointManifest } from '@accelerate/core';
+import { commitCheckpointDir, pathExists, tempCheckpointDir, writeManifest } from '@accelerate/core/internal';
 import type { Command } from 'commander';
 import { CliError, type CliContext } from '../context.js';
 

@@ -12,10 +12,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   ConfigError,
-  configToDict,
   defaultConfigPath,
   formatProvenance,
-  formatSections,
   discoveryFailures,
   loadConfigFile,
   resolveConfig,
@@ -23,6 +21,7 @@ import {
   type LoadedConfigFile,
   type ResolvedConfig,
 } from '@accelerate/core';
+import { configToDict, formatSections } from '@accelerate/core/internal';
 import type { Command } from 'commander';
 import type { CliContext } from '../context.js';
 

@@ -24,7 +24,8 @@
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join, relative } from 'node:path';
-import { SafetensorsFile, safetensorsDTypeBits } from '@accelerate/core';
+import { SafetensorsFile } from '@accelerate/core';
+import { safetensorsDTypeBits } from '@accelerate/core/internal';
 import type { Command } from 'commander';
 import { CliError, type CliContext } from '../context.js';
 

@@ -10,8 +10,8 @@
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ConfigError } from '@accelerate/core';
 import {
-  ConfigError,
   LAUNCH_FLAGS,
   LaunchError,
   launchArgsFromFlags,
@@ -29,7 +29,7 @@ import {
   type RequestedStrategy,
   type ResolvedLaunch,
   type SupervisionResult,
-} from '@accelerate/core';
+} from '@accelerate/core/internal';
 import { Option, type Command } from 'commander';
 import { CliError, type CliContext } from '../context.js';
 import { markPassThrough } from '../pass-through.js';

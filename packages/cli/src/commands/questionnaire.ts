@@ -11,6 +11,7 @@
  */
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { validateConfigDict, type ClusterConfigFile, type ConfigDistributedType } from '@accelerate/core';
 import {
   DEEPSPEED_MULTINODE_LAUNCHERS,
   DYNAMO_BACKENDS,
@@ -20,10 +21,7 @@ import {
   FSDP_SHARDING_STRATEGIES,
   FSDP_STATE_DICT_TYPES,
   SETTINGS,
-  validateConfigDict,
-  type ClusterConfigFile,
-  type ConfigDistributedType,
-} from '@accelerate/core';
+} from '@accelerate/core/internal';
 import { CliError } from '../context.js';
 import type { Choice, Prompter } from '../prompter.js';
 

@@ -6,7 +6,8 @@
  */
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { findDefaultConfigFile, type LaunchArgs } from '@accelerate/core';
+import { findDefaultConfigFile } from '@accelerate/core';
+import { type LaunchArgs } from '@accelerate/core/internal';
 import { InvalidArgumentError, type Command } from 'commander';
 import type { CliContext } from '../context.js';
 import { runLaunchCommand, type LaunchCommandOptions } from './launch.js';

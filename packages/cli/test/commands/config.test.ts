@@ -3,7 +3,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { configToDict, loadConfigFile } from '@accelerate/core';
+import { loadConfigFile } from '@accelerate/core';
+import { configToDict } from '@accelerate/core/internal';
 import { runCli } from '../../src/program.js';
 import { runConfigDefault } from '../../src/commands/config.js';
 import { askClusterConfig } from '../../src/commands/questionnaire.js';

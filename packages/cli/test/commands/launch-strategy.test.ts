@@ -5,7 +5,7 @@ import { describe, it, expect } from 'vitest';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { launchArgsFromFlags, resolveLaunchArgs } from '@accelerate/core';
+import { launchArgsFromFlags, resolveLaunchArgs } from '@accelerate/core/internal';
 import { runCli } from '../../src/program.js';
 import { checkStrategyPackage } from '../../src/commands/launch.js';
 import type { CliContext } from '../../src/context.js';

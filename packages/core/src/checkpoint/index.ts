@@ -15,7 +15,6 @@ export {
   CHECKPOINT_NAME_PATTERN,
   CORE_PARTICIPANT_NAMES,
   PLUGINS_DIR,
-  SAVE_DELAY_ENV,
   HookRegistry,
   automaticCheckpointDir,
   checkCheckpointable,

@@ -86,7 +86,7 @@ export { CORE_PARTICIPANT_NAMES, PLUGINS_DIR, customFileNames, randomStatesFileN
 export const CHECKPOINTS_DIR = 'checkpoints';
 /** Name pattern of automatically named checkpoints. */
 export const CHECKPOINT_NAME_PATTERN = /^checkpoint_(\d+)$/;
-/** Test-only: milliseconds to sleep after each file a save writes (lets tests kill a process mid-save). */
+/** Test-only: milliseconds to sleep after each file a save writes (lets tests kill a process mid-save). @internal */
 export const SAVE_DELAY_ENV = 'ACCELERATE_TS_TEST_SAVE_DELAY_MS';
 
 /**

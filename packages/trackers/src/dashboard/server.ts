@@ -11,7 +11,8 @@ import { closeSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { join, relative, resolve, sep } from 'node:path';
-import { parseEventLog, sanitizeLogValues, type TrackerEvent } from '@accelerate/core';
+import { parseEventLog, type TrackerEvent } from '@accelerate/core';
+import { sanitizeLogValues } from '@accelerate/core/internal';
 import { flattenGroups } from '../base.js';
 import { dashboardPage } from './page.js';
 

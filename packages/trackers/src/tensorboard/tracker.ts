@@ -9,7 +9,8 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { sanitizeLogValues, type TrackerEvent, type TrackerImage, type TrackerInit } from '@accelerate/core';
+import { type TrackerEvent, type TrackerImage, type TrackerInit } from '@accelerate/core';
+import { sanitizeLogValues } from '@accelerate/core/internal';
 import { EventTracker, flattenConfig } from '../base.js';
 import { encodePng, pngInfo } from './png.js';
 import {

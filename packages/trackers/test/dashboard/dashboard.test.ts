@@ -2,7 +2,7 @@ import { describe, it, expect, afterEach } from 'vitest';
 import { existsSync, mkdirSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
-import { TrackerHub, TrackerRegistry } from '@accelerate/core';
+import { TrackerHub, TrackerRegistry } from '@accelerate/core/internal';
 import { builtinTrackers } from '../../src/index.js';
 import { listRuns, startDashboard, type Dashboard } from '../../src/dashboard/server.js';
 import { repoRoot, tempDir } from '../helpers.js';

@@ -1,7 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { TrackerHub, TrackerRegistry } from '@accelerate/core';
+import { TrackerHub, TrackerRegistry } from '@accelerate/core/internal';
 import { repoRoot, tempDir } from '../helpers.js';
 
 // The hub finds built-in trackers by importing '@accelerate/trackers' (the built package), as a user's Accelerator does.

@@ -2,7 +2,7 @@ import { describe, it, expect } from 'vitest';
 import { appendFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'csv-parse/sync';
-import { KNOWN_TRACKERS, TrackerHub, TrackerRegistry } from '@accelerate/core';
+import { KNOWN_TRACKERS, TrackerHub, TrackerRegistry } from '@accelerate/core/internal';
 import { builtinTrackers } from '../../src/index.js';
 import { replay } from '../../src/replay.js';
 import { runPython, tempDir, tensorboardPython } from '../helpers.js';

@@ -1,5 +1,6 @@
 import { describe, it, expect, afterEach } from 'vitest';
-import { TrackerHub, TrackerRegistry, readEventLog } from '@accelerate/core';
+import { readEventLog } from '@accelerate/core';
+import { TrackerHub, TrackerRegistry } from '@accelerate/core/internal';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { builtinTrackers } from '../../src/index.js';

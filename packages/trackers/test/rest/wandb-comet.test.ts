@@ -1,6 +1,6 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import { createServer, type Server } from 'node:http';
-import { TrackerHub, TrackerRegistry } from '@accelerate/core';
+import { TrackerHub, TrackerRegistry } from '@accelerate/core/internal';
 import { builtinTrackers } from '../../src/index.js';
 import { WandbTracker } from '../../src/wandb.js';
 import { CometTracker } from '../../src/comet.js';

@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import { spawn } from 'node:child_process';
-import { TrackerHub, TrackerRegistry } from '@accelerate/core';
+import { TrackerHub, TrackerRegistry } from '@accelerate/core/internal';
 import { builtinTrackers } from '../../src/index.js';
 import { freePort, tempDir, tensorboardPython } from '../helpers.js';
 

@@ -2,7 +2,7 @@ import { describe, it, expect } from 'vitest';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { inflateSync } from 'node:zlib';
-import { TrackerHub, TrackerRegistry } from '@accelerate/core';
+import { TrackerHub, TrackerRegistry } from '@accelerate/core/internal';
 import { crc32c, maskedCrc32c } from '../../src/tensorboard/crc32c.js';
 import { ProtoWriter } from '../../src/tensorboard/protobuf.js';
 import { tfRecord } from '../../src/tensorboard/tfevents.js';
