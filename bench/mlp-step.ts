@@ -35,8 +35,8 @@
  * Writes bench/results/mlp-step.json (or $BENCH_OUT there) and prints the ratios.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
@@ -386,6 +386,10 @@ function torchVersionOf(python: string): string | undefined {
 // ---------------------------------------------------------------------------------
 // Orchestration.
 
+function medianOf(xs: number[]): number {
+  return [...xs].sort((p, q) => p - q)[Math.floor(xs.length / 2)];
+}
+
 function run(cmd: string, args: string[], input?: string): ChildResult | { error: string } {
   const r = spawnSync(cmd, args, {
     cwd: ROOT,
@@ -419,7 +423,8 @@ async function main(): Promise<void> {
   console.log(`OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? '(unset)'} for every side`);
   console.log(`addon: libtorch ${addonVersion}; same-libtorch Python: ${same ? `${same.python} (torch ${same.version})` : 'none'}; venv: ${venvTorch ? `${venv} (torch ${venvTorch.version})` : 'none'}`);
 
-  // BENCH_ONLY=small runs the small-model comparison alone (quick look; still writes $BENCH_OUT).
+  // BENCH_ONLY=small runs the small-model comparison alone (quick look; writes $BENCH_OUT, or only the small
+  // section of it when it holds a full run).
   const only = process.env.BENCH_ONLY;
   const configs: Array<{ key: string; label: string; run: () => ChildResult | { error: string } }> = [
     { key: 'a', label: '(a) raw addon', run: () => nodeChild('raw') },
@@ -432,7 +437,18 @@ async function main(): Promise<void> {
   configs.push({ key: 'p', label: '(b) paired with (a) in one process', run: () => nodeChild('paired') });
   if (only === 'small') configs.splice(0, configs.length);
   configs.push({ key: 's', label: `(s) small ${SMALL_SIZES.join('-')}: Accelerator + DataLoader, paired`, run: () => nodeChild('small-paired') });
-  const small: { ratios: number[]; cpuRatios: number[]; raw: number[]; acc: number[]; sameLoss: boolean[] } = { ratios: [], cpuRatios: [], raw: [], acc: [], sameLoss: [] };
+  const small: { ratios: number[]; cpuRatios: number[]; runRatios: number[]; runCpuRatios: number[]; raw: number[]; acc: number[]; rawCpu: number[]; accCpu: number[]; sameLoss: boolean[] } = {
+    ratios: [],
+    cpuRatios: [],
+    runRatios: [],
+    runCpuRatios: [],
+    raw: [],
+    acc: [],
+    rawCpu: [],
+    accCpu: [],
+    sameLoss: [],
+  };
+  const loadBefore = loadavg();
 
   const best: Record<string, ChildResult> = {};
   const all: Record<string, number[]> = {};
@@ -452,8 +468,12 @@ async function main(): Promise<void> {
       if (r.small) {
         small.ratios.push(...r.small.ratios);
         small.cpuRatios.push(...r.small.cpuRatios);
+        small.runRatios.push(medianOf(r.small.ratios));
+        small.runCpuRatios.push(medianOf(r.small.cpuRatios));
         small.raw.push(r.rawStepsPerSec!);
         small.acc.push(r.stepsPerSec);
+        small.rawCpu.push(r.small.rawCpuMsPerStep);
+        small.accCpu.push(r.cpuMsPerStep!);
         small.sameLoss.push(r.finalLoss === r.small.rawFinalLoss);
       }
       if (r.rawStepsPerSec && !r.small) (all.pa ??= []).push(r.rawStepsPerSec);
@@ -492,7 +512,9 @@ async function main(): Promise<void> {
     console.log(
       `small MLP ${SMALL_SIZES.join('-')}, batch ${BATCH}, AdamW: Accelerator (DataLoader of rows + prepare) / raw (batches built by hand) = ${smallBA.toFixed(3)} ` +
         `median of ${small.ratios.length} paired rounds (${smallCpu!.toFixed(3)} by CPU time per step; target >= 0.97${smallBA >= 0.97 ? ', met' : ', NOT met'}); ` +
-        `steps/s medians ${median(small.acc).toFixed(0)} vs ${median(small.raw).toFixed(0)}; same losses: ${small.sameLoss.every(Boolean)}`,
+        `steps/s medians ${median(small.acc).toFixed(0)} vs ${median(small.raw).toFixed(0)}; same losses: ${small.sameLoss.every(Boolean)}; ` +
+        `per-run medians wall [${small.runRatios.map((v) => v.toFixed(3)).join(', ')}] CPU [${small.runCpuRatios.map((v) => v.toFixed(3)).join(', ')}]; ` +
+        `loadavg ${loadBefore.map((v) => v.toFixed(2)).join(' ')} -> ${loadavg().map((v) => v.toFixed(2)).join(' ')}`,
     );
   }
   const targets = [
@@ -545,12 +567,17 @@ async function main(): Promise<void> {
       ? null
       : {
           config: { sizes: SMALL_SIZES, batch: BATCH, rows: SMALL_ROWS, optimizer: 'AdamW lr=1e-3', rounds: SMALL_ROUNDS, block: SMALL_BLOCK, data: 'DataLoader(rows of { x: Float32Array(64), y: number }) + prepare vs batches built by hand' },
+          date: new Date().toISOString(),
+          loadavg: { before: loadBefore, after: loadavg() },
           acceleratorOverRaw: smallBA,
           acceleratorOverRawByCpuTime: smallCpu,
           target: 0.97,
           met: smallBA >= 0.97,
+          perRunMedians: { wall: small.runRatios, cpu: small.runCpuRatios },
           ratios: small.ratios,
+          cpuRatios: small.cpuRatios,
           stepsPerSecMedians: { raw: small.raw, accelerator: small.acc },
+          cpuMsPerStepMedians: { raw: small.rawCpu, accelerator: small.accCpu },
           sameLosses: small.sameLoss.every(Boolean),
         },
     ratios: Object.fromEntries(
@@ -573,9 +600,13 @@ async function main(): Promise<void> {
     errors,
   };
   const out = process.env.BENCH_OUT ?? 'mlp-step.json';
+  const path = `${HERE}results/${out}`;
   mkdirSync(`${HERE}results`, { recursive: true });
-  writeFileSync(`${HERE}results/${out}`, `${JSON.stringify(result, null, 2)}\n`);
-  console.log(`wrote bench/results/${out}`);
+  // BENCH_ONLY=small over an existing full result: replace its small section only (the others keep their run).
+  const previous = only === 'small' && existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>) : undefined;
+  const written = previous && previous.stepsPerSec && Object.values(previous.stepsPerSec as object).some((v) => v !== null) ? { ...previous, small: result.small } : result;
+  writeFileSync(path, `${JSON.stringify(written, null, 2)}\n`);
+  console.log(`wrote bench/results/${out}${written === result ? '' : ' (small section only)'}`);
 }
 
 const childAt = process.argv.indexOf('--child');

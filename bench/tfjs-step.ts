@@ -23,10 +23,11 @@
  * { batchSize: 128 }))` (default collate, host-to-tensor copy) through accumulate /
  * backward(closure) / step / zeroGrad. Blocks of BENCH_SMALL_BLOCK steps alternate for
  * BENCH_SMALL_ROUNDS rounds; the ratio is the median of per-round ratios (target >= 0.97).
- * Writes bench/results/tfjs-step.json and prints the ratios.
+ * Writes bench/results/tfjs-step.json and prints the ratios; BENCH_ONLY=small runs the small
+ * model alone and replaces only the small section of that file.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Accelerator, AcceleratorState, DataLoader } from '@accelerate/core';
 import { TfjsBackend, adam, registerWasmTransposedMatMul, tf, unregisterWasmTransposedMatMul } from '@accelerate/backend-tfjs';
@@ -120,6 +121,7 @@ async function smallPaired(backend: TfjsBackend) {
     loops[n].loss();
   }
   const tensorsBefore = tf.memory().numTensors;
+  const loadBefore = loadavg();
   const blocks: Record<(typeof names)[number], number[]> = { raw: [], accelerator: [] };
   // CPU time per step too: on a shared machine wall-clock blocks swing with other jobs, CPU time much less.
   const cpuMs: Record<(typeof names)[number], number[]> = { raw: [], accelerator: [] };
@@ -143,6 +145,8 @@ async function smallPaired(backend: TfjsBackend) {
   const finalLoss = { raw: loops.raw.loss(), accelerator: loops.accelerator.loss() };
   return {
     config: { sizes: SMALL_SIZES, batch: BATCH, rows: SMALL_ROWS, optimizer: 'adam 1e-3', rounds: SMALL_ROUNDS, block: SMALL_BLOCK, data: 'DataLoader(rows of { x: Float32Array(64), y: number }) + prepare vs batches built by hand' },
+    date: new Date().toISOString(),
+    loadavg: { before: loadBefore.map((v) => round(v)), after: loadavg().map((v) => round(v)) },
     stepsPerSec: { raw: round(median(blocks.raw)), accelerator: round(median(blocks.accelerator)) },
     ratios: ratios.map((v) => round(v, 3)),
     acceleratorOverRaw: round(median(ratios), 3),
@@ -170,8 +174,14 @@ function round(x: number, digits = 2): number {
 async function main(): Promise<void> {
   const backend = await TfjsBackend.create({ engine: 'wasm' });
   if (process.env.BENCH_ONLY === 'small') {
-    // Quick look at the small model alone (nothing written).
-    console.log(JSON.stringify(await smallPaired(backend), null, 1));
+    // The small model alone: printed, and written as the small section of an existing tfjs-step.json.
+    const small = await smallPaired(backend);
+    console.log(JSON.stringify(small, null, 1));
+    const path = `${HERE}results/tfjs-step.json`;
+    if (existsSync(path)) {
+      writeFileSync(path, JSON.stringify({ ...(JSON.parse(readFileSync(path, 'utf8')) as object), small }, null, 2) + '\n');
+      console.log('wrote the small section of bench/results/tfjs-step.json');
+    }
     return;
   }
   const batches = Array.from({ length: NBATCHES }, (_, k) => ({
