@@ -5,7 +5,7 @@
  * before the forward and sends them back right after.
  * @module
  */
-import { requireCapability } from '@accelerate/core';
+import { requireCapability, sendToDevice } from '@accelerate/core';
 import { modelTensors, need, ownTensors, type AnyBackend } from './tree.js';
 import type { OffloadedWeightsLoader } from './offload.js';
 
@@ -104,11 +104,6 @@ export function mapTensors(backend: AnyBackend, value: unknown, f: (t: unknown) 
   return value;
 }
 
-/** Move every tensor in `value` to `device` (Accelerate's `send_to_device`). */
-export function sendToDevice(backend: AnyBackend, value: unknown, device: string): unknown {
-  return mapTensors(backend, value, (t) => backend.toDevice(t, device));
-}
-
 function firstTensorDevice(backend: AnyBackend, value: unknown): string | undefined {
   let found: string | undefined;
   mapTensors(backend, value, (t) => {
@@ -196,12 +191,12 @@ export class AlignDevicesHook implements ModelHook {
         } else if (fresh) b.dispose?.(w);
       }
     }
-    return executionDevice ? (sendToDevice(b, args, executionDevice) as unknown[]) : args;
+    return executionDevice ? sendToDevice(args, executionDevice, b) : args;
   }
 
   postForward(_module: unknown, output: unknown): unknown {
     this.offload(true);
-    if (this.options.ioSameDevice && this.inputDevice !== undefined) return sendToDevice(this.backend, output, this.inputDevice);
+    if (this.options.ioSameDevice && this.inputDevice !== undefined) return sendToDevice(output, this.inputDevice, this.backend);
     return output;
   }
 
