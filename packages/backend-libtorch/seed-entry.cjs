@@ -2,7 +2,7 @@
 /**
  * `setSeed`'s synchronous route to libtorch (package.json
  * `accelerate.backend.seed`): @accelerate/core requires this module when
- * `setSeed` runs and calls `manualSeed`, which seeds libtorch's default
+ * `setSeed` runs and calls `seedIfLoaded`, which seeds libtorch's default
  * generator (torch.manual_seed) when this package's native addon is already
  * loaded in this process and returns whether it did. It never loads the addon
  * (a process that does not use libtorch stays without it).
@@ -21,7 +21,7 @@ function addonPath() {
 }
 
 /** @param {number} seed @returns {boolean} whether libtorch was loaded, and so seeded */
-exports.manualSeed = function manualSeed(seed) {
+exports.seedIfLoaded = function seedIfLoaded(seed) {
   const loaded = require.cache[addonPath()];
   if (!loaded) return false;
   loaded.exports.manualSeed(seed);

@@ -5,7 +5,7 @@
  */
 import { createRequire } from 'node:module';
 import type { Backend } from '../interfaces/backend.js';
-import { manualSeed as seedDataGenerator } from '../data/random.js';
+import { seedDataGenerator } from '../data/random.js';
 import { detectWorld } from '../state/environment.js';
 import { PartialState } from '../state/partial-state.js';
 import { defaultBackendRegistry } from '../registry/backend-registry.js';
@@ -24,7 +24,7 @@ const seedModules = new Map<string, SeedModule | null>();
 /** What a backend package's `accelerate.backend.seed` CommonJS module exports. */
 export interface SeedModule {
   /** Seed the package's process-wide generators if the package is in use here; whether it did. */
-  manualSeed(seed: number): boolean;
+  seedIfLoaded(seed: number): boolean;
 }
 
 /** Options of {@link setSeed}. */
@@ -80,7 +80,7 @@ function seedDiscoveredPackages(seed: number, mark: (name: string) => void): voi
     if (mod === undefined) {
       try {
         const m = requireCjs(b.seed) as Partial<SeedModule>;
-        if (typeof m.manualSeed !== 'function') throw new Error('it does not export manualSeed(seed): boolean');
+        if (typeof m.seedIfLoaded !== 'function') throw new Error('it does not export seedIfLoaded(seed): boolean');
         mod = m as SeedModule;
       } catch (e) {
         recordDiscoveryFailure(pkg.name, 'seed', `${pkg.name}'s seed module ${b.seed} cannot be used (${(e as Error).message?.split('\n')[0]}); setSeed does not seed "${b.name}" until its backend is active`, e);
@@ -90,7 +90,7 @@ function seedDiscoveredPackages(seed: number, mark: (name: string) => void): voi
     }
     if (!mod) continue;
     try {
-      if (mod.manualSeed(seed)) mark(b.name);
+      if (mod.seedIfLoaded(seed)) mark(b.name);
     } catch (e) {
       recordDiscoveryFailure(pkg.name, 'seed', `${pkg.name}'s seed module threw: ${(e as Error).message}`, e);
     }

@@ -9,7 +9,7 @@ export {
   defaultGenerator,
   deriveSeed,
   initialSeed,
-  manualSeed,
+  seedDataGenerator,
   resetDefaultGenerator,
   type GeneratorState,
 } from './random.js';

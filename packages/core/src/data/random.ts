@@ -11,7 +11,7 @@
  * @module
  */
 
-/** PyTorch's default CPU seed; used until {@link manualSeed} is called, so unseeded runs are reproducible as in PyTorch. */
+/** PyTorch's default CPU seed; used until {@link seedDataGenerator} is called, so unseeded runs are reproducible as in PyTorch. */
 export const DEFAULT_SEED = 67280421310721;
 
 const TWO_32 = 0x1_0000_0000;
@@ -218,8 +218,11 @@ export function defaultGenerator(): Generator {
   return defaultGen;
 }
 
-/** Reseed the default generator. The Accelerator's `setSeed` calls this. */
-export function manualSeed(seed: number): Generator {
+/**
+ * Reseed core's default data generator (only it: `setSeed` seeds it and every backend).
+ * Not `manualSeed`, which names reseeding one generator (`Generator#manualSeed`, a backend's `rng.manualSeed`, `torch.manualSeed`).
+ */
+export function seedDataGenerator(seed: number): Generator {
   return defaultGen.manualSeed(seed);
 }
 

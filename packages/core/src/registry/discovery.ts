@@ -13,7 +13,7 @@
  *     // a compute backend: registered under `name` with `priority` (higher is tried first;
  *     // ours: libtorch 10, tfjs 5); `entry` exports `accelerateBackend` (a BackendModuleEntry)
  *     "backend": { "name": "acme", "entry": "./dist/backend-entry.js", "priority": 20,
- *                  // optional: a CommonJS module exporting `manualSeed(seed): boolean`,
+ *                  // optional: a CommonJS module exporting `seedIfLoaded(seed): boolean`,
  *                  // which `setSeed` calls synchronously (see setSeed)
  *                  "seed": "./seed-entry.cjs" },
  *     // tracker classes: `entry` exports `accelerateTrackers` ({ [logWithName]: TrackerClass })
@@ -60,7 +60,7 @@ export interface BackendManifest {
   /** Higher is tried first when nothing is asked for by name. Default 0. */
   priority?: number;
   /**
-   * Optional CommonJS module (`.cjs`) exporting `manualSeed(seed: number): boolean`:
+   * Optional CommonJS module (`.cjs`) exporting `seedIfLoaded(seed: number): boolean`:
    * seeds the package's process-wide generators if the package is in use in
    * this process and says whether it did. `setSeed` loads it synchronously;
    * it must be cheap and must not load the package itself.

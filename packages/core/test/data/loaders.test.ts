@@ -6,7 +6,7 @@ import { DataLoader } from '../../src/data/dataloader.js';
 import { fromIterable } from '../../src/data/dataset.js';
 import { DataLoaderDispatcher, DataLoaderShard, SkipDataLoader, skipFirstBatches } from '../../src/data/loaders.js';
 import { prepareDataLoader } from '../../src/data/prepare.js';
-import { manualSeed, resetDefaultGenerator } from '../../src/data/random.js';
+import { seedDataGenerator, resetDefaultGenerator } from '../../src/data/random.js';
 import { BatchSampler, SeedableRandomSampler, SkipBatchSampler, type Sampler } from '../../src/data/sampler.js';
 import { collect, gatherForMetrics, indexBatches, range, rows } from './helpers.js';
 
@@ -195,13 +195,13 @@ describe('prepared loader state', () => {
     expect(await seen(single)).toEqual([2, 2, 2]);
   });
 
-  it('[B24] shuffle reproducibility: same manualSeed twice -> same order, another seed -> different (P = 1 and 2)', async () => {
+  it('[B24] shuffle reproducibility: same seedDataGenerator twice -> same order, another seed -> different (P = 1 and 2)', async () => {
     for (const P of [1, 2]) {
       // Each simulated process seeds its own default generator, then prepares its loader.
       const run = async (seed: number) => {
         const perRank: number[][][] = [];
         for (let p = 0; p < P; p++) {
-          manualSeed(seed);
+          seedDataGenerator(seed);
           const dl = prepareDataLoader(new DataLoader(range(6), { batchSize: 1, shuffle: true }), { numProcesses: P, processIndex: p });
           perRank.push(await indexBatches(dl));
         }
@@ -218,7 +218,7 @@ describe('prepared loader state', () => {
 
   it('[B24] seedable sampler: three epochs replay identically for one seed; data seed 43 gives other epochs', async () => {
     const epochs = async (dataSeed: number | undefined) => {
-      manualSeed(42);
+      seedDataGenerator(42);
       const dl = prepareDataLoader(new DataLoader(range(6), { batchSize: 1, shuffle: true }), { useSeedableSampler: true, dataSeed });
       dl.setEpoch(0);
       const out: number[][] = [];

@@ -6,7 +6,7 @@ import { TensorDataset, fromIterable, type AnyDataset } from '../../src/data/dat
 import { batchSizeOf } from '../../src/data/collate.js';
 import { DataLoaderDispatcher, DataLoaderShard, type PreparedDataLoader } from '../../src/data/loaders.js';
 import { prepareDataLoader, type PrepareDataLoaderOptions } from '../../src/data/prepare.js';
-import { manualSeed, resetDefaultGenerator } from '../../src/data/random.js';
+import { seedDataGenerator, resetDefaultGenerator } from '../../src/data/random.js';
 import { BatchSampler } from '../../src/data/sampler.js';
 import { createInMemoryTestGroups } from './in-memory-group.js';
 import { gatherForMetrics, range } from './helpers.js';
@@ -47,7 +47,7 @@ async function runRanks(
   return Promise.all(
     groups.map(async (group, p) => {
       // Every simulated process starts from the same default-generator state, as seeded processes do.
-      manualSeed(1234);
+      seedDataGenerator(1234);
       const loader = prepareDataLoader(make(), { ...options, numProcesses: P, processIndex: p, group }) as PreparedDataLoader<unknown, unknown>;
       const run: RankRun = { batches: [], sizes: [], ends: [], remainder: -2, loader };
       for await (const b of loader) {

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { DEFAULT_SEED, Generator, defaultGenerator, deriveSeed, initialSeed, manualSeed, resetDefaultGenerator } from '../../src/data/random.js';
+import { DEFAULT_SEED, Generator, defaultGenerator, deriveSeed, initialSeed, seedDataGenerator, resetDefaultGenerator } from '../../src/data/random.js';
 import { range } from './helpers.js';
 
 describe('Generator', () => {
@@ -49,13 +49,13 @@ describe('Generator', () => {
     expect(seen.size).toBe(200);
   });
 
-  it('the default generator starts at PyTorch default seed and manualSeed reseeds it', () => {
+  it('the default generator starts at PyTorch default seed and seedDataGenerator reseeds it', () => {
     expect(initialSeed()).toBe(DEFAULT_SEED);
-    manualSeed(21);
+    seedDataGenerator(21);
     expect(initialSeed()).toBe(21);
     const x = defaultGenerator().nextUint32();
-    manualSeed(21);
+    seedDataGenerator(21);
     expect(defaultGenerator().nextUint32()).toBe(x);
-    expect(() => manualSeed(1.5)).toThrow(/safe integer/);
+    expect(() => seedDataGenerator(1.5)).toThrow(/safe integer/);
   });
 });

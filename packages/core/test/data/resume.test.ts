@@ -5,7 +5,7 @@ import { DataLoader } from '../../src/data/dataloader.js';
 import { fromIterable } from '../../src/data/dataset.js';
 import { DataLoaderDispatcher, skipFirstBatches, type DataLoaderStateDict, type PreparedDataLoader } from '../../src/data/loaders.js';
 import { prepareDataLoader, type PrepareDataLoaderOptions } from '../../src/data/prepare.js';
-import { defaultGenerator, Generator, manualSeed, resetDefaultGenerator } from '../../src/data/random.js';
+import { defaultGenerator, Generator, seedDataGenerator, resetDefaultGenerator } from '../../src/data/random.js';
 import { SeedableRandomSampler } from '../../src/data/sampler.js';
 import { createInMemoryTestGroups } from './in-memory-group.js';
 import { gatherForMetrics, range } from './helpers.js';
@@ -167,7 +167,7 @@ describe('exact resume (stateDict / loadStateDict)', () => {
   });
 
   it('a plain RandomSampler (no seed) replays its permutation from the saved generator state', async () => {
-    manualSeed(3);
+    seedDataGenerator(3);
     const mk = () => prepareDataLoader(new DataLoader(range(20), { batchSize: 3, shuffle: true, generator: new Generator(11) })) as PreparedDataLoader<unknown, unknown>;
     const ref = mk();
     await runUntil(ref);
@@ -244,12 +244,12 @@ describe('a position saved after the last batch of an epoch', () => {
 
   for (const how of ['setEpoch(0) and iterate', 'setEpoch(0) and skipFirstBatches(3)'] as const) {
     it(`a loop that counts epochs itself resumes at the finished epoch (${how}): that pass is empty and the next epoch draws the uninterrupted order`, async () => {
-      manualSeed(3);
+      seedDataGenerator(3);
       const ref = plain();
       await runUntil(ref);
       const refEpoch1 = (await runUntil(ref)).batches;
 
-      manualSeed(3);
+      seedDataGenerator(3);
       const a = plain();
       const { state } = await runUntil(a, 2); // the last batch of epoch 0, as a save inside the loop sees it
       expect(state).toMatchObject({ epoch: 1, samplesConsumed: 0 });

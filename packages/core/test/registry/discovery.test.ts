@@ -39,7 +39,7 @@ beforeAll(() => {
 class AcmeBackend extends ReferenceBackend { name = 'acme'; }
 export const accelerateBackend = { name: 'acme', priority: 50, factory: { init: async () => new AcmeBackend() } };
 `,
-      'seed.cjs': `exports.manualSeed = (s) => { (globalThis.__acmeSeeds ??= []).push(s); return true; };\n`,
+      'seed.cjs': `exports.seedIfLoaded = (s) => { (globalThis.__acmeSeeds ??= []).push(s); return true; };\n`,
     },
   );
   // A scoped backend whose entry throws at load (a native library missing).
