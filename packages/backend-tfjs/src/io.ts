@@ -11,7 +11,7 @@
 import { promises as fsp } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { writeBytesAtomic } from '@accelerate/core/internal';
+import { writeFileAtomic } from '@accelerate/core/internal';
 import { tf } from './tf.js';
 
 const SCHEME = 'file://';
@@ -47,8 +47,8 @@ export function fileSystemHandler(url: string): tf.io.IOHandler {
       if (artifacts.signature) modelJSON.signature = artifacts.signature;
       if (artifacts.userDefinedMetadata) modelJSON.userDefinedMetadata = artifacts.userDefinedMetadata;
       if (artifacts.modelInitializer) modelJSON.modelInitializer = artifacts.modelInitializer;
-      await writeBytesAtomic(join(dir, WEIGHTS_BIN), weights);
-      await writeBytesAtomic(jsonPath, new TextEncoder().encode(JSON.stringify(modelJSON)));
+      await writeFileAtomic(join(dir, WEIGHTS_BIN), weights);
+      await writeFileAtomic(jsonPath, JSON.stringify(modelJSON));
       return { modelArtifactsInfo: tf.io.getModelArtifactsInfoForJSON(artifacts) };
     },
     async load(): Promise<tf.io.ModelArtifacts> {

@@ -4,10 +4,10 @@
  * spreadsheets and `csv-parse` read as is, plus `hparams.json`.
  * @module
  */
-import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type TrackerEvent, type TrackerInit } from '@accelerate/core';
-import { sanitizeLogValues } from '@accelerate/core/internal';
+import { sanitizeLogValues, writeFileAtomicSync } from '@accelerate/core/internal';
 import { EventTracker, flattenGroups } from './base.js';
 
 /** `initKwargs.csv` options. */
@@ -106,9 +106,7 @@ export class CsvTracker extends EventTracker {
     this.columns = [...this.columns, ...added];
     const pad = added.map(() => '');
     const text = [this.columns, ...rows.map((r) => [...r, ...pad])].map((r) => r.map(csvField).join(',')).join('\n') + '\n';
-    const tmp = `${this.path}.tmp`;
-    writeFileSync(tmp, text);
-    renameSync(tmp, this.path);
+    writeFileAtomicSync(this.path, text);
   }
 
   finish(): void {}

@@ -6,11 +6,107 @@
  * one in and deletes the old one, so at every instant either the old or the
  * new checkpoint is complete under a name a loader recognises. Hidden
  * (dot-prefixed) folders are never taken for checkpoints.
+ *
+ * Also the one atomic file writer of accelerate-ts: {@link writeFileAtomic}
+ * (and its synchronous twin {@link writeFileAtomicSync}, for config files and
+ * tracker files written from synchronous code).
  * @module
  */
+import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
-import { fsyncDirectory } from './safetensors.js';
+
+/** Error codes of an fsync of a folder on platforms or file systems that cannot do it (Windows): ignored. */
+const DIR_FSYNC_UNSUPPORTED = new Set(['EISDIR', 'EPERM', 'EINVAL', 'EBADF']);
+
+/** fsync a directory so a rename in it survives a crash; platforms that cannot (Windows) are skipped. */
+export async function fsyncDirectory(dir: string): Promise<void> {
+  let fh: fsp.FileHandle | undefined;
+  try {
+    fh = await fsp.open(dir, 'r');
+    await fh.sync();
+  } catch (err) {
+    if (!DIR_FSYNC_UNSUPPORTED.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
+  } finally {
+    await fh?.close().catch(() => undefined);
+  }
+}
+
+/** Synchronous {@link fsyncDirectory}. */
+export function fsyncDirectorySync(dir: string): void {
+  let fd: number | undefined;
+  try {
+    fd = openSync(dir, 'r');
+    fsyncSync(fd);
+  } catch (err) {
+    if (!DIR_FSYNC_UNSUPPORTED.has((err as NodeJS.ErrnoException).code ?? '')) throw err;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/** A fresh hidden temporary sibling of `path` for an atomic write. */
+function atomicTempPath(path: string): string {
+  return join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+}
+
+const toBytes = (data: Uint8Array | string): Uint8Array => (typeof data === 'string' ? new TextEncoder().encode(data) : data);
+
+/**
+ * Write `path` atomically and durably: a temporary file in the same folder,
+ * fsync, rename over `path`, fsync the folder. Readers see the old file or
+ * the complete new one, never a partial write, also after a crash. `data` is
+ * the content (a string is UTF-8), or a function that writes it through the
+ * file handle (for streaming large files). The folder must exist.
+ */
+export async function writeFileAtomic(path: string, data: Uint8Array | string | ((fh: fsp.FileHandle) => Promise<void>)): Promise<void> {
+  const tmp = atomicTempPath(path);
+  const fh = await fsp.open(tmp, 'wx');
+  let ok = false;
+  try {
+    if (typeof data === 'function') await data(fh);
+    else {
+      const bytes = toBytes(data);
+      for (let done = 0; done < bytes.length; ) done += (await fh.write(bytes, done, bytes.length - done, done)).bytesWritten;
+    }
+    await fh.sync();
+    await fh.close();
+    await fsp.rename(tmp, path);
+    ok = true;
+  } finally {
+    if (!ok) {
+      await fh.close().catch(() => undefined);
+      await fsp.rm(tmp, { force: true }).catch(() => undefined);
+    }
+  }
+  await fsyncDirectory(dirname(path));
+}
+
+/** Synchronous {@link writeFileAtomic}, for callers that cannot await (config files, tracker files). */
+export function writeFileAtomicSync(path: string, data: Uint8Array | string): void {
+  const tmp = atomicTempPath(path);
+  const fd = openSync(tmp, 'wx');
+  let ok = false;
+  try {
+    const bytes = toBytes(data);
+    for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done, bytes.length - done, done);
+    fsyncSync(fd);
+    closeSync(fd);
+    renameSync(tmp, path);
+    ok = true;
+  } finally {
+    if (!ok) {
+      try {
+        closeSync(fd);
+      } catch {
+        // already closed
+      }
+      rmSync(tmp, { force: true });
+    }
+  }
+  fsyncDirectorySync(dirname(path));
+}
 
 /** Name of the temporary folder a save of `target` writes into. */
 export function tempCheckpointDir(target: string, pid: number): string {

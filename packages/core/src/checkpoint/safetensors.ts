@@ -27,9 +27,8 @@
  * @module
  */
 import * as fsp from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { HostTensor, hostArrayConstructor, type DType, type HostArray } from '../tensor/host-tensor.js';
+import { writeFileAtomic } from './atomic.js';
 
 /** Largest header accepted or written, in bytes (the reference crate's limit). */
 export const MAX_HEADER_SIZE = 100_000_000;
@@ -1025,55 +1024,15 @@ async function writeFully(fh: fsp.FileHandle, bytes: Uint8Array, position: numbe
   }
 }
 
-/** fsync a directory so a rename in it survives a crash; platforms that cannot (Windows) are skipped. */
-export async function fsyncDirectory(dir: string): Promise<void> {
-  let fh: fsp.FileHandle | undefined;
-  try {
-    fh = await fsp.open(dir, 'r');
-    await fh.sync();
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'EISDIR' && code !== 'EPERM' && code !== 'EINVAL' && code !== 'EBADF') throw err;
-  } finally {
-    await fh?.close().catch(() => undefined);
-  }
-}
-
-/**
- * Write `bytes` to `path` atomically: a temporary file in the same folder,
- * fsync, rename over `path`, fsync the folder. Readers see the old file or
- * the complete new one, never a partial write.
- */
-export async function writeBytesAtomic(path: string, write: Uint8Array | ((fh: fsp.FileHandle) => Promise<void>)): Promise<void> {
-  const dir = dirname(path);
-  const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-  const fh = await fsp.open(tmp, 'wx');
-  let ok = false;
-  try {
-    if (typeof write === 'function') await write(fh);
-    else await writeFully(fh, write, 0);
-    await fh.sync();
-    await fh.close();
-    await fsp.rename(tmp, path);
-    ok = true;
-  } finally {
-    if (!ok) {
-      await fh.close().catch(() => undefined);
-      await fsp.rm(tmp, { force: true }).catch(() => undefined);
-    }
-  }
-  await fsyncDirectory(dir);
-}
-
 /**
  * Write `tensors` to `path` as safetensors, atomically (see
- * {@link writeBytesAtomic}) and streaming tensor by tensor, so no buffer of
+ * {@link writeFileAtomic}) and streaming tensor by tensor, so no buffer of
  * the whole file is built.
  * @throws SafetensorsError for tensors or metadata that cannot be written.
  */
 export async function writeSafetensors(path: string, tensors: SafetensorsTensors, metadata?: Record<string, string>): Promise<void> {
   const { head, entries } = prepare(tensors, metadata);
-  await writeBytesAtomic(path, async (fh) => {
+  await writeFileAtomic(path, async (fh) => {
     await writeFully(fh, head, 0);
     let at = head.length;
     for (const e of entries) {

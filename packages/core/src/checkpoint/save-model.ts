@@ -21,10 +21,10 @@ import {
   SafetensorsError,
   SafetensorsFile,
   compareCodePoints,
-  writeBytesAtomic,
   writeSafetensors,
   type RawTensor,
 } from './safetensors.js';
+import { writeFileAtomic } from './atomic.js';
 
 /** File of an unsharded safetensors checkpoint. */
 export const SAFE_WEIGHTS_NAME = 'model.safetensors';
@@ -334,7 +334,7 @@ export async function saveModelFiles(
   }
   if (split.isSharded) {
     const index = { metadata: split.metadata, weight_map: weightMap };
-    await writeBytesAtomic(join(dir, SAFE_WEIGHTS_INDEX_NAME), new TextEncoder().encode(pythonJsonDumps(index, 2) + '\n'));
+    await writeFileAtomic(join(dir, SAFE_WEIGHTS_INDEX_NAME), pythonJsonDumps(index, 2) + '\n');
   }
 
   // Remove what an earlier save left and this one did not rewrite (after writing, so a crash leaves the new files).

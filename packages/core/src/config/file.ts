@@ -7,7 +7,8 @@
  * @module
  */
 import type { EnvironmentVariables } from '../state/environment.js';
-import { existsSync, mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { writeFileAtomicSync } from '../checkpoint/atomic.js';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { Document, parse as parseYaml, Scalar } from 'yaml';
@@ -225,32 +226,16 @@ function floatNode(v: unknown, isFloat: boolean): unknown {
 }
 
 /**
- * Writes a config file atomically (a temporary file in the same folder, then
- * a rename), creating the folder if needed. JSON for `.json` paths, else
+ * Writes a config file atomically (`writeFileAtomicSync`: a temporary file in
+ * the same folder, fsync, then a rename), creating the folder if needed. JSON for `.json` paths, else
  * YAML; the content is what {@link serializeConfig} produces.
  */
 export function saveConfigFile(config: Readonly<Record<string, unknown>>, path: string): string {
   const file = resolve(path);
   const text = serializeConfig(config, configFormatOf(file));
-  writeFileAtomic(file, text);
-  return file;
-}
-
-/** Writes `text` to `file` through a temporary sibling and a rename. */
-export function writeFileAtomic(file: string, text: string): void {
   mkdirSync(dirname(file), { recursive: true });
-  const tmp = `${file}.${process.pid}.${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}.tmp`;
-  try {
-    writeFileSync(tmp, text, { encoding: 'utf8', flag: 'wx' });
-    renameSync(tmp, file);
-  } catch (e) {
-    try {
-      unlinkSync(tmp);
-    } catch {
-      // The temporary file may not exist.
-    }
-    throw e;
-  }
+  writeFileAtomicSync(file, text);
+  return file;
 }
 
 /** Devices found on this machine, for {@link basicConfig}. */

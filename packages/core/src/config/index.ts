@@ -100,7 +100,6 @@ export {
   saveConfigFile,
   serializeConfig,
   writeBasicConfig,
-  writeFileAtomic,
 } from './file.js';
 export type { DetectedDevices, LoadConfigOptions, LoadedConfigFile, WriteBasicConfigResult } from './file.js';
 export {
