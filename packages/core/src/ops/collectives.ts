@@ -13,6 +13,7 @@ import type { ProcessGroup, ReduceOp } from '../interfaces/process-group.js';
 import { HostTensor, isHostArray, type DType, type HostArray } from '../tensor/host-tensor.js';
 import { parseFlagFromEnv } from '../utils/environment.js';
 import { deserializeObject, serializeObject } from './object-codec.js';
+import { broadcastBytes } from '../data/serialize.js';
 import { describeType, findDevice, isPlainObject, opsFor, recursivelyApply } from './structure.js';
 import { hostTensorOps, type TensorOps } from './tensor-ops.js';
 
@@ -324,11 +325,7 @@ export async function broadcastObjectList<E>(list: E[], ctx: CollectiveContext<a
   if (!isDistributed(ctx, 'broadcastObjectList')) return list;
   checkRank(from, ctx, 'broadcastObjectList', 'from');
   const isSource = ctx.processIndex === from;
-  const bytes = isSource ? serializeObject(list) : new Uint8Array(0);
-  const size = BigInt64Array.of(BigInt(bytes.length));
-  await ctx.group.broadcast(size, from).wait();
-  const buffer = isSource ? bytes : new Uint8Array(Number(size[0]));
-  await ctx.group.broadcast(buffer, from).wait();
+  const buffer = await broadcastBytes(ctx.group, isSource ? serializeObject(list) : null, from);
   if (!isSource) {
     const received = deserializeObject(buffer) as E[];
     for (let i = 0; i < list.length; i++) list[i] = received[i];
