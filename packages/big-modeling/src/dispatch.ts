@@ -6,6 +6,7 @@
  */
 import * as fs from 'node:fs';
 import { requireCapability } from '@accelerate/core';
+import { parseFlagFromEnv } from '@accelerate/core/internal';
 import { join } from 'node:path';
 import { checkDeviceMap, checkDeviceMapDevices, deviceFor, type DeviceMap } from './device-map.js';
 import { AlignDevicesHook, addHookToModule, tensorsToOffload, UserCpuOffloadHook, type HookedTensor, type ModelHook } from './hooks.js';
@@ -243,7 +244,6 @@ export function initOnDevice<R>(backend: AnyBackend, device: string, fn: () => R
  * (default: env `ACCELERATE_INIT_INCLUDE_BUFFERS`).
  */
 export function initEmptyWeights<R>(backend: AnyBackend, fn: () => R, options: { includeBuffers?: boolean } = {}): R {
-  const env = process.env.ACCELERATE_INIT_INCLUDE_BUFFERS;
-  const includeBuffers = options.includeBuffers ?? (env !== undefined && ['1', 'true', 'yes', 'on'].includes(env.toLowerCase()));
+  const includeBuffers = options.includeBuffers ?? parseFlagFromEnv('ACCELERATE_INIT_INCLUDE_BUFFERS', false);
   return initOnDevice(backend, 'meta', fn, { includeBuffers });
 }

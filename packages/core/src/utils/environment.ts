@@ -1,44 +1,22 @@
 /**
- * Environment helpers: truthy/falsy strings, env flags, temporarily patched
+ * Environment helpers: env flags (booleans parsed by `config/bool.ts`), temporarily patched
  * or cleared `process.env`, and the Linux kernel check Accelerate runs when
  * an Accelerator is created.
  * @module
  */
 import os from 'node:os';
-
-const TRUE_VALUES = ['y', 'yes', 't', 'true', 'on', '1'];
-const FALSE_VALUES = ['n', 'no', 'f', 'false', 'off', '0'];
+import { parseBoolEnv } from '../config/bool.js';
 
 /**
- * Parse a truth value as Accelerate does (case-insensitive): `y yes t true on 1`
- * are true, `n no f false off 0` are false.
- * @throws RangeError naming the value and the accepted spellings.
- */
-export function strToBool(value: string): boolean {
-  const v = String(value).trim().toLowerCase();
-  if (TRUE_VALUES.includes(v)) return true;
-  if (FALSE_VALUES.includes(v)) return false;
-  throw new RangeError(
-    `invalid truth value ${JSON.stringify(value)}; use one of ${TRUE_VALUES.join('/')} or ${FALSE_VALUES.join('/')}.`,
-  );
-}
-
-/**
- * The boolean value of env `key` ({@link strToBool}), or `defaultValue`
- * when it is unset or empty.
- * @throws RangeError when the variable holds something else, naming the variable.
+ * The boolean value of env `key` (Accelerate's `parse_flag_from_env`, through
+ * {@link parseBoolEnv}: `y yes t true on 1` / `n no f false off 0`, any case),
+ * or `defaultValue` when it is unset or empty.
+ * @throws ConfigError when the variable holds something else, naming the variable and the spellings.
  */
 export function parseFlagFromEnv(key: string, defaultValue = false): boolean {
   const raw = process.env[key];
   if (raw === undefined || raw === '') return defaultValue;
-  try {
-    return strToBool(raw);
-  } catch {
-    throw new RangeError(
-      `environment variable ${key}=${JSON.stringify(raw)} is not a truth value; set it to one of ` +
-        `${TRUE_VALUES.join('/')} or ${FALSE_VALUES.join('/')}, or unset it.`,
-    );
-  }
+  return parseBoolEnv(key, raw);
 }
 
 /** The first of `keys` set in the env to a non-negative integer, else `defaultValue`. */
