@@ -8,7 +8,7 @@ import { DataLoaderDispatcher, DataLoaderShard, type PreparedDataLoader } from '
 import { prepareDataLoader, type PrepareDataLoaderOptions } from '../../src/data/prepare.js';
 import { seedDataGenerator, resetDefaultGenerator } from '../../src/data/random.js';
 import { BatchSampler } from '../../src/data/sampler.js';
-import { createInMemoryTestGroups } from './in-memory-group.js';
+import { createInMemoryGroups } from '../../src/testing/in-memory-group.js';
 import { gatherForMetrics, range } from './helpers.js';
 
 beforeEach(() => {
@@ -43,7 +43,7 @@ async function runRanks(
   make: () => DataLoader<any, any>,
   options: Omit<PrepareDataLoaderOptions<unknown>, 'numProcesses' | 'processIndex' | 'group'> = {},
 ): Promise<RankRun[]> {
-  const groups = createInMemoryTestGroups(P);
+  const groups = createInMemoryGroups(P);
   return Promise.all(
     groups.map(async (group, p) => {
       // Every simulated process starts from the same default-generator state, as seeded processes do.
@@ -202,7 +202,7 @@ describe('prepareDataLoader across simulated processes', () => {
   it('[B60] a prepared iterable loader whose collate returns { tensor, non_tensor: "non_tensor_value" } passes the string through (dispatched, P = 1 and 2)', async () => {
     const collateFn = (xs: number[]) => ({ tensor: HostTensor.fromNumbers(xs), non_tensor: 'non_tensor_value' });
     for (const P of [1, 2]) {
-      const groups = createInMemoryTestGroups(P);
+      const groups = createInMemoryGroups(P);
       const out = await Promise.all(
         groups.map(async (group, p) => {
           const dl = prepareDataLoader(new DataLoader(fromIterable(() => range(10)), { batchSize: 4, collateFn }), {
@@ -240,7 +240,7 @@ describe('prepareDataLoader across simulated processes', () => {
   });
 
   it('a shuffled loader sharded without a seedable sampler keeps its shared generator in sync through the group', async () => {
-    const groups = createInMemoryTestGroups(2);
+    const groups = createInMemoryGroups(2);
     const loaders = groups.map((group, p) => {
       // Different default-generator histories per process: the group sync must still align them.
       resetDefaultGenerator();

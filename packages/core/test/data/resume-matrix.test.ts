@@ -16,7 +16,7 @@ import { skipFirstBatches, type DataLoaderStateDict, type PreparedDataLoader } f
 import { prepareDataLoader } from '../../src/data/prepare.js';
 import { Generator, resetDefaultGenerator } from '../../src/data/random.js';
 import { SeedableRandomSampler } from '../../src/data/sampler.js';
-import { createInMemoryTestGroups } from './in-memory-group.js';
+import { createInMemoryGroups } from '../../src/testing/in-memory-group.js';
 import { gatherForMetrics, range } from './helpers.js';
 
 beforeEach(() => {
@@ -46,7 +46,7 @@ interface Config {
 
 /** One prepared loader per rank of a world of P (with in-memory groups when dispatching). */
 function makeWorld(c: Config, P: number): Loader[] {
-  const groups = c.dispatch && P > 1 ? createInMemoryTestGroups(P) : undefined;
+  const groups = c.dispatch && P > 1 ? createInMemoryGroups(P) : undefined;
   return range(P).map((p) => {
     const base = c.iterable
       ? new DataLoader(fromIterable(() => range(c.n), { length: c.n }), { batchSize: c.bs, dropLast: c.dropLast })

@@ -7,7 +7,7 @@ import { DataLoaderDispatcher, skipFirstBatches, type DataLoaderStateDict, type 
 import { prepareDataLoader, type PrepareDataLoaderOptions } from '../../src/data/prepare.js';
 import { defaultGenerator, Generator, seedDataGenerator, resetDefaultGenerator } from '../../src/data/random.js';
 import { SeedableRandomSampler } from '../../src/data/sampler.js';
-import { createInMemoryTestGroups } from './in-memory-group.js';
+import { createInMemoryGroups } from '../../src/testing/in-memory-group.js';
 import { gatherForMetrics, range } from './helpers.js';
 
 beforeEach(() => {
@@ -125,7 +125,7 @@ describe('exact resume (stateDict / loadStateDict)', () => {
     const n = 36;
     const order = orderOf(n, 5, 0);
     for (const mode of ['split', 'dispatch'] as const) {
-      const groups = createInMemoryTestGroups(2);
+      const groups = createInMemoryGroups(2);
       const runs = await Promise.all(
         groups.map(async (group, p) => {
           const dl = shuffled(n, mode === 'split' ? 8 : 4, {
@@ -153,7 +153,7 @@ describe('exact resume (stateDict / loadStateDict)', () => {
     const n = 26;
     const order = orderOf(n, 7, 0);
     const { state } = await runUntil(shuffled(n, 2, {}), 4); // 10 samples
-    const groups = createInMemoryTestGroups(2);
+    const groups = createInMemoryGroups(2);
     const runs = await Promise.all(
       groups.map(async (group, p) => {
         const dl = shuffled(n, 2, { numProcesses: 2, processIndex: p, dispatchBatches: true, group });
