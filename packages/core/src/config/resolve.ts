@@ -190,8 +190,19 @@ export interface ResolvedConfig extends ResolvedSettings {
 export interface ResolveConfigOptions {
   /** Values the user passed to the `Accelerator` (undefined = not passed). */
   constructorArgs?: Partial<ResolvedValues>;
-  /** Values given as `accelerate launch` flags, when resolving inside the launcher. */
+  /**
+   * Values given as `accelerate launch` flags, when resolving inside the launcher.
+   * A flag that chooses the distributed type (`distributedType`, or a `use*`
+   * set to true) sets it alone: the file's `distributed_type` then takes no
+   * part (Python's launcher ignores it too).
+   */
   launchFlags?: Partial<ResolvedValues>;
+  /**
+   * The flag that gave a {@link launchFlags} value, for its detail, when it is
+   * not the setting's snake_case name (`{ distributedType: 'multi_gpu' }`);
+   * `processGroupTimeout` is `--timeout` already.
+   */
+  launchFlagNames?: Partial<Record<keyof ResolvedValues, string>>;
   /** Environment (default `process.env`). */
   env?: EnvironmentVariables;
   /**
@@ -368,12 +379,7 @@ const DEFS: { [K in keyof ResolvedValues]: SettingDef<ResolvedValues[K]> } = {
     env: ['ACCELERATE_GRADIENT_ACCUMULATION_STEPS'],
     parseEnv: envInt(1),
     // `accelerate launch` exports it only for DeepSpeed, from the DeepSpeed section.
-    fromFile: (cfg) => {
-      const v = cfg.deepspeed_config?.gradient_accumulation_steps;
-      return cfg.distributed_type === 'DEEPSPEED' && v !== undefined && v !== null
-        ? { value: v, key: 'deepspeed_config.gradient_accumulation_steps' }
-        : undefined;
-    },
+    fromFile: (cfg) => deepspeedSteps(cfg, cfg.distributed_type === 'DEEPSPEED'),
     defaultValue: 1,
   },
   cpu: { check: checkBool, env: ['ACCELERATE_USE_CPU'], parseEnv: envBool, fromFile: fileKey('use_cpu'), defaultValue: false },
@@ -449,6 +455,18 @@ const USE_FLAG_TYPES = [
   ['useMegatronLm', 'MEGATRON_LM'],
 ] as const;
 
+/** Rows the file's `distributed_type` sets (see {@link ResolveConfigOptions.launchFlags}). */
+const TYPE_ROWS = new Set<keyof ResolvedValues>(['distributedType', 'useDeepspeed', 'useFsdp', 'useMegatronLm']);
+
+/** A launch flag's name when it is not the setting's snake_case name. */
+const LAUNCH_FLAG_NAMES: Partial<Record<keyof ResolvedValues, string>> = { processGroupTimeout: 'timeout' };
+
+/** DeepSpeed's gradient accumulation steps in the file, taken only when the distributed type is DeepSpeed. */
+function deepspeedSteps(cfg: ClusterConfigFile, isDeepspeed: boolean): { value: unknown; key: string } | undefined {
+  const v = cfg.deepspeed_config?.gradient_accumulation_steps;
+  return isDeepspeed && v !== undefined && v !== null ? { value: v, key: 'deepspeed_config.gradient_accumulation_steps' } : undefined;
+}
+
 /**
  * Merges the configuration sources into one {@link ResolvedConfig}, recording
  * for every setting which source won.
@@ -477,11 +495,53 @@ const USE_FLAG_TYPES = [
  * before Megatron-LM, as Accelerate checks them), else the file, else `NO`.
  */
 export function resolveConfig(options: ResolveConfigOptions = {}): ResolvedConfig {
+  const m = mergeConfig(options, false);
+  throwIssues(m.issues);
+  return buildResolved(m.out, m.sections, m.layers, m.warnings, m.file);
+}
+
+/** What the launcher's problems name a core-setting issue by (see {@link resolveLaunchConfig}). */
+export interface ConfigProblem {
+  /** `launch flags`, `config file /x.yaml`, `the environment`, … */
+  readonly source: string;
+  readonly issue: ConfigIssue;
+}
+
+/**
+ * The launcher's side of {@link resolveConfig}: the same rows and the same
+ * merge (launch flags > env > config file > default), for `accelerate launch`,
+ * which validates before spawning and reports every problem at once in its
+ * own words. Differences: problems are returned instead of thrown; a launch
+ * flag's or the file's value that fails its row's check is still kept (and
+ * reported in `problems`), so the launcher can name it with its own message;
+ * the plugin sections fall back to the launcher's defaults (Python's argparse
+ * ones). Pass `env` with only the variables the launcher reads (Python's
+ * launcher reads none but the timeout). The config file must be given
+ * (`configFile`: a loaded file or `null`). @internal
+ */
+export function resolveLaunchConfig(
+  options: ResolveConfigOptions & { configFile: LoadedConfigFile | null },
+): { config: ResolvedConfig; problems: ConfigProblem[] } {
+  const m = mergeConfig(options, true);
+  return { config: buildResolved(m.out, m.sections, m.layers, m.warnings, m.file), problems: m.issues };
+}
+
+interface Merged {
+  out: Record<string, ResolvedSetting<unknown>>;
+  sections: ResolvedSections;
+  layers: SectionLayers;
+  warnings: string[];
+  file: LoadedConfigFile | null;
+  issues: ConfigProblem[];
+}
+
+/** The one merge of the core rows ({@link DEFS}) and the plugin sections. `launcher`: see {@link resolveLaunchConfig}. */
+function mergeConfig(options: ResolveConfigOptions, launcher: boolean): Merged {
   const env = options.env ?? process.env;
   const ctor = options.constructorArgs ?? {};
   const flags = options.launchFlags ?? {};
   const warnings: string[] = [];
-  const issues: { source: string; issue: ConfigIssue }[] = [];
+  const issues: ConfigProblem[] = [];
 
   let file: LoadedConfigFile | null = null;
   // `accelerate launch` names its file and provenance to the ranks: it showed the file's warnings already.
@@ -519,12 +579,14 @@ export function resolveConfig(options: ResolveConfigOptions = {}): ResolvedConfi
   ): Candidate<ResolvedValues[K]> | undefined => {
     // null counts as "not passed" too (plain-JS callers).
     if (values[name] === undefined || values[name] === null) return undefined;
+    const detail = source === 'constructor' ? name : `--${options.launchFlagNames?.[name] ?? LAUNCH_FLAG_NAMES[name] ?? snake(name)}`;
     const checked = DEFS[name].check(values[name], name);
     if (isIssue(checked)) {
       issues.push({ source: source === 'constructor' ? 'constructor arguments' : 'launch flags', issue: checked });
-      return undefined;
+      // The launcher names a bad flag itself (its own message, with the fix); the value stays for its checks.
+      return launcher && source === 'launch flag' ? { value: values[name] as ResolvedValues[K], source, detail } : undefined;
     }
-    return { value: checked, source, detail: source === 'constructor' ? name : `--${snake(name)}` };
+    return { value: checked, source, detail };
   };
 
   const fromEnv = <K extends keyof ResolvedValues>(name: K): Candidate<ResolvedValues[K]> | undefined => {
@@ -562,20 +624,29 @@ export function resolveConfig(options: ResolveConfigOptions = {}): ResolvedConfi
     return undefined;
   };
 
+  // A launch flag that chooses the distributed type sets it alone (the file's distributed_type takes no part).
+  const flaggedType: ConfigDistributedType | undefined =
+    flags.distributedType ?? USE_FLAG_TYPES.find(([flag]) => flags[flag] === true)?.[1];
+  const flagsChoseType = flaggedType !== undefined;
+
   const fromFile = <K extends keyof ResolvedValues>(name: K): Candidate<ResolvedValues[K]> | undefined => {
     const def = DEFS[name];
     if (!cluster || !file || !def.fromFile) return undefined;
-    const got = def.fromFile(cluster, file);
+    if (flagsChoseType && TYPE_ROWS.has(name)) return undefined;
+    const got =
+      name === 'gradientAccumulationSteps' && flagsChoseType
+        ? deepspeedSteps(cluster, flaggedType === 'DEEPSPEED')
+        : def.fromFile(cluster, file);
     if (!got) return undefined;
     let value: unknown = got.value;
     if (name === 'useDeepspeed' || name === 'useFsdp' || name === 'useMegatronLm') value = true;
+    const detail =
+      name.startsWith('use') ? `${file.path} (distributed_type: ${String(got.value)})` : `${file.path} (${got.key})`;
     const checked = def.check(value, `${got.key}`);
     if (isIssue(checked)) {
       issues.push({ source: `config file ${file.path}`, issue: checked });
-      return undefined;
+      return launcher ? { value: value as ResolvedValues[K], source: 'config file', detail } : undefined;
     }
-    const detail =
-      name.startsWith('use') ? `${file.path} (distributed_type: ${String(got.value)})` : `${file.path} (${got.key})`;
     return { value: checked, source: 'config file', detail };
   };
 
@@ -652,17 +723,17 @@ export function resolveConfig(options: ResolveConfigOptions = {}): ResolvedConfi
     file: cluster && file ? { path: file.path, config: cluster as unknown as Record<string, unknown> } : null,
     pluginDefaults: options.pluginDefaults,
     pluginName: options.pluginName,
+    launcherDefaults: launcher || undefined,
   };
   const { sections, problems } = resolveSections(layers);
   // A variable both a core row and a section read (ACCELERATE_DYNAMO_BACKEND) is reported once.
   const reported = new Set(issues.map((i) => i.issue.key));
   issues.push(...problems.filter((p) => !reported.has(p.issue.key)));
 
-  throwIssues(issues);
-  return buildResolved(out, sections, layers, warnings, file);
+  return { out, sections, layers, warnings, file, issues };
 }
 
-function throwIssues(issues: readonly { source: string; issue: ConfigIssue }[]): void {
+function throwIssues(issues: readonly ConfigProblem[]): void {
   if (issues.length > 0) {
     const sources = [...new Set(issues.map((i) => i.source))];
     throw new ConfigError(sources.join(' and '), issues.map((i) => i.issue));

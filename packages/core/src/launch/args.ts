@@ -6,16 +6,22 @@
  * flag defaults. Each value remembers where it came from, so the ranks'
  * provenance report can say "launch flag --mixed_precision" or "config file
  * /x.yaml (mixed_precision)".
+ *
+ * The core settings (precision, world, port, GA, CPU, debug, dynamo backend,
+ * timeout, distributed type) and the plugin sections are merged by the
+ * configuration's own resolver ({@link resolveLaunchConfig}, the rows
+ * `resolveConfig` reads in the ranks); this module adds the launch-only
+ * settings (script, tee, log_dir, role, threads, …) and the launcher's checks.
  * @module
  */
-import { PROCESS_GROUP_TIMEOUT_ENV, parseTimeoutSeconds } from '../config/timeout.js';
+import { PROCESS_GROUP_TIMEOUT_ENV } from '../config/timeout.js';
 import type { MixedPrecision } from '../interfaces/backend.js';
 import type { EnvironmentVariables } from '../state/environment.js';
-import type { ConfigSource } from '../config/resolve.js';
+import { resolveLaunchConfig, type ConfigSource, type ResolvedConfig, type ResolvedSetting, type ResolvedValues } from '../config/resolve.js';
 import { findDefaultConfigFile, loadConfigFile, type LoadedConfigFile } from '../config/file.js';
 import { suggestClosest } from '../config/errors.js';
 import type { ClusterConfigFile } from '../config/schema.js';
-import { resolveSections, type ResolvedSections } from '../config/settings.js';
+import type { ResolvedSections } from '../config/settings.js';
 import { coerceLaunchValue, LAUNCH_FLAGS, launchFlag, LaunchError, type LaunchValue } from './flags.js';
 
 /**
@@ -132,6 +138,14 @@ export interface ResolvedLaunch {
   readonly sections: ResolvedSections;
   /** The `distributed_type` the ranks get (from the config file or `--multi_gpu`), with its origin; undefined = none. */
   readonly distributedType: { readonly value: string; readonly origin: LaunchValueOrigin } | undefined;
+  /**
+   * The configuration as the launcher resolved it (launch flags > the
+   * launcher's ACCELERATE_PROCESS_GROUP_TIMEOUT > config file > defaults), every
+   * core setting and plugin section with its source: what the ranks get,
+   * exported variable by variable ({@link ResolvedConfig.report} is the same
+   * table a rank reports).
+   */
+  readonly config: ResolvedConfig;
 }
 
 /** Options of {@link resolveLaunchArgs}. */
@@ -228,6 +242,30 @@ export function flattenedConfigKey(section: string, key: string): string {
 
 const asBool = (v: LaunchValue | undefined) => v === true;
 
+/** Flags of core settings: merged by {@link resolveLaunchConfig}, not by the config-file loop here. */
+const CORE_FLAGS: Readonly<Record<string, keyof ResolvedValues>> = {
+  mixed_precision: 'mixedPrecision',
+  num_processes: 'numProcesses',
+  num_machines: 'numMachines',
+  machine_rank: 'machineRank',
+  main_process_ip: 'mainProcessIp',
+  main_process_port: 'mainProcessPort',
+  gradient_accumulation_steps: 'gradientAccumulationSteps',
+  cpu: 'cpu',
+  debug: 'debug',
+  dynamo_backend: 'dynamoBackend',
+  timeout: 'processGroupTimeout',
+  use_deepspeed: 'useDeepspeed',
+  use_fsdp: 'useFsdp',
+  use_megatron_lm: 'useMegatronLm',
+};
+/** Core rows the launcher checks itself (its messages name the flag or key and the fix). */
+const LAUNCHER_CHECKED = new Set([
+  'numProcesses', 'numMachines', 'machineRank', 'mainProcessPort', 'gradientAccumulationSteps', 'processGroupTimeout',
+  'num_processes', 'num_machines', 'machine_rank', 'main_process_port', 'deepspeed_config.gradient_accumulation_steps',
+  PROCESS_GROUP_TIMEOUT_ENV,
+]);
+
 /** One message for several problems: a count, then one `  - ` line each (a problem's own lines indented under it). */
 export function launchProblemsMessage(problems: readonly string[]): string {
   if (problems.length === 1) return problems[0];
@@ -310,6 +348,7 @@ export function resolveLaunchArgs(args: LaunchArgs, options: ResolveLaunchOption
   for (const [name, value] of passed) set(name, value, { source: 'launch flag', detail: `--${name}` });
   const fromFile = (key: string): LaunchValueOrigin => ({ source: 'config file', detail: `${file!.path} (${key})` });
   const isPassed = (name: string) => passed.has(name);
+  const isCore = (name: string) => Object.hasOwn(CORE_FLAGS, name) && name !== 'dynamo_backend';
   /** The value, or undefined with its LaunchError's message added to the problems. */
   const collect = (fn: () => LaunchValue): LaunchValue | undefined => {
     try {
@@ -325,14 +364,9 @@ export function resolveLaunchArgs(args: LaunchArgs, options: ResolveLaunchOption
     // Paradigm from distributed_type when no paradigm flag was given.
     if (!PARADIGM_FLAGS.some((n) => asBool(passed.get(n)))) {
       const dt = cfg.distributed_type;
-      const origin = fromFile('distributed_type');
       if (dt === 'XLA') {
         problems.push(`${file.path} has distributed_type: XLA (TPU); accelerate-ts cannot launch on TPUs. Use another config.`);
       }
-      if (dt === 'DEEPSPEED') set('use_deepspeed', true, origin);
-      else if (dt === 'FSDP') set('use_fsdp', true, origin);
-      else if (dt === 'MEGATRON_LM') set('use_megatron_lm', true, origin);
-      else if (MULTI_DEVICE_TYPES.has(dt)) set('multi_gpu', true, origin);
       if (!isPassed('use_parallelism_config') && cfg.parallelism_config && Object.keys(cfg.parallelism_config).length > 0) {
         set('use_parallelism_config', true, fromFile('parallelism_config'));
       }
@@ -347,7 +381,7 @@ export function resolveLaunchArgs(args: LaunchArgs, options: ResolveLaunchOption
         for (const [sub, subValue] of Object.entries(raw as Record<string, unknown>)) {
           if (subValue === null || subValue === undefined) continue;
           const name = flattenedConfigKey(key, sub);
-          if (isPassed(name)) continue;
+          if (isPassed(name) || isCore(name)) continue;
           const spec = launchFlag(name);
           const where = `${file.path} (${key}.${sub})`;
           if (spec?.support === 'unsupported') {
@@ -361,7 +395,7 @@ export function resolveLaunchArgs(args: LaunchArgs, options: ResolveLaunchOption
         }
         continue;
       }
-      if (key === 'mixed_precision' || key === 'use_cpu' || key === 'debug') continue;
+      if (key === 'use_cpu' || isCore(key)) continue;
       const spec = launchFlag(key);
       if (!spec || spec.support === 'unsupported' || isPassed(key)) continue;
       // Only keys the file really has: filled-in defaults of the schema do not override flag defaults.
@@ -369,15 +403,50 @@ export function resolveLaunchArgs(args: LaunchArgs, options: ResolveLaunchOption
       const value = collect(() => coerceLaunchValue(spec, raw, `${file!.path} (${key})`));
       if (value !== undefined) set(key, value, fromFile(key));
     }
-    if (!isPassed('cpu') && cfg.use_cpu === true) set('cpu', true, fromFile('use_cpu'));
-    if (!isPassed('debug') && cfg.debug === true) set('debug', true, fromFile('debug'));
-    if (!isPassed('mixed_precision') && cfg.mixed_precision) {
-      const value = collect(() => coerceLaunchValue(launchFlag('mixed_precision')!, cfg.mixed_precision, `${file!.path} (mixed_precision)`));
-      if (value !== undefined) set('mixed_precision', value, fromFile('mixed_precision'));
-    }
-    // Without num_processes in the file, Python uses the schema's fill-in: 1 for distributed_type NO, else -1 (= ask at launch).
-    if (!isPassed('num_processes') && !file.present.has('num_processes')) set('num_processes', cfg.num_processes, fromFile('num_processes'));
   }
+
+  // The core settings: one merge, by the rows the ranks read back (launch flags > the launcher's
+  // ACCELERATE_PROCESS_GROUP_TIMEOUT > config file > defaults; Python's launcher reads no other variable).
+  const coreFlags: Record<string, LaunchValue> = {};
+  for (const [flag, name] of Object.entries(CORE_FLAGS)) {
+    const value = passed.get(flag);
+    if (value === undefined || (name.startsWith('use') && value !== true)) continue;
+    coreFlags[name] = value;
+  }
+  const flagNames: Partial<Record<keyof ResolvedValues, string>> = {};
+  if (asBool(passed.get('multi_gpu')) && !PARADIGM_FLAGS.some((n) => n !== 'multi_gpu' && n !== 'tpu' && asBool(passed.get(n)))) {
+    coreFlags.distributedType = 'MULTI_GPU';
+    flagNames.distributedType = 'multi_gpu';
+  }
+  const timeoutText = env[PROCESS_GROUP_TIMEOUT_ENV];
+  const { config, problems: configProblems } = resolveLaunchConfig({
+    launchFlags: coreFlags as Partial<ResolvedValues>,
+    launchFlagNames: flagNames,
+    sectionFlags: Object.fromEntries(passed),
+    env: timeoutText === undefined || timeoutText === '' ? {} : { [PROCESS_GROUP_TIMEOUT_ENV]: timeoutText },
+    configFile: cfg ? file : null,
+  });
+  const originOf = (s: ResolvedSetting<unknown>): LaunchValueOrigin => ({ source: s.source as LaunchValueOrigin['source'], detail: s.detail });
+  for (const [flag, name] of Object.entries(CORE_FLAGS)) {
+    if (flag === 'dynamo_backend' || name.startsWith('use')) continue;
+    const s = config[name];
+    const always = flag === 'mixed_precision' || flag === 'num_processes' || flag === 'num_machines' || flag === 'machine_rank';
+    if (always || s.source === 'launch flag' || s.source === 'config file') set(flag, s.value as LaunchValue, originOf(s));
+  }
+  // Without num_processes in the file, Python uses the schema's fill-in: 1 for distributed_type NO, else -1 (= ask at launch).
+  if (cfg && !isPassed('num_processes') && cfg.num_processes === -1) set('num_processes', -1, fromFile('num_processes'));
+  const dt = config.distributedType;
+  const paradigm: LaunchParadigm =
+    dt.value === 'DEEPSPEED'
+      ? 'deepspeed'
+      : dt.value === 'FSDP'
+        ? 'fsdp'
+        : dt.value === 'MEGATRON_LM'
+          ? 'megatron_lm'
+          : MULTI_DEVICE_TYPES.has(dt.value)
+            ? 'multi_gpu'
+            : 'simple';
+  if (paradigm !== 'simple' && dt.source === 'config file') set(paradigm === 'multi_gpu' ? 'multi_gpu' : `use_${paradigm}`, true, originOf(dt));
 
   // Defaults of the flag table for the rest.
   const defaultsUsed: string[] = [];
@@ -385,16 +454,13 @@ export function resolveLaunchArgs(args: LaunchArgs, options: ResolveLaunchOption
     if (values[spec.name] !== undefined || spec.default === undefined) continue;
     set(spec.name, spec.default, { source: 'default', detail: '' });
   }
-  for (const [name, value, note] of [
-    ['num_processes', 1, '`--num_processes` was set to a value of `1`'],
-    ['num_machines', 1, '`--num_machines` was set to a value of `1`'],
-    ['mixed_precision', 'no', "`--mixed_precision` was set to a value of `'no'`"],
+  for (const [name, note] of [
+    ['num_processes', '`--num_processes` was set to a value of `1`'],
+    ['num_machines', '`--num_machines` was set to a value of `1`'],
+    ['mixed_precision', "`--mixed_precision` was set to a value of `'no'`"],
   ] as const) {
-    if (values[name] !== undefined) continue;
-    set(name, value, { source: 'default', detail: '' });
-    if (!file) defaultsUsed.push(note);
+    if (!file && origins[name].source === 'default') defaultsUsed.push(note);
   }
-  if (values.machine_rank === undefined) set('machine_rank', 0, { source: 'default', detail: '' });
   if (values.gpu_ids === undefined) set('gpu_ids', 'all', { source: 'default', detail: '' });
   if (defaultsUsed.length > 0 && args.script !== undefined) {
     warnings.push(
@@ -454,30 +520,22 @@ export function resolveLaunchArgs(args: LaunchArgs, options: ResolveLaunchOption
   if (threads !== undefined && threads < 1) {
     problems.push(`${describe('num_cpu_threads_per_process')} is ${threads}; pass 1 or more.`);
   }
-  // From a config file, only DeepSpeed's section sets it (as in Python and resolveConfig).
-  const gaValue = values.gradient_accumulation_steps as number | undefined;
-  const gaFromFile = origins.gradient_accumulation_steps?.source === 'config file';
-  const ga = gaFromFile && !(asBool(values.use_deepspeed)) ? undefined : gaValue;
+  // From a config file, only DeepSpeed's section sets it (the row's rule).
+  const ga = values.gradient_accumulation_steps as number | undefined;
   if (ga !== undefined && ga < 1) {
     problems.push(`${describe('gradient_accumulation_steps')} is ${ga}; pass 1 or more.`);
   }
   // Checked here, before any rank starts: a bad value would otherwise fail every rank.
-  let processGroupTimeout: number | undefined;
-  const timeoutFlag = values.timeout as number | undefined;
-  if (timeoutFlag !== undefined) {
-    if (!(Number.isFinite(timeoutFlag) && timeoutFlag > 0)) {
-      throw new LaunchError(`${describe('timeout')} is ${timeoutFlag}; pass a positive number of seconds, e.g. --timeout 600 (10 minutes).`);
+  const timeout = config.processGroupTimeout;
+  const processGroupTimeout = timeout.value;
+  if (timeout.source === 'launch flag') {
+    if (!(Number.isFinite(processGroupTimeout) && processGroupTimeout! > 0)) {
+      throw new LaunchError(`${describe('timeout')} is ${processGroupTimeout}; pass a positive number of seconds, e.g. --timeout 600 (10 minutes).`);
     }
-    processGroupTimeout = timeoutFlag;
-  } else if (env[PROCESS_GROUP_TIMEOUT_ENV] !== undefined && env[PROCESS_GROUP_TIMEOUT_ENV] !== '') {
-    const raw = env[PROCESS_GROUP_TIMEOUT_ENV]!;
-    const seconds = parseTimeoutSeconds(raw);
-    if (seconds === undefined) {
-      throw new LaunchError(
-        `${PROCESS_GROUP_TIMEOUT_ENV}=${JSON.stringify(raw)} is not a positive number of seconds. Set it to e.g. 600 (10 minutes), pass --timeout <seconds>, or unset it for the default (1800).`,
-      );
-    }
-    processGroupTimeout = seconds;
+  } else if (configProblems.some((p) => p.issue.key === PROCESS_GROUP_TIMEOUT_ENV)) {
+    throw new LaunchError(
+      `${PROCESS_GROUP_TIMEOUT_ENV}=${JSON.stringify(timeoutText)} is not a positive number of seconds. Set it to e.g. 600 (10 minutes), pass --timeout <seconds>, or unset it for the default (1800).`,
+    );
   }
   const tee = String(values.tee);
   const teeValid = collect(() => (parseTee(tee), tee)) !== undefined;
@@ -493,38 +551,18 @@ export function resolveLaunchArgs(args: LaunchArgs, options: ResolveLaunchOption
   }
   if (values.rdzv_conf) warnings.push(`--rdzv_conf ${JSON.stringify(values.rdzv_conf)} is ignored: static rendezvous takes no options.`);
 
-  const paradigm: LaunchParadigm = asBool(values.use_deepspeed)
-    ? 'deepspeed'
-    : asBool(values.use_fsdp)
-      ? 'fsdp'
-      : asBool(values.use_megatron_lm)
-        ? 'megatron_lm'
-        : asBool(values.multi_gpu)
-          ? 'multi_gpu'
-          : 'simple';
   const useParallelismConfig = asBool(values.use_parallelism_config);
   if (useParallelismConfig && (paradigm !== 'fsdp' || String(values.fsdp_version) === '1')) {
     problems.push('--use_parallelism_config needs FSDP version 2: add --use_fsdp --fsdp_version 2, or drop --use_parallelism_config.');
   }
-  // The plugin sections, by the settings table: every value checked against its row (type, allowed values).
-  const { sections, problems: sectionProblems } = resolveSections({
-    launchFlags: passed,
-    file: cfg && file ? { path: file.path, config: cfg as unknown as Record<string, unknown> } : null,
-    launcherDefaults: true,
-  });
-  for (const p of sectionProblems) {
+  // The plugin sections (resolved with the core settings): every value checked against its row (type, allowed values).
+  const sections = config.sections;
+  for (const p of configProblems) {
+    if (LAUNCHER_CHECKED.has(p.issue.key)) continue;
     const text = p.source === 'launch flags' ? p.issue.message : `${p.source}: ${p.issue.message}`;
     if (!problems.includes(text)) problems.push(text);
   }
-  let distributedType: ResolvedLaunch['distributedType'];
-  if (paradigm === 'deepspeed' || paradigm === 'fsdp' || paradigm === 'megatron_lm') {
-    const flag = `use_${paradigm}`;
-    distributedType = { value: paradigm === 'megatron_lm' ? 'MEGATRON_LM' : paradigm.toUpperCase(), origin: origins[flag] ?? { source: 'default', detail: '' } };
-  } else if (paradigm === 'multi_gpu' && origins.multi_gpu?.source === 'launch flag') {
-    distributedType = { value: 'MULTI_GPU', origin: origins.multi_gpu };
-  } else if (cfg && file && file.present.has('distributed_type')) {
-    distributedType = { value: cfg.distributed_type, origin: fromFile('distributed_type') };
-  }
+  const distributedType: ResolvedLaunch['distributedType'] = dt.source === 'default' ? undefined : { value: dt.value, origin: originOf(dt) };
   if (paradigm === 'fsdp' && values.fsdp_cpu_ram_efficient_loading === true && values.fsdp_sync_module_states === false) {
     problems.push(
       'FSDP with --fsdp_cpu_ram_efficient_loading true needs --fsdp_sync_module_states true (the other ranks start empty and receive rank 0\'s weights). Set --fsdp_sync_module_states true or --fsdp_cpu_ram_efficient_loading false.',
@@ -565,6 +603,7 @@ export function resolveLaunchArgs(args: LaunchArgs, options: ResolveLaunchOption
     warnings: Object.freeze(warnings),
     sections,
     distributedType,
+    config,
   });
 }
 

@@ -13,7 +13,7 @@ import type { EnvironmentVariables } from '../state/environment.js';
 import { DEFAULT_MASTER_PORT } from '../state/environment.js';
 import { CONFIG_EXPORTED_ENV_VAR, CONFIG_FILE_ENV_VAR, DISTRIBUTED_TYPE_ENV_VAR, PROVENANCE_ENV_VAR } from '../config/env.js';
 import { exportSection, type SettingSectionName } from '../config/settings.js';
-import { encodeProvenanceEnv, type ProvenanceMap } from '../config/resolve.js';
+import { encodeProvenanceEnv, type ProvenanceMap, type ResolvedSetting } from '../config/resolve.js';
 import type { LaunchValueOrigin, ResolvedLaunch } from './args.js';
 import { LaunchError, type LaunchValue } from './flags.js';
 
@@ -120,12 +120,15 @@ export function buildLaunchPlan(resolved: ResolvedLaunch, options: BuildLaunchPl
   const env: Record<string, string> = {};
   const provenance: ProvenanceMap = {};
   const unset = new Set<string>(OWNED_ENV);
-  const put = (name: string, value: string, origin?: LaunchValueOrigin | { source: 'default'; detail: string }) => {
+  const put = (name: string, value: string, origin?: Pick<ResolvedSetting<unknown>, 'source' | 'detail'>) => {
     env[name] = value;
     unset.delete(name);
-    if (origin) provenance[name] = { value, source: origin.source, detail: origin.detail };
+    // A value the launcher itself read from its environment passes through as plain env.
+    if (origin && origin.source !== 'env') provenance[name] = { value, source: origin.source, detail: origin.detail };
   };
   const origin = (name: string): LaunchValueOrigin => o[name] ?? { source: 'default', detail: '' };
+  // The core settings as the launcher resolved them (the rows the ranks read back), each with its source.
+  const c = resolved.config;
 
   const masterAddr = resolved.mainProcessIp ?? '127.0.0.1';
   const masterPort = options.port ?? (resolved.mainProcessPort || DEFAULT_MASTER_PORT);
@@ -135,22 +138,22 @@ export function buildLaunchPlan(resolved: ResolvedLaunch, options: BuildLaunchPl
   const local = resolved.localProcesses;
 
   // World.
-  put('WORLD_SIZE', String(resolved.numProcesses), origin('num_processes'));
+  put('WORLD_SIZE', String(resolved.numProcesses), c.numProcesses);
   put('LOCAL_WORLD_SIZE', String(local));
-  put('GROUP_RANK', String(resolved.machineRank), origin('machine_rank'));
+  put('GROUP_RANK', String(resolved.machineRank), c.machineRank);
   put('NODE_RANK', String(resolved.machineRank));
-  put('GROUP_WORLD_SIZE', String(resolved.numMachines), origin('num_machines'));
+  put('GROUP_WORLD_SIZE', String(resolved.numMachines), c.numMachines);
   put('ROLE_NAME', resolved.role);
   put('ROLE_WORLD_SIZE', String(resolved.numProcesses));
   put(
     'MASTER_ADDR',
     masterAddr,
-    resolved.mainProcessIp ? origin('main_process_ip') : { source: 'default', detail: 'this machine (127.0.0.1)' },
+    resolved.mainProcessIp ? c.mainProcessIp : { source: 'default', detail: 'this machine (127.0.0.1)' },
   );
   const portOrigin =
     options.port !== undefined && options.port !== resolved.mainProcessPort
       ? { source: 'default' as const, detail: 'a free port chosen by accelerate launch' }
-      : origin('main_process_port');
+      : c.mainProcessPort;
   put('MASTER_PORT', String(masterPort), portOrigin);
 
   // CPU threads.
@@ -163,41 +166,40 @@ export function buildLaunchPlan(resolved: ResolvedLaunch, options: BuildLaunchPl
   put('OMP_NUM_THREADS', String(threads));
 
   // Accelerate's own settings.
-  if (resolved.mixedPrecision !== 'no') put('ACCELERATE_MIXED_PRECISION', resolved.mixedPrecision, origin('mixed_precision'));
+  if (resolved.mixedPrecision !== 'no') put('ACCELERATE_MIXED_PRECISION', resolved.mixedPrecision, c.mixedPrecision);
   if (resolved.cpu) {
-    put('ACCELERATE_USE_CPU', 'true', origin('cpu'));
+    put('ACCELERATE_USE_CPU', 'true', c.cpu);
     // Intel OpenMP settings Accelerate uses on CPU (ignored by other OpenMP runtimes).
     if (baseEnv.KMP_AFFINITY === undefined) put('KMP_AFFINITY', 'granularity=fine,compact,1,0');
     if (baseEnv.KMP_BLOCKTIME === undefined) put('KMP_BLOCKTIME', '1');
   }
-  if (resolved.debug) put('ACCELERATE_DEBUG_MODE', 'true', origin('debug'));
+  if (resolved.debug) put('ACCELERATE_DEBUG_MODE', 'true', c.debug);
   if (resolved.processGroupTimeout !== undefined) {
-    const fromFlag = o.timeout !== undefined;
-    put('ACCELERATE_PROCESS_GROUP_TIMEOUT', String(resolved.processGroupTimeout), fromFlag ? origin('timeout') : undefined);
+    put('ACCELERATE_PROCESS_GROUP_TIMEOUT', String(resolved.processGroupTimeout), c.processGroupTimeout);
   }
   if (resolved.gradientAccumulationSteps !== undefined) {
-    put('ACCELERATE_GRADIENT_ACCUMULATION_STEPS', String(resolved.gradientAccumulationSteps), origin('gradient_accumulation_steps'));
+    put('ACCELERATE_GRADIENT_ACCUMULATION_STEPS', String(resolved.gradientAccumulationSteps), c.gradientAccumulationSteps);
   }
   if (v.enable_cpu_affinity === true) put('ACCELERATE_CPU_AFFINITY', '1', origin('enable_cpu_affinity'));
   const gpuIds = str(v.gpu_ids);
   if (gpuIds !== 'all' && gpuIds !== '') put('CUDA_VISIBLE_DEVICES', gpuIds);
-  if (resolved.distributedType) put(DISTRIBUTED_TYPE_ENV_VAR, resolved.distributedType.value, resolved.distributedType.origin);
+  if (c.distributedType.source !== 'default') put(DISTRIBUTED_TYPE_ENV_VAR, c.distributedType.value, c.distributedType);
 
   // The plugin sections (spec §10's table), exported row by row from the settings table; the plugins read these variables.
   const sections = resolved.sections;
   const exportOf = (section: SettingSectionName) => {
     for (const { name, value, origin: from } of exportSection(section, sections[section])) {
-      put(name, value, { source: from.source as LaunchValueOrigin['source'], detail: from.detail });
+      put(name, value, from);
     }
   };
   const dynamo = sections.dynamo.backend.value;
   if (dynamo !== undefined && dynamo !== 'NO') exportOf('dynamo');
   if (resolved.paradigm === 'fsdp') {
-    put('ACCELERATE_USE_FSDP', 'true', origin('use_fsdp'));
+    put('ACCELERATE_USE_FSDP', 'true', c.distributedType);
     exportOf('fsdp');
   }
   if (resolved.paradigm === 'deepspeed') {
-    put('ACCELERATE_USE_DEEPSPEED', 'true', origin('use_deepspeed'));
+    put('ACCELERATE_USE_DEEPSPEED', 'true', c.distributedType);
     put('ACCELERATE_CONFIG_DS_FIELDS', deepspeedFieldsFromFile(resolved).join(','));
     exportOf('deepspeed');
     const launcher = sections.deepspeed.multinodeLauncher;
@@ -208,7 +210,7 @@ export function buildLaunchPlan(resolved: ResolvedLaunch, options: BuildLaunchPl
     }
   }
   if (resolved.paradigm === 'megatron_lm') {
-    put('ACCELERATE_USE_MEGATRON_LM', 'true', origin('use_megatron_lm'));
+    put('ACCELERATE_USE_MEGATRON_LM', 'true', c.distributedType);
     exportOf('megatron');
   }
   if (resolved.useParallelismConfig) {
@@ -255,7 +257,8 @@ function deepspeedFieldsFromFile(resolved: ResolvedLaunch): string[] {
   for (const [name, origin] of Object.entries(resolved.origins)) {
     if (origin.source === 'config file' && origin.detail.includes('(deepspeed_config.')) out.push(name);
   }
-  if (resolved.origins.mixed_precision?.source === 'config file') out.push('mixed_precision');
+  // Python counts it whenever the file takes part and no flag set it (the file always has a mixed_precision).
+  if (resolved.configFile && resolved.config.mixedPrecision.source !== 'launch flag') out.push('mixed_precision');
   return out.sort();
 }
 
