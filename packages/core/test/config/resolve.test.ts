@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { encodeProvenanceEnv, formatProvenance, resolveConfig, SETTING_NAMES } from '../../src/config/resolve.js';
+import { encodeProvenanceEnv, formatProvenance, resolveConfig, resolveLaunchConfig, SETTING_NAMES } from '../../src/config/resolve.js';
 import { ConfigError } from '../../src/config/errors.js';
 import { loadConfigFile } from '../../src/config/file.js';
 
@@ -184,6 +184,40 @@ describe('which config file takes part', () => {
     const launchedWithout = resolveConfig({ env: { HF_HOME: hf, ACCELERATE_CONFIG_PROVENANCE: encodeProvenanceEnv({}) } });
     expect(launchedWithout.configFile).toBeNull();
     expect(launchedWithout.mixedPrecision.source).toBe('default');
+  });
+});
+
+describe('inside the launcher: launch flags and the file, one merge', () => {
+  it('a flag that chooses the distributed type sets it alone; DeepSpeed\'s GA comes from the file only for DeepSpeed', () => {
+    const ds = configFile('distributed_type: DEEPSPEED\nnum_processes: 2\ndeepspeed_config:\n  gradient_accumulation_steps: 4\n');
+    const fromFile = resolveConfig({ env: {}, configFile: ds });
+    expect(fromFile.distributedType).toEqual({ value: 'DEEPSPEED', source: 'config file', detail: `${ds} (distributed_type)` });
+    expect(fromFile.gradientAccumulationSteps.value).toBe(4);
+    const fsdp = resolveConfig({ env: {}, configFile: ds, launchFlags: { useFsdp: true } });
+    expect(fsdp.distributedType).toEqual({ value: 'FSDP', source: 'launch flag', detail: '--use_fsdp' });
+    expect(fsdp.useDeepspeed).toEqual({ value: false, source: 'default', detail: '' });
+    expect(fsdp.gradientAccumulationSteps).toEqual({ value: 1, source: 'default', detail: '' });
+    // --use_deepspeed with a file of another type: the file's DeepSpeed section still gives the steps.
+    const no = configFile('distributed_type: NO\ndeepspeed_config:\n  gradient_accumulation_steps: 3\n', 'no.yaml');
+    const flagged = resolveConfig({ env: {}, configFile: no, launchFlags: { useDeepspeed: true } });
+    expect(flagged.distributedType.value).toBe('DEEPSPEED');
+    expect(flagged.gradientAccumulationSteps).toEqual({ value: 3, source: 'config file', detail: `${no} (deepspeed_config.gradient_accumulation_steps)` });
+    // The flag's name in the detail.
+    const multi = resolveConfig({ env: {}, configFile: no, launchFlags: { distributedType: 'MULTI_GPU', processGroupTimeout: 60 }, launchFlagNames: { distributedType: 'multi_gpu' } });
+    expect(multi.distributedType).toEqual({ value: 'MULTI_GPU', source: 'launch flag', detail: '--multi_gpu' });
+    expect(multi.processGroupTimeout).toEqual({ value: 60, source: 'launch flag', detail: '--timeout' });
+  });
+
+  it('resolveLaunchConfig returns problems instead of throwing and keeps a bad flag or file value for the launcher to name', () => {
+    const f = configFile('distributed_type: MULTI_CPU\nnum_processes: 2\nmain_process_port: 99999\n');
+    expect(() => resolveConfig({ env: {}, configFile: f, launchFlags: { numProcesses: 0 } })).toThrow(ConfigError);
+    const { config, problems } = resolveLaunchConfig({ env: {}, configFile: loadConfigFile(f), launchFlags: { numProcesses: 0 } });
+    expect(config.numProcesses).toEqual({ value: 0, source: 'launch flag', detail: '--num_processes' });
+    expect(config.mainProcessPort).toEqual({ value: 99999, source: 'config file', detail: `${f} (main_process_port)` });
+    expect(problems.map((p) => [p.source, p.issue.key])).toEqual([
+      ['launch flags', 'numProcesses'],
+      [`config file ${f}`, 'main_process_port'],
+    ]);
   });
 });
 
