@@ -30,10 +30,12 @@ const DECIDED: readonly (keyof ResolvedValues)[] = [
 ];
 
 /** The rank sees the launcher's value and source; its detail is the launcher's, plus the variable it came through. */
-function expectSame(launcher: Record<string, ResolvedSetting<unknown>>, rank: Record<string, ResolvedSetting<unknown>>) {
+type Settings = { readonly [K in keyof ResolvedValues]?: ResolvedSetting<unknown> };
+
+function expectSame(launcher: Settings, rank: Settings) {
   for (const name of DECIDED) {
-    const l = launcher[name];
-    const r = rank[name];
+    const l = launcher[name]!;
+    const r = rank[name]!;
     expect({ name, value: r.value, source: r.source }).toEqual({ name, value: l.value, source: l.source });
     if (l.source !== 'default') expect(r.detail.startsWith(`${l.detail} (via `), `${name}: ${r.detail} vs ${l.detail}`).toBe(true);
   }
