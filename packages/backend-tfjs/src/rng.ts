@@ -17,8 +17,7 @@
  * initialisers, and any tfjs random op called without a seed.
  * @module
  */
-import { Generator, type GeneratorState } from '@accelerate/core';
-import { takeSeed } from '@accelerate/core/internal';
+import { Generator, takeSeed, type GeneratorState } from '@accelerate/core';
 import { tf } from './tf.js';
 
 /** A tfjs layer initialiser (what `kernelInitializer` accepts). */

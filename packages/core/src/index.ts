@@ -54,7 +54,7 @@ export {
 export type { PluginContextOf, PluginHookName, PluginOption } from './accelerator/plugin-container.js';
 export type { JoinUnevenInputsOptions } from './accelerator/join.js';
 export type { Prepared, BackendTensorTypes, DeviceTensor, OnDevice } from './accelerator/prepared-types.js';
-export { setSeed, type SeedModule, type SetSeedOptions } from './accelerator/seed.js';
+export { registerSeedHook, setSeed, takeSeed, type SeedModule, type SetSeedOptions } from './accelerator/seed.js';
 
 // Data
 export { Generator, type GeneratorState } from './data/random.js';
