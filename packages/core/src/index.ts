@@ -51,7 +51,7 @@ export {
   type GradScalerFields,
   type InitProcessGroupOptions,
 } from './accelerator/kwargs-handlers.js';
-export type { PluginContextOf, PluginHookName, PluginOption } from './accelerator/plugin-container.js';
+export type { PluginContainer, PluginContextOf, PluginHookName, PluginOption } from './accelerator/plugin-container.js';
 export type { JoinUnevenInputsOptions } from './accelerator/join.js';
 export type { Prepared, BackendTensorTypes, DeviceTensor, OnDevice } from './accelerator/prepared-types.js';
 export { registerSeedHook, setSeed, takeSeed, type SeedModule, type SetSeedOptions } from './accelerator/seed.js';
@@ -79,6 +79,7 @@ export {
   type ResumePoint,
   type Sampler,
   type SeedableRandomSamplerOptions,
+  type SkippedIndices,
 } from './data/sampler.js';
 export { collateBatch, defaultCollate, type Collated, type SelfCollating } from './data/collate.js';
 export { DataLoader, type DataLoaderOptions } from './data/dataloader.js';
@@ -98,9 +99,14 @@ export {
   type DataLoaderDispatcherOptions,
   type DataLoaderShardOptions,
   type DataLoaderStateDict,
+  type DeviceTransform,
+  type DispatchSliceFn,
+  type PassProgress,
+  type PreparedLoaderOptions,
   type SkipDataLoaderOptions,
 } from './data/loaders.js';
 export { prepareDataLoader, type PrepareDataLoaderOptions } from './data/prepare.js';
+export type { BroadcastGroup } from './data/serialize.js';
 
 // Collectives and operations on nested data
 export {
@@ -130,8 +136,10 @@ export {
   type ConcatenateOptions,
   type PadInputTensorsOptions,
   type RecursivelyApplyOptions,
+  type ReplaceLeaves,
   type SendToDeviceOptions,
 } from './ops/structure.js';
+export type { TensorOps } from './ops/tensor-ops.js';
 
 // Configuration
 export {
@@ -151,6 +159,7 @@ export {
   resolveConfig,
   resolvedValues,
   type ConfigSource,
+  type DynamoBackendName,
   type ProvenanceMap,
   type ResolveConfigOptions,
   type ResolvedConfig,
@@ -160,7 +169,15 @@ export {
 } from './config/resolve.js';
 export { validateConfigDict, type ValidateOptions, type ValidatedConfig } from './config/validate.js';
 export { ConfigError, type ConfigIssue, type ConfigIssueKind } from './config/errors.js';
-export type { AccelerateConfigFile, ClusterConfigFile, ComputeEnvironment, ConfigDistributedType } from './config/schema.js';
+export {
+  COMPUTE_ENVIRONMENTS,
+  type AccelerateConfigFile,
+  type ClusterConfigFile,
+  type ComputeEnvironment,
+  type ConfigDistributedType,
+  type ConfigSection,
+  type SageMakerConfigFile,
+} from './config/schema.js';
 export type {
   DeepSpeedSettings,
   DynamoSettings,
@@ -170,8 +187,13 @@ export type {
   ParallelismSettings,
   ResolvedSection,
   ResolvedSections,
+  SectionInputs,
+  SectionSetting,
+  SectionSource,
+  SectionValues,
   SettingSectionName,
 } from './config/settings.js';
+export { DYNAMO_BACKENDS } from './config/settings.js';
 
 // Backend registry and discovery of installed packages
 export {
@@ -217,21 +239,26 @@ export {
   type LoadModelOptions,
   type SaveModelOptions,
   type SaveModelResult,
+  type StateDictTensor,
 } from './checkpoint/save-model.js';
 export {
+  SAFETENSORS_DTYPES,
   SafetensorsError,
   SafetensorsFile,
   parseSafetensors,
   serializeSafetensors,
   withSafetensorsFile,
   writeSafetensors,
+  type ParsedHeader,
+  type ParsedSafetensors,
+  type RawTensor,
   type SafetensorsDType,
   type SafetensorsErrorCode,
   type SafetensorsReadOptions,
   type SafetensorsTensorInfo,
   type SafetensorsTensors,
 } from './checkpoint/safetensors.js';
-export { CheckpointError, type CheckpointManifest, type ManifestFileEntry } from './checkpoint/manifest.js';
+export { CheckpointError, type CheckpointManifest, type ManifestContents, type ManifestFileEntry } from './checkpoint/manifest.js';
 export type { Checkpointable } from './checkpoint/participants.js';
 export type {
   LoadStateHook,
@@ -263,7 +290,7 @@ export {
 export { decodeEvent, encodeEvent, parseEventLog, readEventLog, type EventLogError, type ParsedEventLog } from './tracking/codec.js';
 export { registerTrackerClass, type TrackerClass, type TrackerInit } from './tracking/registry.js';
 export type { ImageInput } from './tracking/values.js';
-export type { LogWith, LogWithEntry } from './tracking/hub.js';
+export type { DisabledTracker, LogWith, LogWithEntry, TrackerHub } from './tracking/hub.js';
 
 // Launching from code
 export {
@@ -274,9 +301,11 @@ export {
   type DebugLauncherOptions,
   type LaunchOptions,
 } from './launch/from-code.js';
+export type { RankOutcome, SupervisionResult } from './launch/supervisor.js';
 
 // Utilities: logging, progress bars, memory, environment
 export {
+  LOG_LEVELS,
   MultiProcessLogger,
   getLogger,
   setDefaultLogLevel,
@@ -287,6 +316,6 @@ export {
   type LogRecord,
   type LogSink,
 } from './utils/logging.js';
-export { progressBar, type ProgressBar, type ProgressBarOptions } from './utils/progress.js';
+export { progressBar, type ProgressBar, type ProgressBarOptions, type ProgressStream } from './utils/progress.js';
 export { findExecutableBatchSize, type FindExecutableBatchSizeOptions } from './utils/memory.js';
 export { clearEnvironment, patchEnvironment } from './utils/environment.js';
