@@ -34,6 +34,17 @@
 #include <torch/csrc/autograd/function_hook.h>
 #include <torch/csrc/autograd/variable.h>
 
+// c10d::Reducer for the bench comparison (DdpCreateC10d below). Debian's libtorch-dev ships
+// reducer.hpp without the distributed-autograd header it includes, so this is compiled only
+// where that header is found (bench builds put a stub on CPLUS_INCLUDE_PATH).
+#if !ACC_TORCH2 && __has_include(<torch/csrc/distributed/autograd/context/context.h>)
+#define ACC_C10D_REDUCER 1
+#include <torch/csrc/distributed/c10d/reducer.hpp>
+#else
+#define ACC_C10D_REDUCER 0
+#endif
+
+#include <algorithm>
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -588,7 +599,43 @@ static Napi::Value DdpCreate(const Napi::CallbackInfo& info) {
   return o;
 }
 
+#if ACC_C10D_REDUCER
+// For bench/ddp.ts only (MODE=c10d): libtorch's own c10d::Reducer (what Python's
+// DistributedDataParallel runs) over our gloo group, to measure it against Reducer above.
+// ddpCreateC10d(group, params[], capBytes, firstCapBytes, gradientAsBucketView) -> { prepareForBackward() }
+// No hang diagnosis, join, buffers or unused-parameter detection: not a user path.
+static Napi::Value DdpCreateC10d(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto g = GroupStateOf(env, info[0]);
+  std::vector<at::Tensor> params = Tensors(info[1], "DDP parameters");
+  size_t cap = static_cast<size_t>(info[2].As<Napi::Number>().Int64Value());
+  size_t first = static_cast<size_t>(info[3].As<Napi::Number>().Int64Value());
+  bool asView = info[4].ToBoolean().Value();
+  std::vector<bool> sparse(params.size(), false);
+  auto assigned = c10d::compute_bucket_assignment_by_size(params, {first, cap}, sparse);
+  auto indices = std::get<0>(assigned);
+  auto limits = std::get<1>(assigned);
+  // As torch.nn.parallel.DistributedDataParallel: the last parameters' bucket first.
+  std::reverse(indices.begin(), indices.end());
+  std::reverse(limits.begin(), limits.end());
+  std::unordered_map<size_t, std::string> names;
+  auto red = std::make_shared<c10d::Reducer>(params, indices, limits, c10::intrusive_ptr<c10d::ProcessGroup>(g->pg), sparse, static_cast<int64_t>(cap), false, asView, names,
+                                             static_cast<int64_t>(first));
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("prepareForBackward", Napi::Function::New(env, [red](const Napi::CallbackInfo& ci) -> Napi::Value {
+          red->prepare_for_forward();
+          red->prepare_for_backward({});
+          return ci.Env().Undefined();
+        }));
+  o.Set("buckets", Napi::Number::New(env, static_cast<double>(indices.size())));
+  return o;
+}
+#endif
+
 void InitDDP(Napi::Env env, Napi::Object exports) {
+#if ACC_C10D_REDUCER
+  ACC_FN(exports, "ddpCreateC10d", DdpCreateC10d);
+#endif
   Napi::Function c = ReducerWrap::Define(env);
   ReducerWrap::ctor = new Napi::FunctionReference(Napi::Persistent(c));
   ACC_FN(exports, "ddpCreate", DdpCreate);
