@@ -28,6 +28,8 @@
 #include <ATen/ops/cat.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/full.h>
+#include <ATen/ops/mul.h>
+#include <ATen/ops/scalar_tensor.h>
 #include <ATen/ops/zeros.h>
 #include <torch/csrc/autograd/engine.h>
 #include <torch/csrc/autograd/function.h>
@@ -184,11 +186,15 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
     return grad.defined() && grad.data_ptr() == view.data_ptr() && grad.sizes() == view.sizes() && grad.strides() == view.strides();
   }
 
-  // Fill the bucket from the gradients (nothing to do for a gradient that already is its
-  // view), average in place and start the all-reduce.
+  // Fill the bucket with the gradients divided by the world size (in place for a gradient
+  // that already is its view) and start the all-reduce.
   void Launch(size_t bi) {
     Bucket& b = buckets[bi];
     at::NoGradGuard ng;
+    ResolveJoinStatus();
+    // Averaged while copied in (one pass, as torch's reducer: multiply by 1 / world size).
+    at::Tensor scale = at::scalar_tensor(1.0 / static_cast<double>(divisor > 0 ? divisor : g->size), at::TensorOptions().dtype(at::kDouble));
+    scale.unsafeGetTensorImpl()->set_wrapped_number(true);
     for (size_t j = 0; j < b.members.size(); j++) {
       size_t k = b.members[j];
       at::Tensor& grad = params[k].mutable_grad();
@@ -196,9 +202,11 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
       b.copyBack[j] = 0;
       if (!grad.defined()) {
         view.zero_();
-      } else if (!IsView(grad, view)) {
+      } else if (IsView(grad, view)) {
+        view.mul_(scale);
+      } else {
         TORCH_CHECK(!grad.is_sparse(), "DDP: parameter '", names[k], "' has a sparse gradient; sparse gradients are not supported");
-        view.copy_(grad);
+        at::mul_out(view, grad, scale);
         // A gradient with a graph of its own (create_graph) keeps its tensor.
         if (asView && !grad.requires_grad() && grad.strides() == view.strides())
           grad = view;
@@ -214,10 +222,8 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
         size_t k = b.members[j];
         f[j] = ready[k] || params[k].grad().defined() ? 1.0f : 0.0f;
       }
-      b.flat.narrow(0, b.numel, static_cast<int64_t>(b.members.size())).copy_(flags);
+      b.flat.narrow(0, b.numel, static_cast<int64_t>(b.members.size())).copy_(flags).mul_(scale);
     }
-    ResolveJoinStatus();
-    b.flat.div_(divisor > 0 ? divisor : g->size);
     b.wire = wireType == c10::ScalarType::Undefined ? b.flat : b.flat.to(wireType);
     b.ticket = Issue(*g, "allReduce", ShapeOf(b.wire), "DDP gradient bucket " + std::to_string(bi) + " of " + std::to_string(buckets.size()));
     std::vector<at::Tensor> v{b.wire};
