@@ -45,6 +45,9 @@ export interface DistributedDataParallelOptions {
   /**
    * Gradient compression on the wire: `fp16` (or `bf16`, libtorch 2.x only) halves the
    * bytes sent; `no` (default) sends float32. PowerSGD hooks are not implemented.
+   * On CPU ranks this is slower, not faster: gloo sums half-precision element by element
+   * (2 ranks on loopback, MLP of 670k parameters with libtorch 1.13: ~4x slower steps,
+   * ~15 ms more gloo CPU per step). It pays off only where the network, not the CPU, is the limit.
    */
   commHook?: 'no' | 'fp16' | 'bf16' | 'power_sgd' | 'batched_power_sgd';
 }
