@@ -141,7 +141,8 @@ const gradHookNative = native as unknown as { addGradReadyHook(param: NativeHand
  * and added to `param.grad`, so `fn` sees the full gradient of that backward (plus what
  * was accumulated before it). Parameters become ready in the order backward reaches them,
  * roughly reverse to the forward. This is the point where a data-parallel strategy can
- * start communicating a gradient while backward continues.
+ * start communicating a gradient while backward continues. Under `wrapDistributed`
+ * `fn` sees this rank's gradient: DDP averages the buckets later in the same backward.
  *
  * `param` must be a leaf that requires grad. `fn` runs on the JS thread: CPU backward runs
  * its nodes on the thread that called `backward()`, and `fn` is called right there. When
