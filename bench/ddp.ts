@@ -4,19 +4,25 @@
  *   npm run bench:ddp                     (BENCH_STEPS=300 BENCH_REPS=3)
  *
  * Steps/s and samples/s of
- *   - 1 process, batch 64 and batch 128 (no process group), raw addon,
+ *   - 1 process, batch 64 and batch 128 (no process group), raw addon, 1 intra-op thread;
+ *     and batch 64 with 2 threads (1proc-b64-2threads: one process using both cores),
  *   - 2 processes with DDP over gloo, batch 64 per rank: the raw addon
  *     (backend-libtorch's dataParallel.wrap) and the same loop through `Accelerator`
  *     (prepare, accumulate, backward), ranks given torchrun's variables,
  * and, on the same machine, Python torch of the addon's libtorch version
- * (DistributedDataParallel over gloo) for the same three raw runs, plus Python
+ * (DistributedDataParallel over gloo) for the same raw runs, plus Python
  * Accelerate's 2-process CPU run (the venv: torch 2.x + accelerate). Scaling =
  * samples/s of the 2-process run / samples/s of one process at the same per-process
- * batch; on a 2-core machine the ranks share the cores with gloo's threads, so scaling
- * below 2 is expected. The OPENBLAS_CORETYPE the addon picks for this CPU is passed to
- * every side, so Debian's python3-torch runs the same kernels. Runs are interleaved
- * and the best of BENCH_REPS kept. ACCELERATE_TORCH_ADDON=<path> measures another
- * build of the addon. Writes bench/results/ddp.json (or $BENCH_OUT there) with ratios.
+ * batch: `scalingVs1procSameBatch` against 1 thread (the second core idle),
+ * `scalingVs1proc2threadsSameBatch` against 2 threads (the same cores: the fair one on a
+ * 2-core machine, where the ranks share the cores with gloo's threads). `ddpVsPythonDdp2proc`
+ * is our 2-process DDP over Python torch's. The OPENBLAS_CORETYPE the addon picks for this
+ * CPU is passed to every side, so Debian's python3-torch runs the same kernels. Runs are
+ * interleaved and the best of BENCH_REPS kept. ACCELERATE_TORCH_ADDON=<path> measures another
+ * build of the addon; BENCH_BASELINE_ADDON=<path> adds that build's 2-process DDP to the same
+ * run (`ddpVsBaselineAddon2proc`, before/after); BENCH_C10D_ADDON=<path> adds libtorch's own
+ * c10d::Reducer driven from the addon (`ourReducerVsC10dReducer2proc`; see main()).
+ * Writes bench/results/ddp.json (or $BENCH_OUT there) with ratios.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -41,7 +47,7 @@ async function worker(): Promise<void> {
   const world = Number(process.env.WORLD);
   const batch = Number(process.env.BATCH);
   const rank = Number(process.env.RANK ?? 0);
-  torch.setNumThreads(1);
+  torch.setNumThreads(Number(process.env.THREADS ?? 1));
   torch.manualSeed(0);
   let model: import('../packages/backend-libtorch/src/index.js').nn.Module = new nn.Sequential(new nn.Linear(784, 512), new nn.ReLU(), new nn.Linear(512, 512), new nn.ReLU(), new nn.Linear(512, 10));
   let opt = new optim.AdamW(model.parameters(), { lr: 1e-3 });
@@ -66,6 +72,25 @@ async function worker(): Promise<void> {
           opt.zeroGrad();
         }),
       );
+  } else if (process.env.MODE === 'c10d') {
+    // libtorch's own c10d::Reducer (Python DDP's) over the same gloo group, same bucket caps,
+    // gradient_as_bucket_view on as ours; needs an addon built with ddpCreateC10d (see main()).
+    const { native } = await import('../packages/backend-libtorch/src/native.js');
+    const nat = native as unknown as { ddpCreateC10d?: (g: unknown, p: unknown[], cap: number, first: number, view: boolean) => { prepareForBackward(): void } };
+    if (!nat.ddpCreateC10d) throw new Error('MODE=c10d: this addon has no ddpCreateC10d (build it with CPLUS_INCLUDE_PATH pointing at the context.h stub, see BENCH_C10D_ADDON)');
+    const backend = new torch.LibtorchBackend();
+    const pg = await torch.GlooProcessGroup.init({ rank, worldSize: world, masterAddr: '127.0.0.1', masterPort: Number(process.env.MASTER_PORT), timeoutMs: 120_000 });
+    // Same seed on every rank: identical initial weights without a broadcast.
+    const reducer = nat.ddpCreateC10d((pg as unknown as { _native: unknown })._native, model.parameters().map((p) => p._h), 25 << 20, 1 << 20, true);
+    barrier = () => pg.barrier().wait();
+    step = (i) =>
+      torch.tidy(() => {
+        reducer.prepareForBackward();
+        const loss = nn.functional.crossEntropy(model.forward(xs[i % 8]!), ys[i % 8]!);
+        backend.backward(loss, { scale: 1 });
+        opt.step();
+        opt.zeroGrad();
+      });
   } else {
     const backend = new torch.LibtorchBackend();
     if (world > 1) {
@@ -82,7 +107,7 @@ async function worker(): Promise<void> {
         opt.zeroGrad();
       });
   }
-  const distributed = world > 1;
+  const distributed = world > 1 && process.env.MODE !== 'c10d';
   for (let i = 0; i < WARMUP; i++) await step(i);
   await barrier();
   const wait0 = distributed ? torch.ddpInfo(model).commWaitMs : 0;
@@ -105,7 +130,7 @@ const PY = `
 import os, time, json, torch, torch.nn as nn, torch.nn.functional as F
 world = int(os.environ["WORLD"]); batch = int(os.environ["BATCH"]); rank = int(os.environ.get("RANK", "0"))
 steps = int(os.environ["STEPS"]); warmup = int(os.environ["WARMUP"])
-torch.set_num_threads(1)
+torch.set_num_threads(int(os.environ.get("THREADS", "1")))
 torch.manual_seed(0)
 model = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10))
 if world > 1:
@@ -180,10 +205,15 @@ async function run(cmd: string, args: string[], world: number, batch: number, ex
   return JSON.parse(outs[0]!.trim().split('\n').pop()!);
 }
 
+// 1 intra-op thread per process (OMP/OpenBLAS/MKL = 1), except 1proc-b64-2threads: one
+// process using both cores (libtorch intra-op 2, OpenBLAS/MKL 2, passive OpenMP waits),
+// the fair single-process baseline on a 2-core machine.
+const TWO_THREADS = { THREADS: '2', OMP_NUM_THREADS: '2', OPENBLAS_NUM_THREADS: '2', MKL_NUM_THREADS: '2', OMP_WAIT_POLICY: 'PASSIVE' };
 const CONFIGS = [
-  { name: '1proc-b64', world: 1, batch: 64 },
-  { name: '1proc-b128', world: 1, batch: 128 },
-  { name: '2proc-ddp-b64', world: 2, batch: 64 },
+  { name: '1proc-b64', world: 1, batch: 64, env: {} },
+  { name: '1proc-b64-2threads', world: 1, batch: 64, env: TWO_THREADS },
+  { name: '1proc-b128', world: 1, batch: 128, env: {} },
+  { name: '2proc-ddp-b64', world: 2, batch: 64, env: {} },
 ] as const;
 
 async function main(): Promise<void> {
@@ -204,13 +234,23 @@ async function main(): Promise<void> {
   const node: Record<string, Result[]> = {};
   const python: Record<string, Result[]> = {};
   const nodeAccelerator: Result[] = [];
+  // BENCH_BASELINE_ADDON=<path to another build of the addon>: its 2-process DDP, in the same run (before/after).
+  const baselineAddon = process.env.BENCH_BASELINE_ADDON;
+  const nodeBaseline: Result[] = [];
+  // BENCH_C10D_ADDON=<addon built with ddpCreateC10d>: libtorch's c10d::Reducer in place of ours
+  // (1.13: CPLUS_INCLUDE_PATH=<dir with a torch/csrc/distributed/autograd/context/context.h stub>
+  // node scripts/build-native.mjs, since Debian ships reducer.hpp without that header).
+  const c10dAddon = process.env.BENCH_C10D_ADDON;
+  const nodeC10d: Result[] = [];
   const pythonAccelerate: Result[] = [];
   const nodeArgs = ['--import', 'tsx', SELF, '--worker'];
   for (let rep = 0; rep < REPS; rep++) {
     for (const c of CONFIGS) {
-      (node[c.name] ??= []).push(await run(process.execPath, nodeArgs, c.world, c.batch));
-      if (same) (python[c.name] ??= []).push(await run(same.python, [pyFile], c.world, c.batch, { GLOO_SOCKET_IFNAME: 'lo' }));
+      (node[c.name] ??= []).push(await run(process.execPath, nodeArgs, c.world, c.batch, c.env));
+      if (same) (python[c.name] ??= []).push(await run(same.python, [pyFile], c.world, c.batch, { ...c.env, GLOO_SOCKET_IFNAME: 'lo' }));
     }
+    if (c10dAddon) nodeC10d.push(await run(process.execPath, nodeArgs, 2, 64, { ACCELERATE_TORCH_ADDON: c10dAddon, MODE: 'c10d' }));
+    if (baselineAddon) nodeBaseline.push(await run(process.execPath, nodeArgs, 2, 64, { ACCELERATE_TORCH_ADDON: baselineAddon }));
     nodeAccelerator.push(await run(process.execPath, nodeArgs, 2, 64, { MODE: 'accelerator' }));
     if (withAccelerate) pythonAccelerate.push(await run(withAccelerate, [pyAccFile], 2, 64, { GLOO_SOCKET_IFNAME: 'lo' }));
     process.stderr.write(`rep ${rep + 1}/${REPS} done\n`);
@@ -223,7 +263,10 @@ async function main(): Promise<void> {
       out[c.name] = { ...roundAll(bestRun), samplesPerSec: round(bestRun.stepsPerSec * c.batch * c.world) };
     }
     const s = (k: string) => (out[k] as { samplesPerSec: number }).samplesPerSec;
+    // samples/s of 2 ranks x batch 64 (1 thread each) over 1 process at batch 64 with 1 thread
+    // (leaves the second core idle), and with 2 threads (uses both cores: the fair one).
     out.scalingVs1procSameBatch = round(s('2proc-ddp-b64') / s('1proc-b64'));
+    out.scalingVs1proc2threadsSameBatch = round(s('2proc-ddp-b64') / s('1proc-b64-2threads'));
     out.scalingVs1procSameGlobalBatch = round(s('2proc-ddp-b64') / s('1proc-b128'));
     return out;
   };
@@ -231,18 +274,24 @@ async function main(): Promise<void> {
   const pyAcc = pythonAccelerate.length ? best(pythonAccelerate) : undefined;
   const ratios: Record<string, number> = { acceleratorVsRawAddon2proc: round(nodeAcc.stepsPerSec / best(node['2proc-ddp-b64']!).stepsPerSec) };
   if (same) for (const c of CONFIGS) ratios[`addonVsPythonTorch_${c.name}`] = round(best(node[c.name]!).stepsPerSec / best(python[c.name]!).stepsPerSec);
+  if (same) ratios.ddpVsPythonDdp2proc = ratios['addonVsPythonTorch_2proc-ddp-b64']!;
   if (pyAcc) ratios.acceleratorVsPythonAccelerate2proc = round(nodeAcc.stepsPerSec / pyAcc.stepsPerSec);
+  if (nodeC10d.length) ratios.ourReducerVsC10dReducer2proc = round(best(node['2proc-ddp-b64']!).stepsPerSec / best(nodeC10d).stepsPerSec);
+  if (nodeBaseline.length) ratios.ddpVsBaselineAddon2proc = round(best(node['2proc-ddp-b64']!).stepsPerSec / best(nodeBaseline).stepsPerSec);
   const result = {
-    what: 'MLP 784-512-512-10, AdamW, 1 intra-op thread per process; DDP over gloo on loopback; best of reps; ratios > 1 mean Node is faster',
+    what: 'MLP 784-512-512-10, AdamW, 1 intra-op thread per process (1proc-b64-2threads: 2); DDP over gloo on loopback (2 gloo threads per rank); best of reps; ratios > 1 mean Node is faster',
     date: new Date().toISOString(),
     machine: { cpus: cpus().length, model: cpus()[0]?.model, loadavg: loadavg().map(round) },
     steps: STEPS,
     reps: REPS,
+    threads: { perRankIntraOp: 1, perRankOpenblas: 1, glooThreadsPerRank: torch.DEFAULT_GLOO_THREADS, oneProcTwoThreads: TWO_THREADS },
     openblasCoreType: process.env.OPENBLAS_CORETYPE ?? null,
     ratios,
     node: { libtorch: torch.version, ...summarise(node), accelerator2procDdpB64: { ...roundAll(nodeAcc), samplesPerSec: round(nodeAcc.stepsPerSec * 128) } },
     python: same ? { torch: same.version, python: same.python, ...summarise(python) } : null,
     pythonAccelerate2procDdpB64: pyAcc ? { ...roundAll(pyAcc), samplesPerSec: round(pyAcc.stepsPerSec * 128) } : null,
+    c10dReducer2procDdpB64: nodeC10d.length ? { ...roundAll(best(nodeC10d)), samplesPerSec: round(best(nodeC10d).stepsPerSec * 128) } : null,
+    baselineAddon2procDdpB64: nodeBaseline.length ? { addon: baselineAddon, ...roundAll(best(nodeBaseline)), samplesPerSec: round(best(nodeBaseline).stepsPerSec * 128) } : null,
   };
   const outFile = process.env.BENCH_OUT ?? join(ROOT, 'bench/results/ddp.json');
   mkdirSync(dirname(outFile), { recursive: true });

@@ -28,12 +28,25 @@
 #include <ATen/ops/cat.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/full.h>
+#include <ATen/ops/mul.h>
+#include <ATen/ops/scalar_tensor.h>
 #include <ATen/ops/zeros.h>
 #include <torch/csrc/autograd/engine.h>
 #include <torch/csrc/autograd/function.h>
 #include <torch/csrc/autograd/function_hook.h>
 #include <torch/csrc/autograd/variable.h>
 
+// c10d::Reducer for the bench comparison (DdpCreateC10d below). Debian's libtorch-dev ships
+// reducer.hpp without the distributed-autograd header it includes, so this is compiled only
+// where that header is found (bench builds put a stub on CPLUS_INCLUDE_PATH).
+#if !ACC_TORCH2 && __has_include(<torch/csrc/distributed/autograd/context/context.h>)
+#define ACC_C10D_REDUCER 1
+#include <torch/csrc/distributed/c10d/reducer.hpp>
+#else
+#define ACC_C10D_REDUCER 0
+#endif
+
+#include <algorithm>
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -51,7 +64,9 @@ struct Bucket {
   int64_t numel = 0;             // gradient elements; used-flags follow them
   int64_t bytes = 0;
   size_t pending = 0;            // members not ready yet in this backward
-  at::Tensor flat, wire;         // averaged gradients; `wire` is what travels (maybe fp16)
+  at::Tensor flat, wire;         // persistent: gradients (+ used-flags); `wire` is what travels (maybe fp16)
+  std::vector<at::Tensor> views; // of each member in `flat`, shaped as the parameter
+  std::vector<char> copyBack;    // member's grad is not its view: copy the average into it
   c10::intrusive_ptr<c10d::Work> work;
   Ticket ticket;
   bool launched = false;
@@ -68,6 +83,9 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
   std::vector<char> ready;
   size_t next = 0;  // first bucket not launched
   bool armed = false, queued = false, findUnused = false;
+  // gradient_as_bucket_view: after the first synchronised backward, param.grad IS its view
+  // in the bucket, so AccumulateGrad adds into the bucket and nothing is copied back.
+  bool asView = true;
   c10::ScalarType wireType = c10::ScalarType::Undefined;  // commHook fp16/bf16
   std::recursive_mutex mu;
   // join
@@ -108,8 +126,17 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
     }
     for (auto& b : open)
       if (!b.members.empty()) buckets.push_back(std::move(b));
-    for (size_t bi = 0; bi < buckets.size(); bi++)
-      for (size_t k : buckets[bi].members) bucketOf[k] = bi;
+    for (size_t bi = 0; bi < buckets.size(); bi++) {
+      Bucket& b = buckets[bi];
+      for (size_t k : b.members) bucketOf[k] = bi;
+      int64_t n = b.numel + (findUnused ? static_cast<int64_t>(b.members.size()) : 0);
+      b.flat = at::zeros({n}, params[b.members[0]].options().requires_grad(false));
+      for (size_t j = 0; j < b.members.size(); j++) {
+        const at::Tensor& p = params[b.members[j]];
+        b.views.push_back(b.flat.narrow(0, b.offsets[j], p.numel()).view(p.sizes()));
+      }
+      b.copyBack.assign(b.members.size(), 0);
+    }
     ready.assign(params.size(), 0);
     Reset();
   }
@@ -120,8 +147,7 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
     std::fill(ready.begin(), ready.end(), 0);
     for (auto& b : buckets) {
       b.pending = b.members.size();
-      b.flat = at::Tensor();
-      b.wire = at::Tensor();
+      if (b.wire.defined() && !b.wire.is_same(b.flat)) b.wire = at::Tensor();
       b.work.reset();
       b.launched = false;
     }
@@ -156,18 +182,36 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
     }
   }
 
+  static bool IsView(const at::Tensor& grad, const at::Tensor& view) {
+    return grad.defined() && grad.data_ptr() == view.data_ptr() && grad.sizes() == view.sizes() && grad.strides() == view.strides();
+  }
+
+  // Fill the bucket with the gradients divided by the world size (in place for a gradient
+  // that already is its view) and start the all-reduce.
   void Launch(size_t bi) {
     Bucket& b = buckets[bi];
     at::NoGradGuard ng;
-    std::vector<at::Tensor> parts;
-    parts.reserve(b.members.size() + 1);
-    for (size_t k : b.members) {
-      const at::Tensor& grad = params[k].grad();
-      if (grad.defined()) {
-        TORCH_CHECK(!grad.is_sparse(), "DDP: parameter '", names[k], "' has a sparse gradient; sparse gradients are not supported");
-        parts.push_back(grad.reshape({-1}));
+    ResolveJoinStatus();
+    // Averaged while copied in (one pass, as torch's reducer: multiply by 1 / world size).
+    at::Tensor scale = at::scalar_tensor(1.0 / static_cast<double>(divisor > 0 ? divisor : g->size), at::TensorOptions().dtype(at::kDouble));
+    scale.unsafeGetTensorImpl()->set_wrapped_number(true);
+    for (size_t j = 0; j < b.members.size(); j++) {
+      size_t k = b.members[j];
+      at::Tensor& grad = params[k].mutable_grad();
+      at::Tensor& view = b.views[j];
+      b.copyBack[j] = 0;
+      if (!grad.defined()) {
+        view.zero_();
+      } else if (IsView(grad, view)) {
+        view.mul_(scale);
       } else {
-        parts.push_back(at::zeros({params[k].numel()}, params[k].options()));
+        TORCH_CHECK(!grad.is_sparse(), "DDP: parameter '", names[k], "' has a sparse gradient; sparse gradients are not supported");
+        at::mul_out(view, grad, scale);
+        // A gradient with a graph of its own (create_graph) keeps its tensor.
+        if (asView && !grad.requires_grad() && grad.strides() == view.strides())
+          grad = view;
+        else
+          b.copyBack[j] = 1;
       }
     }
     if (findUnused) {
@@ -178,11 +222,8 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
         size_t k = b.members[j];
         f[j] = ready[k] || params[k].grad().defined() ? 1.0f : 0.0f;
       }
-      parts.push_back(flags.to(params[b.members[0]].options()));
+      b.flat.narrow(0, b.numel, static_cast<int64_t>(b.members.size())).copy_(flags).mul_(scale);
     }
-    b.flat = at::cat(parts);
-    ResolveJoinStatus();
-    b.flat.div_(divisor > 0 ? divisor : g->size);
     b.wire = wireType == c10::ScalarType::Undefined ? b.flat : b.flat.to(wireType);
     b.ticket = Issue(*g, "allReduce", ShapeOf(b.wire), "DDP gradient bucket " + std::to_string(bi) + " of " + std::to_string(buckets.size()));
     std::vector<at::Tensor> v{b.wire};
@@ -207,17 +248,24 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
     waitMs += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     at::NoGradGuard ng;
     for (auto& b : buckets) {
-      at::Tensor res = b.wire.scalar_type() == b.flat.scalar_type() ? b.wire : b.wire.to(b.flat.scalar_type());
-      at::Tensor used;
-      if (findUnused) used = res.narrow(0, b.numel, static_cast<int64_t>(b.members.size())).to(c10::ScalarType::Float).contiguous();
+      if (!b.wire.is_same(b.flat)) b.flat.copy_(b.wire);
+      const float* used = nullptr;
+      at::Tensor usedT;
+      if (findUnused) {
+        usedT = b.flat.narrow(0, b.numel, static_cast<int64_t>(b.members.size())).to(c10::ScalarType::Float).contiguous();
+        used = usedT.data_ptr<float>();
+      }
       for (size_t j = 0; j < b.members.size(); j++) {
-        at::Tensor& p = params[b.members[j]];
-        at::Tensor slice = res.narrow(0, b.offsets[j], p.numel()).view(p.sizes());
-        at::Tensor& grad = p.mutable_grad();
-        if (grad.defined())
-          grad.copy_(slice);
-        else if (!findUnused || used.data_ptr<float>()[j] > 0)
-          grad = slice.clone();  // unused here, used elsewhere: take the average
+        at::Tensor& grad = params[b.members[j]].mutable_grad();
+        if (grad.defined()) {
+          if (b.copyBack[j]) grad.copy_(b.views[j]);
+        } else if (!findUnused || used[j] > 0) {
+          // unused here, used elsewhere: take the average
+          if (asView)
+            grad = b.views[j];
+          else
+            grad = b.views[j].clone();
+        }
       }
     }
     reductions++;
@@ -535,7 +583,7 @@ static std::vector<at::Tensor> Tensors(const Napi::Value& v, const char* what) {
   return out;
 }
 
-// ddpCreate(group, params[], names[], buffers[], capBytes, firstCapBytes, findUnused, wireDtype|null) -> reducer
+// ddpCreate(group, params[], names[], buffers[], capBytes, firstCapBytes, findUnused, wireDtype|null, gradientAsBucketView) -> reducer
 static Napi::Value DdpCreate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto r = std::make_shared<Reducer>();
@@ -548,6 +596,7 @@ static Napi::Value DdpCreate(const Napi::CallbackInfo& info) {
   int64_t first = info[5].As<Napi::Number>().Int64Value();
   r->findUnused = info[6].ToBoolean().Value();
   if (info[7].IsString()) r->wireType = ParseDType(env, info[7]);
+  if (info.Length() > 8) r->asView = info[8].ToBoolean().Value();
   if (r->params.size() != r->names.size()) throw Napi::TypeError::New(env, "ddpCreate: one name per parameter");
   r->Build(cap, first);
   r->InstallHooks();
@@ -556,7 +605,43 @@ static Napi::Value DdpCreate(const Napi::CallbackInfo& info) {
   return o;
 }
 
+#if ACC_C10D_REDUCER
+// For bench/ddp.ts only (MODE=c10d): libtorch's own c10d::Reducer (what Python's
+// DistributedDataParallel runs) over our gloo group, to measure it against Reducer above.
+// ddpCreateC10d(group, params[], capBytes, firstCapBytes, gradientAsBucketView) -> { prepareForBackward() }
+// No hang diagnosis, join, buffers or unused-parameter detection: not a user path.
+static Napi::Value DdpCreateC10d(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto g = GroupStateOf(env, info[0]);
+  std::vector<at::Tensor> params = Tensors(info[1], "DDP parameters");
+  size_t cap = static_cast<size_t>(info[2].As<Napi::Number>().Int64Value());
+  size_t first = static_cast<size_t>(info[3].As<Napi::Number>().Int64Value());
+  bool asView = info[4].ToBoolean().Value();
+  std::vector<bool> sparse(params.size(), false);
+  auto assigned = c10d::compute_bucket_assignment_by_size(params, {first, cap}, sparse);
+  auto indices = std::get<0>(assigned);
+  auto limits = std::get<1>(assigned);
+  // As torch.nn.parallel.DistributedDataParallel: the last parameters' bucket first.
+  std::reverse(indices.begin(), indices.end());
+  std::reverse(limits.begin(), limits.end());
+  std::unordered_map<size_t, std::string> names;
+  auto red = std::make_shared<c10d::Reducer>(params, indices, limits, c10::intrusive_ptr<c10d::ProcessGroup>(g->pg), sparse, static_cast<int64_t>(cap), false, asView, names,
+                                             static_cast<int64_t>(first));
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("prepareForBackward", Napi::Function::New(env, [red](const Napi::CallbackInfo& ci) -> Napi::Value {
+          red->prepare_for_forward();
+          red->prepare_for_backward({});
+          return ci.Env().Undefined();
+        }));
+  o.Set("buckets", Napi::Number::New(env, static_cast<double>(indices.size())));
+  return o;
+}
+#endif
+
 void InitDDP(Napi::Env env, Napi::Object exports) {
+#if ACC_C10D_REDUCER
+  ACC_FN(exports, "ddpCreateC10d", DdpCreateC10d);
+#endif
   Napi::Function c = ReducerWrap::Define(env);
   ReducerWrap::ctor = new Napi::FunctionReference(Napi::Persistent(c));
   ACC_FN(exports, "ddpCreate", DdpCreate);

@@ -127,6 +127,47 @@ export function isGradEnabled(): boolean {
   return native.isGradEnabled();
 }
 
+/** A registered hook; `remove()` unregisters it (idempotent). */
+export interface RemovableHook {
+  remove(): void;
+}
+
+const gradHookNative = native as unknown as { addGradReadyHook(param: NativeHandle, fn: () => void): () => void };
+
+/**
+ * Call `fn(param)` each time backward has accumulated a gradient into `param.grad`
+ * (PyTorch's `Tensor.register_post_accumulate_grad_hook`): once per backward and
+ * parameter, after the gradients of all of the parameter's uses in the graph were summed
+ * and added to `param.grad`, so `fn` sees the full gradient of that backward (plus what
+ * was accumulated before it). Parameters become ready in the order backward reaches them,
+ * roughly reverse to the forward. This is the point where a data-parallel strategy can
+ * start communicating a gradient while backward continues. Under `wrapDistributed`
+ * `fn` sees this rank's gradient: DDP averages the buckets later in the same backward.
+ *
+ * `param` must be a leaf that requires grad. `fn` runs on the JS thread: CPU backward runs
+ * its nodes on the thread that called `backward()`, and `fn` is called right there. When
+ * the autograd engine accumulates on another thread (CUDA device threads), the call is
+ * queued and run on the JS thread after the engine finished, before `backward()` returns,
+ * in the order the gradients became ready. If `fn` throws, backward stops and `backward()`
+ * throws an Error whose `cause` is `fn`'s error; gradients may then be partly accumulated.
+ * Uses libtorch's post-accumulate-grad hook where it exists (2.1+), and a post hook on the
+ * parameter's gradient accumulator on 1.13. A registered hook keeps `param` alive until
+ * `remove()`.
+ */
+export function addGradientReadyHook<T extends Tensor>(param: T, fn: (param: T) => void): RemovableHook {
+  if (!(param instanceof Tensor)) throw new TypeError('addGradientReadyHook: expected a Tensor');
+  if (typeof fn !== 'function') throw new TypeError('addGradientReadyHook: expected a function');
+  const remove = gradHookNative.addGradReadyHook(param._h, () => fn(param));
+  let removed = false;
+  return {
+    remove(): void {
+      if (removed) return;
+      removed = true;
+      remove();
+    },
+  };
+}
+
 // ---- helpers ----------------------------------------------------------------------
 
 /** An operand: a tensor or a scalar. */

@@ -95,4 +95,20 @@ describe('DDP (2 processes)', () => {
     expect([r0!.afterNoSyncForward, r1!.afterNoSyncForward]).toEqual([30, 31]);
     expect([r0!.noBroadcastBuffers, r1!.noBroadcastBuffers]).toEqual([40, 41]);
   });
+
+  it('gradientAsBucketView (the default) gives bit-identical gradients and weights to copying, with zeroGrad to null or zeros and no-sync accumulation', async () => {
+    const [r0, r1] = await runRanksOk(worker, 2, { SCENARIO: 'bucket-view' });
+    for (const r of [r0!, r1!]) {
+      expect(r.view.option).toBe(true);
+      expect(r.copy.option).toBe(false);
+      expect(r.view.buckets).toBeGreaterThan(1);
+      expect(r.view.reductions).toBe(9);
+      expect(r.view.nullGrads).toBe(0);
+      expect(r.view.grads).toEqual(r.copy.grads);
+      expect(r.view.params).toEqual(r.copy.params);
+    }
+    // averaged: the same on both ranks
+    expect(r0!.view.grads).toEqual(r1!.view.grads);
+    expect(r0!.view.params).toEqual(r1!.view.params);
+  });
 });
