@@ -36,7 +36,7 @@ import { native } from './native.js';
 import { creationDevice, Module, Parameter } from './nn/module.js';
 import { Optimizer, type OptimizerStateDict } from './optim/optimizer.js';
 import { LRScheduler } from './optim/lr-scheduler.js';
-import { callOpHandles, empty, fromTypedArray, full, keep, noGrad, Tensor, type DType, type TypedArray } from './tensor.js';
+import { addGradientReadyHook, callOpHandles, empty, fromTypedArray, full, keep, noGrad, Tensor, type DType, type TypedArray } from './tensor.js';
 import { autocast } from './amp.js';
 
 const PATCHED = Symbol('accelerate.precisionForward');
@@ -202,6 +202,8 @@ export class LibtorchBackend implements Backend<Tensor, Module, Optimizer, LRSch
       ];
       return { remove: () => handles.forEach((h) => h?.remove()) };
     },
+    /** Post-accumulate-grad: `fn(param)` once per backward, once `param.grad` holds the summed gradient (see {@link addGradientReadyHook}). */
+    addGradientReadyHook: (param: Tensor, fn: (param: Tensor) => void): { remove(): void } => addGradientReadyHook(param, fn),
     initOnDevice: <R>(device: string, fn: () => R, options: { includeBuffers?: boolean } = {}): R => {
       const prev = { ...creationDevice };
       creationDevice.device = device === 'cuda' ? 'cuda:0' : device;

@@ -623,6 +623,30 @@ export function runBackendConformance<T, M, O, S>(
       );
 
       itIfPresent(
+        'models.addGradientReadyHook (if provided) fires once per parameter per backward, with the accumulated gradient in place; remove() stops it',
+        (b) => hasMethod(b.models, 'addGradientReadyHook'),
+        'has no models.addGradientReadyHook()',
+        async () => {
+          const { b, model, loss, grads } = await setup(12);
+          const named = models(b).namedParameters(model);
+          const seen: Array<{ name: string; grad: number[] | null }> = [];
+          const handles = named.map(([name, p]) =>
+            models(b).addGradientReadyHook!(p, (param) => {
+              const g = autograd(b).grad(param);
+              seen.push({ name, grad: g === null ? null : values(b, g) });
+            }),
+          );
+          autograd(b).backward(loss(), { scale: 1 });
+          expect(seen.map((e) => e.name).sort()).toEqual(named.map(([n]) => n).sort());
+          const after = new Map(grads());
+          for (const e of seen) expect(e.grad, `gradient of ${e.name} when its hook ran`).toEqual(after.get(e.name));
+          for (const h of handles) h.remove();
+          autograd(b).backward(loss(), { scale: 1 });
+          expect(seen.length, 'no calls after remove()').toBe(named.length);
+        },
+      );
+
+      itIfPresent(
         'models.checkpointStateDict (if provided) gives host tensors that loadStateDict accepts back',
         (b) => hasMethod(b.models, 'checkpointStateDict'),
         'has no models.checkpointStateDict()',

@@ -55,7 +55,7 @@ describe('the conformance suite catches broken backends', () => {
     const names = collect(() => new ReferenceBackend()).map((t) => t.name);
     expect(names.filter((n) => n.includes('round-trips')).length).toBe(8);
     // capabilities, tensors, randomness, memory, models/autograd/optimizers, optional capabilities
-    expect(names.length).toBe(5 + 8 + 7 + 3 + 2 + 8 + 6);
+    expect(names.length).toBe(5 + 8 + 7 + 3 + 2 + 8 + 7);
     expect(names[0]).toBe('backend conformance: broken > capabilities > has the models, autograd, optimizers and rng handlers training needs, each with its required methods');
     expect(names).toContain('backend conformance: broken > tensors > fromHost/toHost round-trips float32 exactly (matrix, scalar, empty)');
   });
