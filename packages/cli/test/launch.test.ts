@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli } from '../src/program.js';
@@ -57,8 +57,14 @@ describe('accelerate launch', () => {
     const dir = mkdtempSync(join(tmpdir(), 'cli-launch-'));
     const cfg = join(dir, 'fsdp.yaml');
     writeFileSync(cfg, 'distributed_type: FSDP\nnum_processes: 2\nmixed_precision: bf16\nfsdp_config:\n  offload_params: true\n');
+    // FSDP needs an installed package declaring the strategy (launch checks before spawning): a stand-in next to the script.
+    const provider = join(dir, 'node_modules', 'acme-fsdp');
+    mkdirSync(provider, { recursive: true });
+    writeFileSync(join(provider, 'package.json'), JSON.stringify({ name: 'acme-fsdp', version: '1.0.0', accelerate: { plugin: { entry: './index.js', strategy: 'FSDP' } } }));
+    const script = join(dir, 'echo-rank.mjs');
+    copyFileSync(echo, script);
     const c = capture();
-    expect(await runCli(['launch', '--config_file', cfg, '--mixed-precision', 'no', '--num_cpu_threads_per_process', '1', echo], c.ctx)).toBe(0);
+    expect(await runCli(['launch', '--config_file', cfg, '--mixed-precision', 'no', '--num_cpu_threads_per_process', '1', script], c.ctx)).toBe(0);
     const ranks = ranksPrinted(c.out());
     expect(ranks).toHaveLength(2);
     expect(ranks[1].env).toMatchObject({ ACCELERATE_USE_FSDP: 'true', FSDP_OFFLOAD_PARAMS: 'true', WORLD_SIZE: '2' });
