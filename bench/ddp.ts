@@ -87,7 +87,7 @@ async function worker(): Promise<void> {
       torch.tidy(() => {
         reducer.prepareForBackward();
         const loss = nn.functional.crossEntropy(model.forward(xs[i % 8]!), ys[i % 8]!);
-        backend.backward(loss, { scale: 1 });
+        backend.autograd.backward(loss, { scale: 1 });
         opt.step();
         opt.zeroGrad();
       });

@@ -44,7 +44,7 @@ describe('the process-group suite catches broken groups', () => {
           allReduce: (data: never, op?: never) => allReduce(data, (op === 'max' ? 'sum' : op) as never),
           broadcast: (data: never) => broadcast(data, 0),
         });
-      }),
+      }) as unknown as ProcessGroup[],
     );
     expect(failed.sort()).toEqual([
       'process group conformance: broken > 2 ranks > allReduce(max) on float32, float64 and int32 host arrays',
