@@ -31,7 +31,7 @@ import {
 } from '@accelerate/core';
 import { runThenRestore } from '@accelerate/core/internal';
 import { GlooProcessGroup } from './distributed.js';
-import { joinDistributed, setGradientSync, triggerSyncInBackward, unwrapDistributed, wrapDistributed, type DistributedDataParallelOptions } from './ddp.js';
+import { joinDistributed, setGradientSync, triggerSyncInBackward, unwrapDistributed, wrapDistributed } from './ddp.js';
 import { native } from './native.js';
 import { creationDevice, Module, Parameter } from './nn/module.js';
 import { Optimizer, type OptimizerStateDict } from './optim/optimizer.js';
@@ -369,7 +369,7 @@ export class LibtorchBackend implements Backend<Tensor, Module, Optimizer, LRSch
      * `options` are `DistributedDataParallelKwargs` fields.
      */
     wrap: (model: Module, group: ProcessGroup<Tensor>, options: Record<string, unknown>): Module =>
-      wrapDistributed(model, group, options as DistributedDataParallelOptions),
+      wrapDistributed(model, group, options),
     /** The original module, the DDP proxy removed (the proxy keeps working). */
     unwrap: (model: Module): Module => unwrapDistributed(model),
     /** DDP's `no_sync`: while off, backward of a wrapped model only accumulates locally. */

@@ -6,51 +6,12 @@
  * collectives live in C++ (native/ddp.cc); this module wraps the model.
  * @module
  */
-import type { ProcessGroup } from '@accelerate/core';
+import type { DistributedDataParallelOptions, ProcessGroup } from '@accelerate/core';
 import { GlooProcessGroup } from './distributed.js';
 import { native, type NativeGroup, type NativeHandle } from './native.js';
 import { Module } from './nn/module.js';
 import { isGradEnabled, type Tensor } from './tensor.js';
 
-/** Options of {@link wrapDistributed}: Accelerate's `DistributedDataParallelKwargs` fields. */
-export interface DistributedDataParallelOptions {
-  /** Batch dimension for scattering inputs over devices. One device per process here, so unused. */
-  dim?: number;
-  /** Broadcast rank 0's buffers (e.g. batch-norm statistics) before every forward that will sync (default true). */
-  broadcastBuffers?: boolean;
-  /** Gradient bucket size in MiB (default 25). The first bucket is capped at 1 MiB so communication starts early. */
-  bucketCapMb?: number;
-  /**
-   * Allow parameters that get no gradient in a backward (default false): they
-   * contribute zeros, and keep no gradient if no rank used them. Without it such
-   * parameters make backward throw, naming them.
-   */
-  findUnusedParameters?: boolean;
-  /** Deprecated in PyTorch too; accepted and ignored. */
-  checkReduction?: boolean;
-  /**
-   * Make each `param.grad` a view into its flat communication bucket (PyTorch's
-   * `gradient_as_bucket_view`; default true here, false in PyTorch): after the first
-   * synchronised backward the gradients live in the buckets, backward accumulates into
-   * them and the all-reduce averages them in place, so nothing is copied back and no
-   * bucket is allocated per step. A gradient that was set to null (`zeroGrad()`) is
-   * copied into its view once per backward. `false` keeps `param.grad` separate tensors
-   * and copies the averages into them. Either way `param.grad` holds the average after
-   * backward; with views, do not keep a gradient tensor across steps expecting it to stay
-   * unchanged (the next synchronised backward overwrites the bucket).
-   */
-  gradientAsBucketView?: boolean;
-  /** Accepted and ignored: buckets do not depend on the graph here. */
-  staticGraph?: boolean;
-  /**
-   * Gradient compression on the wire: `fp16` (or `bf16`, libtorch 2.x only) halves the
-   * bytes sent; `no` (default) sends float32. PowerSGD hooks are not implemented.
-   * On CPU ranks this is slower, not faster: gloo sums half-precision element by element
-   * (2 ranks on loopback, MLP of 670k parameters with libtorch 1.13: ~4x slower steps,
-   * ~15 ms more gloo CPU per step). It pays off only where the network, not the CPU, is the limit.
-   */
-  commHook?: 'no' | 'fp16' | 'bf16' | 'power_sgd' | 'batched_power_sgd';
-}
 
 /** The C++ reducer (ddp.cc). */
 interface NativeReducer {
@@ -109,7 +70,7 @@ const FIRST_BUCKET_BYTES = 1 << 20;
  * Move or cast the model before wrapping: replacing parameter storage afterwards
  * (`to(dtype)`) detaches the gradient hooks.
  */
-export function wrapDistributed<M extends Module>(model: M, group: ProcessGroup<Tensor>, options: DistributedDataParallelOptions = {}): M {
+export function wrapDistributed<M extends Module>(model: M, group: ProcessGroup<Tensor>, options: Partial<DistributedDataParallelOptions> = {}): M {
   const existing = states.get(model);
   if (existing) return existing.proxy as M;
   if (!(model instanceof Module)) throw new TypeError('wrapDistributed: expected an nn.Module');

@@ -17,7 +17,7 @@ export { autocast, isAutocastEnabled } from './amp.js';
 export { LibtorchBackend, LibtorchGradScaler, libtorch, type LibtorchBackendOptions } from './backend.js';
 export { manualSeed, getRngState, setRngState, setNumThreads, getNumThreads, version, cudaAvailable, emptyCache, allocatorStats, mallocStats, type AllocatorStats, type MallocStats } from './runtime.js';
 export { GlooProcessGroup, DEFAULT_TIMEOUT_MS, DEFAULT_GLOO_THREADS, threadSettings, type GroupData, type ThreadSettings } from './distributed.js';
-export { wrapDistributed, unwrapDistributed, setGradientSync, noSync, triggerSyncInBackward, isDistributed, ddpInfo, joinDistributed, type DistributedDataParallelOptions, type DistributedDataParallelInfo, type JoinOptions } from './ddp.js';
+export { wrapDistributed, unwrapDistributed, setGradientSync, noSync, triggerSyncInBackward, isDistributed, ddpInfo, joinDistributed, type DistributedDataParallelInfo, type JoinOptions } from './ddp.js';
 
 import type { Tensor } from './tensor.js';
 // Prepared DataLoaders yield this package's tensors: type them so (see BackendTensorTypes).

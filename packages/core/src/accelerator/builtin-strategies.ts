@@ -5,7 +5,7 @@
  * torch's `DistributedDataParallel` does with c10d's reducer).
  * @module
  */
-import { requireCapability, type DataParallelCapability } from '../interfaces/backend.js';
+import { requireCapability, type DataParallelCapability, type DistributedDataParallelOptions } from '../interfaces/backend.js';
 import type { DistributionStrategy, StrategyContext } from '../interfaces/strategy.js';
 
 /** One process: models are used as they are. */
@@ -22,7 +22,7 @@ export function singleProcessStrategy(): DistributionStrategy {
  * `DistributedDataParallelKwargs`' fields (bucket size, unused-parameter
  * detection, static graph, comm hook, …), passed to the backend as they are.
  */
-export function ddpStrategy(options: Readonly<Record<string, unknown>> = {}): DistributionStrategy {
+export function ddpStrategy(options: Readonly<Partial<DistributedDataParallelOptions>> = {}): DistributionStrategy {
   let engine: DataParallelCapability<any, any> | undefined;
   const dp = () => {
     if (!engine) throw new Error('The DDP strategy was used before setup(); this is a bug in accelerate-ts.');

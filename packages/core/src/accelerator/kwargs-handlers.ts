@@ -36,18 +36,8 @@ function merge<F extends object>(defaults: F, given: Partial<F> | undefined, han
 }
 
 /** Options of {@link DistributedDataParallelKwargs}. */
-export interface DistributedDataParallelOptions {
-  dim: number;
-  broadcastBuffers: boolean;
-  /** Gradient bucket size in MiB. */
-  bucketCapMb: number;
-  findUnusedParameters: boolean;
-  checkReduction: boolean;
-  gradientAsBucketView: boolean;
-  staticGraph: boolean;
-  /** Communication hook: compress gradients before the all-reduce. */
-  commHook: 'no' | 'fp16' | 'bf16' | 'power_sgd' | 'batched_power_sgd';
-}
+import type { DistributedDataParallelOptions } from '../interfaces/backend.js';
+export type { DistributedDataParallelOptions };
 
 /** How data-parallel models are wrapped (Accelerate's `DistributedDataParallelKwargs`). */
 export class DistributedDataParallelKwargs extends KwargsHandler<DistributedDataParallelOptions> {

@@ -278,6 +278,49 @@ export interface CommunicationCapability<T = unknown> {
 }
 
 /**
+ * How a model is wrapped for data parallelism: Accelerate's
+ * `DistributedDataParallelKwargs` fields, in camelCase (the one definition;
+ * `DistributedDataParallelKwargs` fills PyTorch's defaults, a backend's
+ * `dataParallel.wrap` takes any subset and fills its own for the rest).
+ */
+export interface DistributedDataParallelOptions {
+  /** Batch dimension for scattering inputs over devices. One device per process here, so unused. */
+  dim: number;
+  /** Broadcast rank 0's buffers (e.g. batch-norm statistics) before every forward that will sync (default true). */
+  broadcastBuffers: boolean;
+  /** Gradient bucket size in MiB (default 25). The first bucket is capped at 1 MiB so communication starts early. */
+  bucketCapMb: number;
+  /**
+   * Allow parameters that get no gradient in a backward (default false): they
+   * contribute zeros, and keep no gradient if no rank used them. Without it such
+   * parameters make backward throw, naming them.
+   */
+  findUnusedParameters: boolean;
+  /** Deprecated in PyTorch too; accepted and ignored. */
+  checkReduction: boolean;
+  /**
+   * Make each `param.grad` a view into its flat communication bucket (PyTorch's
+   * `gradient_as_bucket_view`): backward accumulates into the buckets and the
+   * all-reduce averages them in place, so nothing is copied back and no bucket is
+   * allocated per step. `DistributedDataParallelKwargs` defaults to false, as
+   * PyTorch; backend-libtorch's own default (no options given) is true. Either way
+   * `param.grad` holds the average after backward; with views, do not keep a
+   * gradient tensor across steps expecting it to stay unchanged.
+   */
+  gradientAsBucketView: boolean;
+  /** Accepted; buckets do not depend on the graph in backend-libtorch. */
+  staticGraph: boolean;
+  /**
+   * Gradient compression on the wire: `fp16` (or `bf16`, libtorch 2.x only) halves
+   * the bytes sent; `no` sends float32. On CPU ranks this is slower, not faster: gloo
+   * sums half precision element by element (~4x slower steps measured on loopback);
+   * it pays off only where the network, not the CPU, is the limit. PowerSGD hooks
+   * are not implemented by backend-libtorch.
+   */
+  commHook: 'no' | 'fp16' | 'bf16' | 'power_sgd' | 'batched_power_sgd';
+}
+
+/**
  * The backend's own data-parallel engine (DDP's reducer: bucketed gradient
  * all-reduce overlapped with backward). Core's built-in DDP strategy
  * delegates to it; other strategies use {@link ModelCapability} hooks and the
@@ -285,7 +328,7 @@ export interface CommunicationCapability<T = unknown> {
  */
 export interface DataParallelCapability<T = unknown, M = unknown> {
   /** Wrap for data parallelism over `group` (broadcast params, gradient all-reduce); may resolve later. */
-  wrap(model: M, group: ProcessGroup<T>, options: Record<string, unknown>): M | Promise<M>;
+  wrap(model: M, group: ProcessGroup<T>, options: Readonly<Partial<DistributedDataParallelOptions>>): M | Promise<M>;
   /** The model {@link wrap} was given (the same object when it wraps in place). */
   unwrap(model: M): M;
   /**
