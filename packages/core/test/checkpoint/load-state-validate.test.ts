@@ -5,30 +5,18 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync, cpSync, unlinkSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
-import { Accelerator } from '../../src/accelerator/accelerator.js';
 import { AcceleratorState } from '../../src/state/accelerator-state.js';
-import { DataLoader } from '../../src/data/dataloader.js';
 import { CheckpointError, MANIFEST_NAME, type CheckpointManifest } from '../../src/checkpoint/manifest.js';
 import { loadModelFiles } from '../../src/checkpoint/save-model.js';
-import { AdamW, LambdaLR, LinearModel, ReferenceBackend, RegressionDataset, RegressionModel, mseLoss, type RefTensor } from '../../src/testing/index.js';
+import { makeAccelerator, trainedRun } from './trained-run.js';
+import { LinearModel, RegressionModel } from '../../src/testing/index.js';
 
-const make = (opts: ConstructorParameters<typeof Accelerator>[0] = {}) => new Accelerator({ backend: new ReferenceBackend(), configFile: false, env: {}, ...opts });
+const make = makeAccelerator;
 const tmp = (p = 'acc-validate-') => mkdtempSync(join(tmpdir(), p));
-type Batch = { x: RefTensor; y: RefTensor };
 
 beforeEach(async () => {
   await AcceleratorState.resetState();
 });
-
-class Counter {
-  count = 0;
-  stateDict() {
-    return { count: this.count };
-  }
-  loadStateDict(s: { count: number }) {
-    this.count = s.count;
-  }
-}
 
 /** Replace `file` in a checkpoint and record its new hash in the manifest, as a buggy writer would have. */
 function replaceListed(dir: string, file: string, bytes: Uint8Array | string) {
@@ -37,30 +25,6 @@ function replaceListed(dir: string, file: string, bytes: Uint8Array | string) {
   const man = JSON.parse(readFileSync(join(dir, MANIFEST_NAME), 'utf8')) as CheckpointManifest;
   man.files[file] = { size: data.length, sha256: createHash('sha256').update(data).digest('hex') };
   writeFileSync(join(dir, MANIFEST_NAME), JSON.stringify(man));
-}
-
-async function trainedRun(opts: ConstructorParameters<typeof Accelerator>[0] = {}) {
-  const acc = make(opts);
-  const model = new RegressionModel({ a: 1, b: 2 });
-  const opt = new AdamW(model.parameters(), { lr: 0.1 });
-  const sched = new LambdaLR(opt, (e) => 0.9 ** e);
-  const [m, o, l, s] = await acc.prepare(model, opt, new DataLoader(new RegressionDataset({ length: 16 }), { batchSize: 4 }), sched);
-  const counter = new Counter();
-  acc.registerForCheckpointing(counter);
-  const train = async (n: number) => {
-    let k = 0;
-    for await (const b of l as AsyncIterable<Batch>) {
-      acc.backward(mseLoss(m.forward(b.x), b.y));
-      o.step();
-      s.step();
-      o.zeroGrad();
-      counter.count++;
-      acc.step++;
-      if (++k === n) break;
-    }
-  };
-  const snapshot = () => ({ a: model.a.item(), b: model.b.item(), opt: JSON.stringify(opt.stateDict()), sched: sched.stateDict(), dl: (l as any).stateDict(), count: counter.count, step: acc.step });
-  return { acc, train, snapshot };
 }
 
 describe('loadState validates every file before applying any', () => {

@@ -6,35 +6,23 @@ import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
-import { Accelerator } from '../../src/accelerator/accelerator.js';
 import { AcceleratorState } from '../../src/state/accelerator-state.js';
-import { DataLoader } from '../../src/data/dataloader.js';
 import { requireCapability } from '../../src/interfaces/backend.js';
 import type { CheckpointParticipant } from '../../src/interfaces/checkpoint.js';
 import type { Plugin } from '../../src/interfaces/plugin.js';
 import type { DistributionStrategy } from '../../src/interfaces/strategy.js';
+import { makeAccelerator, trainedRun } from './trained-run.js';
 import { HostTensor } from '../../src/tensor/host-tensor.js';
 import { MANIFEST_NAME, type CheckpointManifest } from '../../src/checkpoint/manifest.js';
-import { AdamW, LambdaLR, ReferenceBackend, RegressionDataset, RegressionModel, mseLoss, type RefTensor } from '../../src/testing/index.js';
+import { RegressionModel } from '../../src/testing/index.js';
 
-const make = (opts: ConstructorParameters<typeof Accelerator>[0] = {}) => new Accelerator({ backend: new ReferenceBackend(), configFile: false, env: {}, ...opts });
+const make = makeAccelerator;
 const tmp = () => mkdtempSync(join(tmpdir(), 'acc-participants-'));
 const manifestOf = (dir: string) => JSON.parse(readFileSync(join(dir, MANIFEST_NAME), 'utf8')) as CheckpointManifest;
-type Batch = { x: RefTensor; y: RefTensor };
 
 beforeEach(async () => {
   await AcceleratorState.resetState();
 });
-
-class Counter {
-  count = 0;
-  stateDict() {
-    return { count: this.count };
-  }
-  loadStateDict(s: { count: number }) {
-    this.count = s.count;
-  }
-}
 
 /** A participant holding a number and a tensor, in `<name>.json` + `<name>.safetensors` and a raw file. */
 function tallyParticipant(name: string, state: { n: number; w: number[] }, log: string[] = []): CheckpointParticipant {
@@ -68,35 +56,11 @@ const adding = (name: string, ...participants: CheckpointParticipant[]): Plugin 
   },
 });
 
-async function trainedRun(plugins: Plugin[]) {
-  const acc = make({ plugins });
-  const model = new RegressionModel({ a: 1, b: 2 });
-  const opt = new AdamW(model.parameters(), { lr: 0.1 });
-  const sched = new LambdaLR(opt, (e) => 0.9 ** e);
-  const [m, o, l, s] = await acc.prepare(model, opt, new DataLoader(new RegressionDataset({ length: 16 }), { batchSize: 4 }), sched);
-  const counter = new Counter();
-  acc.registerForCheckpointing(counter);
-  const train = async (n: number) => {
-    let k = 0;
-    for await (const b of l as AsyncIterable<Batch>) {
-      acc.backward(mseLoss(m.forward(b.x), b.y));
-      o.step();
-      s.step();
-      o.zeroGrad();
-      counter.count++;
-      acc.step++;
-      if (++k === n) break;
-    }
-  };
-  const snapshot = () => ({ a: model.a.item(), b: model.b.item(), opt: JSON.stringify(opt.stateDict()), sched: sched.stateDict(), dl: (l as any).stateDict(), count: counter.count, step: acc.step });
-  return { acc, train, snapshot };
-}
-
 describe('participants added by plugins (ctx.addCheckpointParticipant)', () => {
   it('save their files next to the core files, are listed and recorded in the manifest, and restore their state with the rest', async () => {
     const state = { n: 5, w: [1.5, -2] };
     const log: string[] = [];
-    const run = await trainedRun([adding('tally-plugin', tallyParticipant('tally', state, log))]);
+    const run = await trainedRun({ plugins: [adding('tally-plugin', tallyParticipant('tally', state, log))] });
     await run.train(2);
     const saved = run.snapshot();
     const dir = join(tmp(), 'c');
@@ -184,7 +148,7 @@ describe('loadState is validate-first across participants', () => {
         return () => void log.push('apply failing');
       },
     };
-    const run = await trainedRun([adding('p', tallyParticipant('good', good, log), failing)]);
+    const run = await trainedRun({ plugins: [adding('p', tallyParticipant('good', good, log), failing)] });
     await run.train(2);
     const dir = join(tmp(), 'c');
     await run.acc.saveState(dir);
@@ -206,7 +170,7 @@ describe('loadState is validate-first across participants', () => {
 
   it('a damaged participant file is named, and nothing changes', async () => {
     const state = { n: 3, w: [3] };
-    const run = await trainedRun([adding('p', tallyParticipant('tally', state))]);
+    const run = await trainedRun({ plugins: [adding('p', tallyParticipant('tally', state))] });
     await run.train(1);
     const dir = join(tmp(), 'c');
     await run.acc.saveState(dir);
@@ -228,7 +192,7 @@ describe('loadState is validate-first across participants', () => {
         throw new Error('boom: cannot apply');
       },
     };
-    const run = await trainedRun([adding('p', boom)]);
+    const run = await trainedRun({ plugins: [adding('p', boom)] });
     const dir = join(tmp(), 'c');
     await run.acc.saveState(dir);
     await expect(run.acc.loadState(dir)).rejects.toThrow(/boom: cannot apply\nloadState stopped while restoring participant "boom" from .*Already restored before it failed: model 0 \(model\.safetensors\), optimizer 0/);
@@ -272,7 +236,7 @@ describe("a strategy's modelCheckpoint", () => {
   it('is used instead of the model files, and restores the weights', async () => {
     const log: string[] = [];
     const hooks: string[] = [];
-    const run = await trainedRun([{ name: 'sharder', strategy: shardLikeStrategy(log) }]);
+    const run = await trainedRun({ plugins: [{ name: 'sharder', strategy: shardLikeStrategy(log) }] });
     run.acc.registerSaveStateHook((models, weights) => void hooks.push(`save hook: ${models.length} model(s), ${weights.length} weight dict(s)`));
     run.acc.registerLoadStateHook((models) => void hooks.push(`load hook: ${models.length} model(s)`));
     await run.train(2);
