@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { HostTensor } from '../../src/tensor/host-tensor.js';
 import { runBackendConformance, type ConformanceOptions, type ConformanceTestApi } from '../../src/testing/conformance.js';
 import { ReferenceBackend } from '../../src/testing/reference-backend.js';
+import { collectSuite, failingNames } from './collect-suite.js';
 import { LinearModel, type RefModule } from '../../src/testing/reference-nn.js';
 import { SGD, type RefOptimizer } from '../../src/testing/reference-optim.js';
 import { mseLoss, type RefTensor } from '../../src/testing/reference-tensor.js';
@@ -20,34 +21,10 @@ const options: ConformanceOptions<RefTensor, RefModule, RefOptimizer> = {
 runBackendConformance('reference', () => new ReferenceBackend({ devices: ['cuda:0', 'cuda:1'] }), { describe, it, expect }, options);
 
 /** Collect the suite's tests instead of registering them, so they can be run against a broken backend. */
-function collect(make: () => ReferenceBackend): Array<{ name: string; fn: (...args: unknown[]) => void | Promise<void> }> {
-  const tests: Array<{ name: string; fn: (...args: unknown[]) => void | Promise<void> }> = [];
-  const prefix: string[] = [];
-  const api: ConformanceTestApi = {
-    describe(name, fn) {
-      prefix.push(name);
-      fn();
-      prefix.pop();
-    },
-    it(name, fn) {
-      tests.push({ name: [...prefix, name].join(' > '), fn });
-    },
-    expect: expect as unknown as ConformanceTestApi['expect'],
-  };
-  runBackendConformance('broken', make, api, options);
-  return tests;
-}
+const collect = (make: () => ReferenceBackend) => collectSuite((api) => runBackendConformance('broken', make, api, options));
 
 async function failingTests(make: () => ReferenceBackend): Promise<string[]> {
-  const failed: string[] = [];
-  for (const t of collect(make)) {
-    try {
-      await t.fn();
-    } catch {
-      failed.push(t.name.split(' > ').pop()!);
-    }
-  }
-  return failed;
+  return (await failingNames(collect(make))).map((name) => name.split(' > ').pop()!);
 }
 
 describe('the conformance suite catches broken backends', () => {

@@ -1,38 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { createInMemoryGroups } from '../../src/testing/in-memory-group.js';
 import { runProcessGroupConformance } from '../../src/testing/process-group-conformance.js';
-import type { ConformanceTestApi } from '../../src/testing/conformance.js';
+import { collectSuite, failingNames } from './collect-suite.js';
 import type { ProcessGroup } from '../../src/interfaces/process-group.js';
 
 // Core's in-memory group passes the whole suite.
 runProcessGroupConformance({ describe, it, expect }, { name: 'in-memory', createGroups: async (size) => createInMemoryGroups(size) });
 
 /** Run the suite's tests against `createGroups` and return the names of those that failed. */
-async function failures(createGroups: (size: number) => Promise<ProcessGroup[]>): Promise<string[]> {
-  const tests: Array<{ name: string; fn: () => void | Promise<void> }> = [];
-  const prefix: string[] = [];
-  const api: ConformanceTestApi = {
-    describe(name, fn) {
-      prefix.push(name);
-      fn();
-      prefix.pop();
-    },
-    it(name, fn) {
-      tests.push({ name: [...prefix, name].join(' > '), fn });
-    },
-    expect: (actual, message) => expect(actual, message),
-  };
-  runProcessGroupConformance(api, { name: 'broken', createGroups, sizes: [2] });
-  const failed: string[] = [];
-  for (const t of tests) {
-    try {
-      await t.fn();
-    } catch {
-      failed.push(t.name);
-    }
-  }
-  return failed;
-}
+const failures = (createGroups: (size: number) => Promise<ProcessGroup[]>) =>
+  failingNames(collectSuite((api) => runProcessGroupConformance(api, { name: 'broken', createGroups, sizes: [2] })));
 
 describe('the process-group suite catches broken groups', () => {
   it('a max that sums, and a broadcast from the wrong rank, fail exactly their tests', async () => {
