@@ -596,12 +596,23 @@ export class Accelerator {
     const models = requireCapability(backend, 'models', 'Accelerator.prepare');
     const optimizers = requireCapability(backend, 'optimizers', 'Accelerator.prepare');
     const out: unknown[] = [...objects];
+    const done = new Set<number>();
+    // Models first, so a strategy that adapts optimizers to wrapped models
+    // (FSDP points them at parameter shards) sees the models of this call.
     for (let i = 0; i < out.length; i++) {
       const obj = out[i];
       const existing = this.alreadyPrepared(obj);
       if (existing !== undefined) out[i] = existing;
-      else if (obj instanceof DataLoader) out[i] = await this.prepareDataLoaderInternal(obj, plugins);
       else if (models.isModel(obj)) out[i] = await this.prepareModel(obj, plugins);
+      else continue;
+      done.add(i);
+    }
+    for (let i = 0; i < out.length; i++) {
+      if (done.has(i)) continue;
+      const obj = out[i];
+      const existing = this.alreadyPrepared(obj);
+      if (existing !== undefined) out[i] = existing;
+      else if (obj instanceof DataLoader) out[i] = await this.prepareDataLoaderInternal(obj, plugins);
       else if (optimizers.isOptimizer(obj)) out[i] = await this.prepareOptimizer(obj as object, plugins);
     }
     for (let i = 0; i < out.length; i++) {
@@ -672,10 +683,11 @@ export class Accelerator {
     const existing = this.alreadyPrepared(optimizer);
     if (existing !== undefined) return existing as O;
     plugins ??= await this.plugins();
-    const o = await plugins.transform('prepareOptimizer', optimizer, (p) => this.pluginContext(p));
+    let o: O = (await plugins.transform('prepareOptimizer', optimizer, (p) => this.pluginContext(p))) as O;
+    const strategy = this.strategy;
+    if (strategy.prepareOptimizer) o = (await strategy.prepareOptimizer(o, this.models, this.strategyCtx!)) as O;
     if (this.devicePlacement) this.backend.optimizers?.moveState?.(o, this.device);
     const container = plugins;
-    const strategy = this.strategy;
     const wrapped = wrapOptimizer(o, this.backend, {
       scaler: this.scaler,
       onStep: (raw) => container.claim('optimizerStep', raw, (p) => this.pluginContext(p)),

@@ -812,7 +812,17 @@ export function planParticipants(s: CheckpointSession): ParticipantPlan {
     add(p, 'a plugin (addCheckpointParticipant)');
     extra.push(entry(p, false, `participant "${p.name}"`));
   }
-  const rest = [optimizersParticipant(s), schedulersParticipant(s), dataloadersParticipant(s), scalerParticipant(s), customObjectsParticipant(s)].map((p) => entry(p, true, p.name));
+  let optimizers = optimizersParticipant(s);
+  if (strategy?.optimizerCheckpoint) {
+    const ctx = host.strategyContext;
+    if (!ctx) throw new Error(`The "${strategy.name}" strategy's optimizerCheckpoint needs the strategy context, which is set up when the Accelerator is ready.`);
+    optimizers = strategy.optimizerCheckpoint(() => host.optimizers, ctx);
+    if (optimizers?.name !== 'optimizers' || typeof optimizers.save !== 'function' || typeof optimizers.read !== 'function') {
+      throw new TypeError(`The "${strategy.name}" strategy's optimizerCheckpoint must return a participant named "optimizers" with save(writer) and read(reader).`);
+    }
+  }
+  // A strategy's optimizer participant takes core's place (and its `contents.optimizers` record).
+  const rest = [optimizers, schedulersParticipant(s), dataloadersParticipant(s), scalerParticipant(s), customObjectsParticipant(s)].map((p) => entry(p, true, p.name));
   const rng = entry(randomStatesParticipant(s), true, 'random_states');
   const plugins = entry(pluginsParticipant(s), true, 'plugins');
   return {

@@ -349,6 +349,79 @@ export interface DataParallelCapability<T = unknown, M = unknown> {
   joinUnevenInputs?<R>(models: M[], fn: () => R | Promise<R>, options: { divideByInitialWorldSize: boolean }): Promise<R>;
 }
 
+/**
+ * What a sharding strategy (FSDP, ZeRO) needs from the backend beyond models
+ * and autograd: flat 1-D buffers whose memory can be released and given back
+ * while views into them stay valid (so autograd's saved views of a freed
+ * parameter work again once it is re-gathered), parameters re-pointed at such
+ * views, leaf views the optimizer steps, and hooks into backward.
+ *
+ * All operations run without recording autograd. Backends whose tensors
+ * cannot share memory (tfjs) do not provide it, and FSDP says so by name.
+ */
+export interface ShardingCapability<T = unknown, M = unknown> {
+  /** Number of elements of `t`. */
+  numel(t: T): number;
+  /** Whether `t` records gradients (`requires_grad`). */
+  requiresGrad(t: T): boolean;
+  /** A view of the contiguous 1-D `flat` holding `prod(shape)` elements from `offset`, shaped `shape`. */
+  view(flat: T, offset: number, shape: number[]): T;
+  /** A new contiguous 1-D copy of `t`'s elements (row-major). */
+  flatten(t: T): T;
+  /** Copy `src`'s elements into `dst` (same number of elements; shapes may differ; dtypes are converted). */
+  copy(dst: T, src: T): void;
+  /** `dst += src` elementwise, in place. */
+  addInPlace(dst: T, src: T): void;
+  /** Fill `t` with zeros in place. */
+  zero(t: T): void;
+  /**
+   * Release the memory of `flat`'s storage. `flat` and every view of it stay
+   * valid objects (autograd may hold them) but must not be read or written
+   * until {@link allocateStorage} gave the memory back.
+   */
+  freeStorage(flat: T): void;
+  /** Give `flat`'s storage memory for all its elements again (contents unspecified); views of it see the new memory. */
+  allocateStorage(flat: T): void;
+  /** False between {@link freeStorage} and {@link allocateStorage}. */
+  hasStorage(flat: T): boolean;
+  /**
+   * Make the parameter `param` use `data`'s memory, shape and dtype, keeping
+   * the parameter object, its `requiresGrad` and its autograd identity
+   * (torch's `param.data = data`). Gradient-ready hooks stay registered.
+   */
+  setData(param: T, data: T): void;
+  /** The gradient of a leaf tensor, or null. */
+  grad(param: T): T | null;
+  /** Set (or clear, with null) the gradient of a leaf tensor; `grad` must match its shape and dtype. */
+  setGrad(param: T, grad: T | null): void;
+  /** A new leaf tensor sharing `t`'s memory (writes through it change `t`), with `requiresGrad` set: what an optimizer steps in place of a shard. */
+  leafView(t: T, requiresGrad: boolean): T;
+  /**
+   * Call `fn` during backward once the gradient with respect to the non-leaf
+   * tensor `t` has been computed, before the operations that produced `t` run
+   * their backward: where a sharding strategy gathers a unit's parameters
+   * again. Returns undefined (and registers nothing) when `t` does not require grad.
+   */
+  addTensorGradHook(t: T, fn: () => void): HookHandle | undefined;
+  /**
+   * Only while a backward is running (from a hook): run `fn` once when that
+   * backward pass has finished, before `backward()` returns (torch's
+   * `Variable._execution_engine.queue_callback`). A throw from `fn` makes
+   * backward throw.
+   */
+  queueBackwardCallback(fn: () => void): void;
+  /** Whether operations currently record gradients (`torch.is_grad_enabled()`). */
+  isGradEnabled(): boolean;
+  /**
+   * Activation checkpointing: make `module`'s forward keep no intermediate
+   * activations when it records gradients, and recompute them (re-running the
+   * forward, with its forward hooks) during backward, as
+   * `torch.utils.checkpoint` does. Returns a handle that restores the
+   * ordinary forward. Absent: the backend cannot checkpoint.
+   */
+  checkpointModule?(module: M): HookHandle;
+}
+
 /** The optional handlers a backend may provide, by capability name. */
 export interface BackendCapabilities<T = unknown, M = unknown, O = unknown, S = unknown> {
   readonly models?: ModelCapability<T, M>;
@@ -359,6 +432,7 @@ export interface BackendCapabilities<T = unknown, M = unknown, O = unknown, S = 
   readonly memory?: MemoryCapability;
   readonly communication?: CommunicationCapability<T>;
   readonly dataParallel?: DataParallelCapability<T, M>;
+  readonly sharding?: ShardingCapability<T, M>;
 }
 
 /** Name of a {@link BackendCapabilities} handler. */
@@ -382,6 +456,7 @@ const CAPABILITY_HELP: Record<BackendCapabilityName, string> = {
   memory: 'device memory queries',
   communication: 'process groups (multi-process runs)',
   dataParallel: 'a native data-parallel engine (the built-in DDP strategy)',
+  sharding: 'flat parameter buffers and backward hooks (sharded strategies: FSDP, ZeRO)',
 };
 
 /**

@@ -19,6 +19,13 @@ export interface Work<R = void> {
   wait(): Promise<R>;
   /** True once `wait()` would resolve immediately. */
   isCompleted(): boolean;
+  /**
+   * Block the calling thread until the collective completed and return its
+   * result; throws what `wait()` would reject with. For code that must have
+   * the result before it returns and cannot await, such as a hook running
+   * inside backward. Absent: only `wait()`.
+   */
+  waitSync?(): R;
 }
 
 /** A key/value rendezvous store shared by the ranks (c10d TCPStore or similar). */
@@ -53,6 +60,27 @@ export interface ProcessGroup<T = never> {
   allGather(data: T | HostArray): Work<Array<T | HostArray>>;
   /** Reduce `inputs[r]` across ranks into rank r's `output` (in place). */
   reduceScatter(output: T | HostArray, inputs: Array<T | HostArray>, op?: ReduceOp): Work;
+  /**
+   * Gather every rank's `input` into `output` (contiguous, `size` times as
+   * many elements, rank r's at `[r * n, (r + 1) * n)`), in place, without a
+   * result list: what sharded strategies gather parameters with
+   * (`all_gather_into_tensor`). Absent: use {@link allGather}.
+   */
+  allGatherInto?(output: T, input: T): Work;
+  /**
+   * Reduce `input` (contiguous, `size` times as many elements as `output`)
+   * across ranks and leave elements `[r * n, (r + 1) * n)` of the result in
+   * rank r's `output`, in place (`reduce_scatter_tensor`). Absent: use
+   * {@link reduceScatter}.
+   */
+  reduceScatterInto?(output: T, input: T, op?: ReduceOp): Work;
+  /**
+   * How this group implements each collective whose implementation varies
+   * with the transport's version: `native` (one call of the transport) or the
+   * emulation used (e.g. `alltoall+sum` for reduce-scatter on libtorch 1.13's
+   * gloo). Shown in logs and benchmarks.
+   */
+  readonly implementations?: Readonly<Record<string, string>>;
   /** Point-to-point send of `data` to `dst`. */
   send(data: T | HostArray, dst: number, tag?: number): Work;
   /** Point-to-point receive into `data` from `src`. */

@@ -68,6 +68,14 @@ export interface DistributionStrategy<M = unknown, T = unknown> {
    * wrapper. Returns the object the user trains (may be the same object).
    */
   wrapModel(model: M, ctx: StrategyContext<T>): M | Promise<M>;
+  /**
+   * Adapt an optimizer to the wrapped models, before the Accelerator wraps it:
+   * a sharded strategy points it at this rank's shards of the parameters it
+   * was built over. `models` are the models prepared so far (`prepare` wraps
+   * the models of a call before its optimizers). Returns the optimizer to use
+   * (may be the same object). Absent: the optimizer is used as given.
+   */
+  prepareOptimizer?(optimizer: unknown, models: readonly M[], ctx: StrategyContext<T>): unknown | Promise<unknown>;
   /** The model {@link wrapModel} was given. Absent: the wrapped model itself. */
   unwrapModel?(model: M): M;
   /**
@@ -108,6 +116,13 @@ export interface DistributionStrategy<M = unknown, T = unknown> {
    * `model_1.safetensors`, … written by the main process from the full state dict).
    */
   modelCheckpoint?(models: () => readonly M[], ctx: StrategyContext<T>): CheckpointParticipant;
+  /**
+   * The checkpoint participant that saves and loads the prepared optimizers'
+   * states in place of core's (`optimizer.json` + `.safetensors` written by
+   * the main process), for strategies whose ranks hold different parts of
+   * the state. Its name must be `optimizers`.
+   */
+  optimizerCheckpoint?(optimizers: () => readonly unknown[], ctx: StrategyContext<T>): CheckpointParticipant;
   /**
    * Run `fn` when ranks may have different numbers of batches (torch's Join).
    * Absent: `joinUnevenInputs` warns and runs `fn` as is.

@@ -84,6 +84,7 @@ const REQUIRED_METHODS: Record<BackendCapabilityName, readonly string[]> = {
   memory: ['isOutOfMemoryError'],
   communication: ['initProcessGroup'],
   dataParallel: ['wrap', 'unwrap', 'setGradientSync'],
+  sharding: ['numel', 'requiresGrad', 'view', 'flatten', 'copy', 'addInPlace', 'zero', 'freeStorage', 'allocateStorage', 'hasStorage', 'setData', 'grad', 'setGrad', 'leafView', 'addTensorGradHook', 'queueBackwardCallback', 'isGradEnabled'],
 };
 
 /** Capabilities every training backend provides. */
@@ -202,7 +203,7 @@ export function runBackendConformance<T, M, O, S>(
         }
       });
 
-      for (const cap of ['precision', 'memory', 'communication', 'dataParallel'] as const) {
+      for (const cap of ['precision', 'memory', 'communication', 'dataParallel', 'sharding'] as const) {
         itIfPresent(
           `optional "${cap}" capability (if provided) has its required methods`,
           (b) => b[cap] !== undefined,
