@@ -221,6 +221,15 @@ export interface OptimizerCapability<T = unknown, O = unknown, S = unknown> {
   /** Move optimizer state to `device`. */
   moveState?(optimizer: O, device: string): void;
   /**
+   * Make `optimizer` update other tensors in place of its parameters:
+   * `replace(param)` gives each parameter's stand-in (a leaf that requires
+   * grad), kept in the same parameter group with the same hyperparameters, in
+   * the same order. What a sharded strategy uses to point an optimizer built
+   * over a model's parameters at this rank's shards. Allowed only while the
+   * optimizer has no state (before its first step).
+   */
+  replaceParams?(optimizer: O, replace: (param: T) => T): void;
+  /**
    * The optimizer's state for a checkpoint (PyTorch's `optimizer.state_dict()`
    * layout where the backend has one): plain objects, arrays, numbers,
    * strings, booleans and {@link HostTensor} leaves (copies, not views of
