@@ -27,7 +27,12 @@ export interface DeviceInfo {
 
 /** Memory use of one device, in bytes. */
 export interface MemoryInfo {
+  /** Bytes held by live tensors (the allocator's count where the backend has one). */
   allocated: number;
+  /** Highest `allocated` since the process started or {@link MemoryCapability.resetPeak}. */
+  peakAllocated?: number;
+  /** A limit the backend enforces on `allocated` (allocations past it fail with an out-of-memory error), when one is set. */
+  limit?: number;
   reserved?: number;
   total?: number;
 }
@@ -279,6 +284,14 @@ export interface MemoryCapability {
   isOutOfMemoryError(error: unknown): boolean;
   /** Release cached allocator memory. */
   emptyCache?(): void;
+  /** Start {@link MemoryInfo.peakAllocated} again from the current allocation. */
+  resetPeak?(device: string): void;
+  /**
+   * Make allocations on `device` fail with an out-of-memory error once
+   * `allocated` would pass `bytes` (undefined removes the limit): a memory
+   * budget, e.g. to show that a model too large for one process trains sharded.
+   */
+  setLimit?(device: string, bytes: number | undefined): void;
 }
 
 /** Joining a process group (c10d gloo / NCCL, or a backend's own). Absent = cannot run multi-process. */
