@@ -1,0 +1,6 @@
+/**
+ * `@accelerate/plugin-fsdp`: fully sharded data parallel as an accelerate-ts
+ * strategy plugin.
+ * @module
+ */
+export {};
