@@ -258,6 +258,22 @@ export {
   type SafetensorsTensorInfo,
   type SafetensorsTensors,
 } from './checkpoint/safetensors.js';
+export {
+  SHARDED_INDEX_NAME,
+  evenShardRange,
+  mergeShardedWeights,
+  openShardedTensors,
+  shardedFileName,
+  shardedModelFolder,
+  shardedOptimizerFolder,
+  writeShardedTensors,
+  type MergeShardedWeightsOptions,
+  type MergeShardedWeightsResult,
+  type ShardedIndex,
+  type ShardedPiece,
+  type ShardedTensorInfo,
+  type ShardedTensorSet,
+} from './checkpoint/sharded.js';
 export { CheckpointError, type CheckpointManifest, type ManifestContents, type ManifestFileEntry } from './checkpoint/manifest.js';
 export type { Checkpointable } from './checkpoint/participants.js';
 export type {

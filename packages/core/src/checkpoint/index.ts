@@ -2,7 +2,7 @@
  * Checkpoint files without a backend: the safetensors format (lazy,
  * validated reads; atomic writes), Accelerate's `save_model` layout, and the
  * crash-safe `saveState` / `loadState` checkpoint folders with their
- * versioned manifest.
+ * versioned manifest; sharded tensor sets (FSDP) and their merge.
  * @module
  */
 export * from './safetensors.js';
@@ -10,6 +10,7 @@ export * from './save-model.js';
 export * from './atomic.js';
 export * from './manifest.js';
 export * from './state.js';
+export * from './sharded.js';
 export {
   CHECKPOINTS_DIR,
   CHECKPOINT_NAME_PATTERN,
