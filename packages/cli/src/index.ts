@@ -62,3 +62,4 @@ export {
   type MemoryEstimate,
   type ModelShape,
 } from './commands/estimate-memory.js';
+export { registerMergeWeightsCommand, runMergeWeights, type MergeWeightsOptions } from './commands/merge-weights.js';

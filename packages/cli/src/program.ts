@@ -17,6 +17,7 @@ import { registerEnvCommand } from './commands/env.js';
 import { registerEstimateMemoryCommand } from './commands/estimate-memory.js';
 import { registerCheckpointCommand } from './commands/checkpoint.js';
 import { registerLaunchCommand } from './commands/launch.js';
+import { registerMergeWeightsCommand } from './commands/merge-weights.js';
 import { registerTestCommand } from './commands/test.js';
 import { registerTrackingCommands } from './commands/tracking.js';
 import { CliError, processContext, type CliContext } from './context.js';
@@ -28,7 +29,7 @@ export { markPassThrough };
 export type RegisterCommand = (program: Command, ctx: CliContext) => void;
 
 /** The commands of `accelerate`, in help order. */
-export const COMMANDS: RegisterCommand[] = [registerConfigCommand, registerEnvCommand, registerLaunchCommand, registerTestCommand, registerTrackingCommands, registerEstimateMemoryCommand, registerCheckpointCommand];
+export const COMMANDS: RegisterCommand[] = [registerConfigCommand, registerEnvCommand, registerLaunchCommand, registerTestCommand, registerTrackingCommands, registerEstimateMemoryCommand, registerCheckpointCommand, registerMergeWeightsCommand];
 
 function cliVersion(): string {
   try {
