@@ -19,6 +19,7 @@ import { registerCheckpointCommand } from './commands/checkpoint.js';
 import { registerLaunchCommand } from './commands/launch.js';
 import { registerMergeWeightsCommand } from './commands/merge-weights.js';
 import { registerTestCommand } from './commands/test.js';
+import { registerToFsdp2Command } from './commands/to-fsdp2.js';
 import { registerTrackingCommands } from './commands/tracking.js';
 import { CliError, processContext, type CliContext } from './context.js';
 import { isPassThrough, markPassThrough } from './pass-through.js';
@@ -29,7 +30,7 @@ export { markPassThrough };
 export type RegisterCommand = (program: Command, ctx: CliContext) => void;
 
 /** The commands of `accelerate`, in help order. */
-export const COMMANDS: RegisterCommand[] = [registerConfigCommand, registerEnvCommand, registerLaunchCommand, registerTestCommand, registerTrackingCommands, registerEstimateMemoryCommand, registerCheckpointCommand, registerMergeWeightsCommand];
+export const COMMANDS: RegisterCommand[] = [registerConfigCommand, registerEnvCommand, registerLaunchCommand, registerTestCommand, registerTrackingCommands, registerEstimateMemoryCommand, registerCheckpointCommand, registerMergeWeightsCommand, registerToFsdp2Command];
 
 function cliVersion(): string {
   try {
