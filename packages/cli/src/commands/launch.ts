@@ -9,7 +9,7 @@
  */
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve as resolvePath } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { ConfigError } from '@accelerate/core';
 import {
   LAUNCH_FLAGS,
@@ -237,6 +237,56 @@ export function checkStrategyPackage(resolved: ResolvedLaunch, cwd: string = pro
   return `${missingStrategyPackage(requested, why).message} Nothing was started.`;
 }
 
+/** The package `checkFsdpSettings` asks through `ctx.importModule` (tests); otherwise the installed FSDP plugin is found by discovery. */
+export const FSDP_PLUGIN_PACKAGE = '@accelerate/plugin-fsdp';
+
+/** What an FSDP plugin package may export so that `accelerate launch` checks its settings before any rank starts. */
+interface FsdpLaunchValidator {
+  validateFsdpLaunchConfig(input: {
+    section: ResolvedLaunch['sections']['fsdp'];
+    numProcesses: number;
+    localWorldSize?: number;
+    dpShardSize?: number;
+  }): string[];
+}
+
+/**
+ * A launch that asks for FSDP: let the installed FSDP plugin check the
+ * launch's FSDP settings (strategy against the process count, FSDP2 rules,
+ * hybrid shard groups, …) before any process starts, so a bad setting fails
+ * once instead of in every rank. The plugin is loaded dynamically (the CLI
+ * does not depend on it), only when installed; a plugin that does not load
+ * or exports no `validateFsdpLaunchConfig` is not asked (the ranks report).
+ * Options the script passes in code (`fsdp({...})`) are not known here.
+ */
+export async function checkFsdpSettings(resolved: ResolvedLaunch, ctx: CliContext, cwd: string = process.cwd()): Promise<string | undefined> {
+  if (resolved.paradigm !== 'fsdp') return undefined;
+  let mod: Partial<FsdpLaunchValidator>;
+  let from = FSDP_PLUGIN_PACKAGE;
+  try {
+    if (ctx.importModule) mod = (await ctx.importModule(FSDP_PLUGIN_PACKAGE)) as Partial<FsdpLaunchValidator>;
+    else {
+      const roots = [cwd, ...(resolved.script && !resolved.module && !resolved.noPython ? [dirname(resolvePath(cwd, resolved.script))] : []), ...defaultDiscoveryRoots()];
+      const [pkg] = strategyPluginPackages('FSDP', { from: roots });
+      if (!pkg?.plugin) return undefined;
+      from = pkg.name;
+      mod = (await import(pathToFileURL(resolvePath(pkg.dir, pkg.plugin.entry)).href)) as Partial<FsdpLaunchValidator>;
+    }
+  } catch {
+    return undefined;
+  }
+  if (typeof mod.validateFsdpLaunchConfig !== 'function') return undefined;
+  const problems = mod.validateFsdpLaunchConfig({
+    section: resolved.sections.fsdp,
+    numProcesses: resolved.numProcesses,
+    localWorldSize: resolved.localProcesses,
+    dpShardSize: resolved.useParallelismConfig ? resolved.sections.parallelism.dpShardSize.value : undefined,
+  });
+  if (problems.length === 0) return undefined;
+  const list = problems.length === 1 ? problems[0] : problems.map((p) => `\n  - ${p}`).join('');
+  return `the FSDP settings of this launch are invalid (checked by ${from}): ${list}\nNothing was started.`;
+}
+
 export function registerLaunchCommand(program: Command, ctx: CliContext): void {
   const cmd = program
     .command('launch')
@@ -265,7 +315,10 @@ export function registerLaunchCommand(program: Command, ctx: CliContext): void {
     } catch {
       // Invalid settings: runLaunch reports them below.
     }
-    const refusal = (await checkTfjsMultiProcess(numProcesses, scriptArgs, ctx)) ?? (resolved && checkStrategyPackage(resolved));
+    const refusal =
+      (await checkTfjsMultiProcess(numProcesses, scriptArgs, ctx)) ??
+      (resolved && checkStrategyPackage(resolved)) ??
+      (resolved && (await checkFsdpSettings(resolved, ctx)));
     if (refusal) throw new CliError(refusal);
     const closeDashboard = dashboard ? await runDashboard(ctx, typeof dashboard === 'string' ? dashboard : '.', {}) : undefined;
     try {
