@@ -1,0 +1,75 @@
+// FSDP against DDP, real processes over gloo: same model, seed and data, 20 AdamW
+// steps. Every sharding strategy must give DDP's losses and final parameters within
+// 1e-5 ([B64]); the sharded runs must hold a fraction of DDP's parameter memory.
+import { describe, it, expect } from 'vitest';
+import { fileURLToPath } from 'node:url';
+import { runRanksOk } from './fixtures/spawn-ranks.js';
+
+const worker = fileURLToPath(new URL('./fixtures/train-worker.ts', import.meta.url));
+
+type Run = Array<Record<string, any>>;
+const cache = new Map<string, Promise<Run>>();
+function train(world: number, env: Record<string, string>): Promise<Run> {
+  const key = `${world}:${JSON.stringify(env)}`;
+  if (!cache.has(key)) cache.set(key, runRanksOk(worker, world, env, 120_000));
+  return cache.get(key)!;
+}
+
+function maxDiff(a: Run, b: Run): { loss: number; param: number } {
+  const la = a[0].losses as number[];
+  const lb = b[0].losses as number[];
+  expect(la.length).toBe(lb.length);
+  let loss = 0;
+  la.forEach((v, i) => (loss = Math.max(loss, Math.abs(v - lb[i]))));
+  const pa = a[0].params as Record<string, number[]>;
+  const pb = b[0].params as Record<string, number[]>;
+  expect(Object.keys(pa).sort()).toEqual(Object.keys(pb).sort());
+  let param = 0;
+  for (const k of Object.keys(pa)) pa[k].forEach((v, i) => (param = Math.max(param, Math.abs(v - pb[k][i]))));
+  return { loss, param };
+}
+
+const MLP_WRAP = JSON.stringify({ autoWrapPolicy: { minNumParams: 1000 } });
+const TRANSFORMER_WRAP = JSON.stringify({ autoWrapPolicy: { transformerLayerClasses: ['TransformerEncoderLayer'] } });
+
+describe('FSDP equals DDP (2 processes, gloo)', () => {
+  for (const strategy of ['FULL_SHARD', 'SHARD_GRAD_OP', 'NO_SHARD'] as const) {
+    it(`[B64] ${strategy}: MLP losses and parameters after 20 AdamW steps equal DDP's within 1e-5`, async () => {
+      const [ddp, fsdp] = await Promise.all([train(2, { STRATEGY: 'DDP' }), train(2, { STRATEGY: strategy, FSDP_OPTIONS: MLP_WRAP })]);
+      expect(fsdp[0].strategy).toBe('FSDP');
+      expect(fsdp[0].distributedType).toBe('FSDP');
+      expect(fsdp[0].losses).toHaveLength(20);
+      const d = maxDiff(ddp, fsdp);
+      expect(d.loss).toBeLessThanOrEqual(1e-5);
+      expect(d.param).toBeLessThanOrEqual(1e-5);
+    });
+  }
+
+  it('[B64] FULL_SHARD, transformer with TransformerEncoderLayer units: equal to DDP within 1e-5', async () => {
+    const env = { MODEL: 'transformer' };
+    const [ddp, fsdp] = await Promise.all([train(2, { ...env, STRATEGY: 'DDP' }), train(2, { ...env, STRATEGY: 'FULL_SHARD', FSDP_OPTIONS: TRANSFORMER_WRAP })]);
+    const d = maxDiff(ddp, fsdp);
+    expect(d.loss).toBeLessThanOrEqual(1e-5);
+    expect(d.param).toBeLessThanOrEqual(1e-5);
+  });
+
+  it('FULL_SHARD with gradient accumulation (2 micro-steps without sync) and clipGradNorm(0.5): equal to DDP within 1e-5', async () => {
+    const env = { GA: '2', CLIP: '0.5' };
+    const [ddp, fsdp] = await Promise.all([train(2, { ...env, STRATEGY: 'DDP' }), train(2, { ...env, STRATEGY: 'FULL_SHARD', FSDP_OPTIONS: MLP_WRAP })]);
+    const d = maxDiff(ddp, fsdp);
+    expect(d.loss).toBeLessThanOrEqual(1e-5);
+    expect(d.param).toBeLessThanOrEqual(1e-5);
+  });
+});
+
+describe('FSDP on 4 processes', () => {
+  it('[B64] FULL_SHARD and HYBRID_SHARD (2 shard groups × 2 replicas): equal to DDP within 1e-5', async () => {
+    const ddp = await train(4, { STRATEGY: 'DDP' });
+    for (const strategy of ['FULL_SHARD', 'HYBRID_SHARD', 'HYBRID_SHARD_ZERO2']) {
+      const fsdp = await train(4, { STRATEGY: strategy, FSDP_OPTIONS: MLP_WRAP, LOCAL_WORLD_SIZE: '2' });
+      const d = maxDiff(ddp, fsdp);
+      expect(d.loss, strategy).toBeLessThanOrEqual(1e-5);
+      expect(d.param, strategy).toBeLessThanOrEqual(1e-5);
+    }
+  }, 240_000);
+});
