@@ -21,8 +21,8 @@ function capture(env: Record<string, string | undefined> = {}) {
 }
 
 describe('accelerate launch with a strategy that is not installed', () => {
+  // (@accelerate/plugin-fsdp is installed in this workspace: its case is the third-party one below.)
   it.each([
-    [['--use_fsdp'], 'FSDP', '@accelerate/plugin-fsdp'],
     [['--use_deepspeed', '--zero_stage', '2'], 'DEEPSPEED', '@accelerate/plugin-deepspeed'],
     [['--use_megatron_lm'], 'MEGATRON_LM', '@accelerate/plugin-megatron'],
   ])('%j stops before spawning and names the package', async (flags, type, pkg) => {
@@ -46,13 +46,18 @@ describe('accelerate launch with a strategy that is not installed', () => {
 
   it('passes when a package in node_modules declares the strategy (found by its package.json field, whatever its name)', () => {
     const project = mkdtempSync(join(tmpdir(), 'cli-strategy-project-'));
-    const pkg = join(project, 'node_modules', 'acme-fsdp');
+    const pkg = join(project, 'node_modules', 'acme-megatron');
     mkdirSync(pkg, { recursive: true });
-    writeFileSync(join(pkg, 'package.json'), JSON.stringify({ name: 'acme-fsdp', version: '1.0.0', type: 'module', accelerate: { plugin: { entry: './index.js', strategy: 'FSDP' } } }));
-    writeFileSync(join(pkg, 'index.js'), 'export function acceleratePlugin() { return { name: "acme-fsdp" }; }\n');
+    writeFileSync(join(pkg, 'package.json'), JSON.stringify({ name: 'acme-megatron', version: '1.0.0', type: 'module', accelerate: { plugin: { entry: './index.js', strategy: 'MEGATRON_LM' } } }));
+    writeFileSync(join(pkg, 'index.js'), 'export function acceleratePlugin() { return { name: "acme-megatron" }; }\n');
     writeFileSync(join(project, 'train.mjs'), '');
-    const resolved = resolveLaunchArgs(launchArgsFromFlags({ use_fsdp: true, num_processes: 2 }, 'train.mjs', []), { env: baseEnv });
+    const resolved = resolveLaunchArgs(launchArgsFromFlags({ use_megatron_lm: true, num_processes: 2 }, 'train.mjs', []), { env: baseEnv });
     expect(checkStrategyPackage(resolved, project)).toBeUndefined();
-    expect(checkStrategyPackage(resolved, mkdtempSync(join(tmpdir(), 'cli-strategy-empty-')))).toContain('npm install @accelerate/plugin-fsdp');
+    expect(checkStrategyPackage(resolved, mkdtempSync(join(tmpdir(), 'cli-strategy-empty-')))).toContain('npm install @accelerate/plugin-megatron');
+  });
+
+  it('--use_fsdp passes the package check here: @accelerate/plugin-fsdp is installed (found next to @accelerate/core)', () => {
+    const resolved = resolveLaunchArgs(launchArgsFromFlags({ use_fsdp: true, num_processes: 2 }, 'train.mjs', []), { env: baseEnv });
+    expect(checkStrategyPackage(resolved, mkdtempSync(join(tmpdir(), 'cli-strategy-empty-')))).toBeUndefined();
   });
 });
