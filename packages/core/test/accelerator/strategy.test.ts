@@ -110,8 +110,8 @@ describe('the strategy slot', () => {
     await expect(acc.prepare(new RegressionModel())).rejects.toThrow(/"first" and "second" both provide a distribution strategy/);
   });
 
+  // (@accelerate/plugin-fsdp is installed in this workspace; packages/plugin-fsdp/test covers FSDP's discovery.)
   it.each([
-    ['ACCELERATE_USE_FSDP', 'FSDP', '@accelerate/plugin-fsdp'],
     ['ACCELERATE_USE_DEEPSPEED', 'DEEPSPEED', '@accelerate/plugin-deepspeed'],
     ['ACCELERATE_USE_MEGATRON_LM', 'MEGATRON_LM', '@accelerate/plugin-megatron'],
   ])('%s=true without its package stops in ready(), naming the package to install', async (envVar, type, pkg) => {
