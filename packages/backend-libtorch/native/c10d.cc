@@ -866,22 +866,34 @@ class WorkWrap : public Napi::ObjectWrap<WorkWrap> {
                           std::shared_ptr<GroupState> st, Ticket ticket, std::function<void(const Ticket&)> after = nullptr) {
     Napi::Object o = ctor->New({});
     WorkWrap* w = Unwrap(o);
-    w->work_ = std::move(work);
-    w->keep_ = std::move(keep);
+    w->p_->work = std::move(work);
+    w->p_->keep = std::move(keep);
+    w->p_->after = std::move(after);
     w->gather_ = gatherOutputs;
     w->st_ = std::move(st);
     w->ticket_ = std::move(ticket);
-    w->after_ = std::move(after);
     return o;
   }
 
  private:
-  c10::intrusive_ptr<c10d::Work> work_;
-  std::vector<at::Tensor> keep_;  // inputs/outputs alive until the collective ends
+  // What the work holds until it finished. Dropped once the finisher ran (except for the
+  // list allgather, whose outputs are the result): a loop of waitSync calls that never
+  // turns the event loop (hooks inside one backward) does not wait for GC to free the
+  // tensors and temporaries of every finished collective.
+  struct Payload {
+    c10::intrusive_ptr<c10d::Work> work;
+    std::vector<at::Tensor> keep;  // inputs/outputs alive until the collective ends
+    std::function<void(const Ticket&)> after;
+    void Release() {
+      work.reset();
+      keep.clear();
+      after = nullptr;
+    }
+  };
+  std::shared_ptr<Payload> p_ = std::make_shared<Payload>();
   bool gather_ = false;
   std::shared_ptr<GroupState> st_;
   Ticket ticket_;
-  std::function<void(const Ticket&)> after_;
   std::shared_ptr<Finisher> fin_ = std::make_shared<Finisher>();
 
   // Wait for the collective (with the hang diagnosis), run the finisher once; throws
@@ -931,16 +943,20 @@ class WorkWrap : public Napi::ObjectWrap<WorkWrap> {
 
   // wait() -> Promise<undefined | handle[]> (allgather: one tensor per rank)
   Napi::Value Wait(const Napi::CallbackInfo& info) {
-    auto work = work_;
-    auto outs = keep_;
+    auto p = p_;
+    auto work = p->work;
+    auto after = p->after;
     bool gather = gather_;
     auto st = st_;
     auto ticket = ticket_;
-    auto after = after_;
     auto fin = fin_;
     return Run(
         info.Env(), [work, st, ticket, after, fin]() { Complete(work, *st, ticket, after, *fin); },
-        [outs, gather, st](Napi::Env env) -> Napi::Value { return Result(env, outs, gather, st->size); });
+        [p, gather, st](Napi::Env env) -> Napi::Value {
+          Napi::Value r = Result(env, p->keep, gather, st->size);
+          if (!gather) p->Release();
+          return r;
+        });
   }
 
   // waitSync() -> undefined | handle[]: wait() without the worker thread and the promise,
@@ -951,14 +967,16 @@ class WorkWrap : public Napi::ObjectWrap<WorkWrap> {
   Napi::Value WaitSync(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     try {
-      Complete(work_, *st_, ticket_, after_, *fin_);
+      Complete(p_->work, *st_, ticket_, p_->after, *fin_);
     } catch (const std::exception& e) {
       throw Napi::Error::New(env, e.what());
     }
-    return Result(env, keep_, gather_, st_->size);
+    Napi::Value r = Result(env, p_->keep, gather_, st_->size);
+    if (!gather_) p_->Release();
+    return r;
   }
   Napi::Value IsCompleted(const Napi::CallbackInfo& info) {
-    return Napi::Boolean::New(info.Env(), !work_ || work_->isCompleted());
+    return Napi::Boolean::New(info.Env(), !p_->work || p_->work->isCompleted());
   }
 };
 Napi::FunctionReference* WorkWrap::ctor = nullptr;
