@@ -10,6 +10,11 @@
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
+#include <ATen/ops/amax.h>
+#include <ATen/ops/amin.h>
+#include <ATen/ops/prod.h>
+#include <ATen/ops/sum.h>
+#include <ATen/core/grad_mode.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
@@ -834,60 +839,145 @@ static ShapeHeader ReadHeader(const at::Tensor& buf) {
 
 // ---- Work ---------------------------------------------------------------------------
 
+// What a work's wait() and waitSync() share: its finisher (`after`) runs once, and its
+// outcome (success or the error message) is kept, so a second wait, or a waitSync racing
+// a pending wait(), neither runs the finisher twice (an average divided twice) nor waits
+// out a timeout again.
+struct Finisher {
+  std::mutex mu;
+  bool ran = false;
+  std::string error;  // empty: succeeded
+};
+
 class WorkWrap : public Napi::ObjectWrap<WorkWrap> {
  public:
   static Napi::FunctionReference* ctor;
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "NativeWork", {InstanceMethod<&WorkWrap::Wait>("wait"), InstanceMethod<&WorkWrap::IsCompleted>("isCompleted")});
+    return DefineClass(env, "NativeWork",
+                       {InstanceMethod<&WorkWrap::Wait>("wait"), InstanceMethod<&WorkWrap::WaitSync>("waitSync"),
+                        InstanceMethod<&WorkWrap::IsCompleted>("isCompleted")});
   }
   explicit WorkWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<WorkWrap>(info) {}
 
-  // `after` runs on the worker thread once the collective succeeded (shape checks, unpacking).
+  // `after` runs once the collective succeeded, on the waiting thread (shape checks,
+  // unpacking, local reductions of emulated collectives). A null `work` is a collective
+  // that moves nothing (zero elements): it completes at once.
   static Napi::Value Make(Napi::Env env, c10::intrusive_ptr<c10d::Work> work, std::vector<at::Tensor> keep, bool gatherOutputs,
                           std::shared_ptr<GroupState> st, Ticket ticket, std::function<void(const Ticket&)> after = nullptr) {
     Napi::Object o = ctor->New({});
     WorkWrap* w = Unwrap(o);
-    w->work_ = std::move(work);
-    w->keep_ = std::move(keep);
+    w->p_->work = std::move(work);
+    w->p_->keep = std::move(keep);
+    w->p_->after = std::move(after);
     w->gather_ = gatherOutputs;
     w->st_ = std::move(st);
     w->ticket_ = std::move(ticket);
-    w->after_ = std::move(after);
     return o;
   }
 
  private:
-  c10::intrusive_ptr<c10d::Work> work_;
-  std::vector<at::Tensor> keep_;  // inputs/outputs alive until the collective ends
+  // What the work holds until it finished. Dropped once the finisher ran (except for the
+  // list allgather, whose outputs are the result): a loop of waitSync calls that never
+  // turns the event loop (hooks inside one backward) does not wait for GC to free the
+  // tensors and temporaries of every finished collective.
+  struct Payload {
+    c10::intrusive_ptr<c10d::Work> work;
+    std::vector<at::Tensor> keep;  // inputs/outputs alive until the collective ends
+    std::function<void(const Ticket&)> after;
+    void Release() {
+      work.reset();
+      keep.clear();
+      after = nullptr;
+    }
+  };
+  std::shared_ptr<Payload> p_ = std::make_shared<Payload>();
   bool gather_ = false;
   std::shared_ptr<GroupState> st_;
   Ticket ticket_;
-  std::function<void(const Ticket&)> after_;
+  std::shared_ptr<Finisher> fin_ = std::make_shared<Finisher>();
+
+  // Wait for the collective (with the hang diagnosis), run the finisher once; throws
+  // std::runtime_error with the message wait() rejects with. Any thread.
+  static void Complete(const c10::intrusive_ptr<c10d::Work>& work, GroupState& st, const Ticket& t, const std::function<void(const Ticket&)>& after,
+                       Finisher& fin) {
+    {
+      std::lock_guard<std::mutex> l(fin.mu);
+      if (fin.ran) {
+        if (!fin.error.empty()) throw std::runtime_error(fin.error);
+        return;
+      }
+    }
+    std::string error;
+    try {
+      if (work)
+        WaitFor(st, work, t);
+      else
+        MarkState(st, t, "completed");
+    } catch (...) {
+      error = CauseOf(std::current_exception());
+    }
+    std::lock_guard<std::mutex> l(fin.mu);
+    if (!fin.ran) {
+      fin.ran = true;
+      if (error.empty() && after) {
+        try {
+          at::NoGradGuard noGrad;  // finishers write into outputs that may be leaves requiring grad
+          after(t);
+        } catch (...) {
+          error = CauseOf(std::current_exception());
+        }
+      }
+      fin.error = error;
+    }
+    if (!fin.error.empty()) throw std::runtime_error(fin.error);
+  }
+
+  // keep = {input, one output per rank, ...buffers kept alive for the transfer}
+  static Napi::Value Result(Napi::Env env, const std::vector<at::Tensor>& outs, bool gather, int size) {
+    if (!gather) return env.Undefined();
+    auto n = static_cast<uint32_t>(size);
+    Napi::Array a = Napi::Array::New(env, n);
+    for (uint32_t i = 0; i < n; i++) a.Set(i, TensorWrap::Make(env, outs[i + 1]));
+    return a;
+  }
 
   // wait() -> Promise<undefined | handle[]> (allgather: one tensor per rank)
   Napi::Value Wait(const Napi::CallbackInfo& info) {
-    auto work = work_;
-    auto outs = keep_;
+    auto p = p_;
+    auto work = p->work;
+    auto after = p->after;
     bool gather = gather_;
     auto st = st_;
     auto ticket = ticket_;
-    auto after = after_;
+    auto fin = fin_;
     return Run(
-        info.Env(),
-        [work, st, ticket, after]() {
-          WaitFor(*st, work, ticket);
-          if (after) after(ticket);
-        },
-        [outs, gather, st](Napi::Env env) -> Napi::Value {
-          if (!gather) return env.Undefined();
-          // keep = {input, one output per rank, ...buffers kept alive for the transfer}
-          auto n = static_cast<uint32_t>(st->size);
-          Napi::Array a = Napi::Array::New(env, n);
-          for (uint32_t i = 0; i < n; i++) a.Set(i, TensorWrap::Make(env, outs[i + 1]));
-          return a;
+        info.Env(), [work, st, ticket, after, fin]() { Complete(work, *st, ticket, after, *fin); },
+        [p, gather, st](Napi::Env env) -> Napi::Value {
+          Napi::Value r = Result(env, p->keep, gather, st->size);
+          if (!gather) p->Release();
+          return r;
         });
   }
-  Napi::Value IsCompleted(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), work_ && work_->isCompleted()); }
+
+  // waitSync() -> undefined | handle[]: wait() without the worker thread and the promise,
+  // blocking the JS thread (for hooks that need the data before they return, e.g. inside
+  // backward). Nothing it waits for needs the JS thread: gloo's threads finish the work,
+  // the diagnosis reporter thread has its own store client, and rank 0's store server
+  // runs on its own thread. Throws the error wait() would reject with.
+  Napi::Value WaitSync(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    try {
+      Complete(p_->work, *st_, ticket_, p_->after, *fin_);
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(env, e.what());
+    }
+    Napi::Value r = Result(env, p_->keep, gather_, st_->size);
+    if (!gather_) p_->Release();
+    return r;
+  }
+  Napi::Value IsCompleted(const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), !p_->work || p_->work->isCompleted());
+  }
 };
 Napi::FunctionReference* WorkWrap::ctor = nullptr;
 
@@ -903,7 +993,8 @@ class GroupWrap : public Napi::ObjectWrap<GroupWrap> {
                         InstanceMethod<&GroupWrap::Recv>("recv"), InstanceMethod<&GroupWrap::Barrier>("barrier"),
                         InstanceMethod<&GroupWrap::NewGroup>("newGroup"), InstanceMethod<&GroupWrap::StoreSet>("storeSet"),
                         InstanceMethod<&GroupWrap::StoreGet>("storeGet"), InstanceMethod<&GroupWrap::StoreAdd>("storeAdd"),
-                        InstanceMethod<&GroupWrap::Sequence>("sequence"), InstanceMethod<&GroupWrap::Destroy>("destroy")});
+                        InstanceMethod<&GroupWrap::Sequence>("sequence"), InstanceMethod<&GroupWrap::Destroy>("destroy"),
+                        InstanceMethod<&GroupWrap::AllGatherInto>("allGatherInto"), InstanceMethod<&GroupWrap::ReduceScatterInto>("reduceScatterInto")});
   }
   explicit GroupWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<GroupWrap>(info) {}
 
@@ -958,10 +1049,10 @@ class GroupWrap : public Napi::ObjectWrap<GroupWrap> {
   // Runs `issue` (which starts the collective) and wraps its Work; libtorch errors become JS errors.
   template <typename F>
   Napi::Value Start(Napi::Env env, const std::string& op, const std::string& shape, bool p2p, std::vector<at::Tensor> keep, bool gather, F issue,
-                    std::function<void(const Ticket&)> after = nullptr) {
+                    std::function<void(const Ticket&)> after = nullptr, const std::string& note = "") {
     State& s = S(env);
     try {
-      Ticket t = Issue(s, op, shape, "", p2p);
+      Ticket t = Issue(s, op, shape, note, p2p);
       return WorkWrap::Make(env, issue(*s.pg), std::move(keep), gather, st_, std::move(t), std::move(after));
     } catch (const Napi::Error&) {
       throw;
@@ -1053,6 +1144,148 @@ class GroupWrap : public Napi::ObjectWrap<GroupWrap> {
           }
         });
   }
+  // ---- flat-tensor collectives (all_gather_into_tensor, reduce_scatter_tensor) --------
+  //
+  // libtorch 2.x's gloo has both (_allgather_base, _reduce_scatter_base). 1.13's has
+  // neither (they throw), so there they are built from what it has, moving the same
+  // bytes as the real thing:
+  // - allGatherInto: the list allgather, its outputs being views of the output tensor
+  //   (1.13's gloo gathers into a flat buffer of its own and copies it into them).
+  // - reduceScatterInto: an alltoall of the input (chunk j to rank j) into a temporary,
+  //   then a local reduction of the `size` received chunks into the output.
+  // avg is sum then a division by the group size on the waiting thread (gloo has no AVG).
+  // gloo 1.13 moves only float32/64, float16 and 8/32/64-bit integers: bfloat16, int16 and
+  // bool travel as float16 / uint8 bit patterns; 1.13 reduces float16 and bfloat16
+  // chunks in float32 and rounds once.
+
+  // A flat, detached alias: gloo and the finishers write through it outside autograd.
+  static at::Tensor Flat(const at::Tensor& t) { return t.detach().view({-1}); }
+
+  // The same bytes as a dtype this build's gloo moves (pure data movement only).
+  static at::Tensor Wire(const at::Tensor& t) {
+#if ACC_TORCH2
+    return t;
+#else
+    switch (t.scalar_type()) {
+      case c10::ScalarType::BFloat16:
+      case c10::ScalarType::Short:
+        return t.view(c10::ScalarType::Half);
+      case c10::ScalarType::Bool:
+        return t.view(c10::ScalarType::Byte);
+      default:
+        return t;
+    }
+#endif
+  }
+
+  // `big` must hold `size` times `small`'s elements, in the same dtype, both contiguous.
+  static void CheckInto(Napi::Env env, const std::string& op, const at::Tensor& out, const at::Tensor& in, const at::Tensor& big, const at::Tensor& small,
+                        int size) {
+    if (out.scalar_type() != in.scalar_type())
+      throw Napi::TypeError::New(env, op + ": output is " + DtypeName(out.scalar_type()) + " but input is " + DtypeName(in.scalar_type()) +
+                                          ": both must have the same dtype");
+    if (!out.is_contiguous() || !in.is_contiguous()) throw Napi::TypeError::New(env, op + ": output and input must be contiguous: call .contiguous() first");
+    if (!out.device().is_cpu() || !in.device().is_cpu()) throw Napi::TypeError::New(env, op + ": gloo needs CPU tensors");
+    if (big.numel() != small.numel() * size) {
+      bool gather = &big == &out;
+      throw Napi::RangeError::New(env, op + ": " + (gather ? "output" : "input") + " has " + std::to_string(big.numel()) + " elements " + ShapeOf(big) + ", but " +
+                                           (gather ? "input" : "output") + " has " + std::to_string(small.numel()) + " " + ShapeOf(small) + " and the group has " +
+                                           std::to_string(size) + " ranks: the " + (gather ? "output" : "input") + " needs " + std::to_string(size) + " × " +
+                                           std::to_string(small.numel()) + " = " + std::to_string(small.numel() * size) + " elements");
+    }
+  }
+
+  // allGatherInto(output, input) — rank r's input lands at output[r*n, (r+1)*n).
+  Napi::Value AllGatherInto(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    at::Tensor out = TensorWrap::Get(info[0], "allGatherInto output");
+    at::Tensor in = TensorWrap::Get(info[1], "allGatherInto input");
+    State& s = S(env);
+    CheckInto(env, "allGatherInto", out, in, out, in, s.size);
+    at::Tensor o = Wire(Flat(out)), i = Wire(Flat(in));
+    int64_t n = i.numel();
+    int size = s.size;
+    std::string shape = ShapeOf(in) + " " + DtypeName(in.scalar_type());
+    const char* note = ACC_TORCH2 ? "" : "allgather into views";
+    return Start(
+        env, "allGatherInto", shape, false, {out, in, o, i}, false,
+        [&](c10d::ProcessGroupGloo& pg) -> c10::intrusive_ptr<c10d::Work> {
+          if (n == 0) return c10::intrusive_ptr<c10d::Work>();
+#if ACC_TORCH2
+          return pg._allgather_base(o, i);
+#else
+          std::vector<std::vector<at::Tensor>> outs(1);
+          for (int r = 0; r < size; r++) outs[0].push_back(o.narrow(0, r * n, n));
+          std::vector<at::Tensor> ins{i};
+          return pg.allgather(outs, ins);
+#endif
+        },
+        nullptr, note);
+  }
+
+  // reduceScatterInto(output, input, op) — rank r gets chunk r of the reduction of every rank's input.
+  Napi::Value ReduceScatterInto(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    at::Tensor out = TensorWrap::Get(info[0], "reduceScatterInto output");
+    at::Tensor in = TensorWrap::Get(info[1], "reduceScatterInto input");
+    std::string opName = info.Length() > 2 && !info[2].IsUndefined() ? info[2].ToString().Utf8Value() : "sum";
+    bool avg = opName == "avg";
+    c10d::ReduceOp op = avg ? c10d::ReduceOp(c10d::ReduceOp::SUM) : Op(env, info[2]);
+    State& s = S(env);
+    CheckInto(env, "reduceScatterInto", out, in, in, out, s.size);
+    if (avg && !at::isFloatingType(out.scalar_type()))
+      throw Napi::TypeError::New(env, std::string("reduceScatterInto: avg needs a floating-point dtype, got ") + DtypeName(out.scalar_type()) + " (use sum and divide)");
+    at::Tensor o = Flat(out), i = Flat(in);
+    int64_t n = o.numel();
+    int size = s.size;
+    std::string shape = ShapeOf(in) + " " + DtypeName(in.scalar_type());
+    std::string note = std::string(avg ? "avg" : opName) + (ACC_TORCH2 ? "" : ", alltoall+sum");
+    std::vector<at::Tensor> keep{out, in, o, i};
+#if ACC_TORCH2
+    std::function<void(const Ticket&)> after;
+    if (avg) after = [o, size](const Ticket&) { o.div_(size); };
+    return Start(
+        env, "reduceScatterInto", shape, false, keep, false,
+        [&](c10d::ProcessGroupGloo& pg) -> c10::intrusive_ptr<c10d::Work> {
+          if (n == 0) return c10::intrusive_ptr<c10d::Work>();
+          c10d::ReduceScatterOptions ro;
+          ro.reduceOp = op;
+          return pg._reduce_scatter_base(o, i, ro);
+        },
+        after, note);
+#else
+    // Row j of `recv` is rank j's chunk for this rank.
+    at::Tensor recv = at::empty_like(i);
+    keep.push_back(recv);
+    auto kind = op.op_;
+    std::function<void(const Ticket&)> after = [o, recv, n, size, kind, avg](const Ticket&) {
+      at::Tensor rows = recv.view({size, n});
+      c10::ScalarType dt = o.scalar_type();
+      bool low = dt == c10::ScalarType::Half || dt == c10::ScalarType::BFloat16;
+      if (low) rows = rows.to(c10::ScalarType::Float);
+      at::Tensor acc = low ? at::empty({n}, rows.options()) : o;
+      switch (kind) {
+        case c10d::ReduceOp::SUM: at::sum_out(acc, rows, {0}); break;
+        case c10d::ReduceOp::MAX: at::amax_out(acc, rows, {0}); break;
+        case c10d::ReduceOp::MIN: at::amin_out(acc, rows, {0}); break;
+        case c10d::ReduceOp::PRODUCT: at::prod_out(acc, rows, 0); break;
+        default: throw std::runtime_error("reduceScatterInto: unsupported reduce op");
+      }
+      if (avg) acc.div_(size);
+      if (low) o.copy_(acc);
+    };
+    return Start(
+        env, "reduceScatterInto", shape, false, keep, false,
+        [&](c10d::ProcessGroupGloo& pg) -> c10::intrusive_ptr<c10d::Work> {
+          if (n == 0) return c10::intrusive_ptr<c10d::Work>();
+          at::Tensor wireOut = Wire(recv), wireIn = Wire(i);
+          std::vector<int64_t> counts;
+          return pg.alltoall_base(wireOut, wireIn, counts, counts);
+        },
+        after, note);
+#endif
+  }
+
   Napi::Value Send(const Napi::CallbackInfo& info) {
     std::vector<at::Tensor> t{TensorWrap::Get(info[0], "send")};
     int dst = info[1].As<Napi::Number>().Int32Value(), tag = info[2].As<Napi::Number>().Int32Value();
@@ -1304,6 +1537,11 @@ void InitC10d(Napi::Env env, Napi::Object exports) {
   Napi::Function g = GroupWrap::Define(env);
   GroupWrap::ctor = new Napi::FunctionReference(Napi::Persistent(g));
   ACC_FN(exports, "initGroup", InitGroup);
+  Napi::Object impl = Napi::Object::New(env);
+  // What implements each flat collective in this build (ProcessGroup.implementations).
+  impl.Set("allGatherInto", ACC_TORCH2 ? "native" : "allgather-into-views");
+  impl.Set("reduceScatterInto", ACC_TORCH2 ? "native" : "alltoall+sum");
+  exports.Set("c10dImplementations", impl);
   InitDDP(env, exports);
 }
 

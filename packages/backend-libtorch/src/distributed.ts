@@ -46,25 +46,59 @@ export function threadSettings(): ThreadSettings {
   return { ...t, glooThreads: DEFAULT_GLOO_THREADS };
 }
 
-/** A collective in flight; `wait()` resolves once it finished on this rank (memoised). */
+/**
+ * A collective in flight. `wait()` resolves once it finished on this rank; `waitSync()`
+ * blocks the JS thread for the same result (no promise, no worker thread: cheap enough
+ * for hooks inside backward). The finisher (writing host arrays back, unpacking outputs)
+ * runs once whichever is called, and the outcome, success or error, is memoised.
+ */
 class GlooWork<R> implements Work<R> {
   private promise?: Promise<R>;
-  private done = false;
+  private outcome?: { ok: true; value: R } | { ok: false; error: unknown };
   constructor(
     private readonly inner: NativeWork | null,
-    private readonly finish: (outs: NativeHandle[] | undefined) => R | Promise<R>,
+    private readonly finish: (outs: NativeHandle[] | undefined) => R,
   ) {}
+  private result(): R {
+    const o = this.outcome!;
+    if (!o.ok) throw o.error;
+    return o.value;
+  }
+  private settle(outs: NativeHandle[] | undefined): R {
+    if (!this.outcome) {
+      try {
+        this.outcome = { ok: true, value: this.finish(outs) };
+      } catch (error) {
+        this.outcome = { ok: false, error };
+      }
+    }
+    return this.result();
+  }
   wait(): Promise<R> {
     this.promise ??= (async () => {
-      const outs = this.inner ? await this.inner.wait() : undefined;
-      const r = await this.finish(outs);
-      this.done = true;
-      return r;
+      let outs: NativeHandle[] | undefined;
+      try {
+        outs = this.inner && !this.outcome ? await this.inner.wait() : undefined;
+      } catch (error) {
+        this.outcome ??= { ok: false, error };
+      }
+      return this.settle(outs);
     })();
     return this.promise;
   }
+  waitSync(): R {
+    if (this.outcome) return this.result();
+    let outs: NativeHandle[] | undefined;
+    try {
+      outs = this.inner ? this.inner.waitSync() : undefined;
+    } catch (error) {
+      this.outcome = { ok: false, error };
+      throw error;
+    }
+    return this.settle(outs);
+  }
   isCompleted(): boolean {
-    return this.done || (this.inner?.isCompleted() ?? false);
+    return this.outcome?.ok === true || (this.inner?.isCompleted() ?? false);
   }
 }
 
@@ -217,6 +251,53 @@ export class GlooProcessGroup implements ProcessGroup<Tensor> {
       out.writeBack();
       for (const p of parts) if (p.isHost) p.handle.dispose();
       flat.dispose();
+    });
+  }
+
+  /**
+   * How each collective is implemented in this build: `native` (one gloo call) or the
+   * emulation. `allGatherInto`/`reduceScatterInto` are native on libtorch 2.x; on 1.13
+   * they are `allgather-into-views` (the list allgather writing into views of the
+   * output) and `alltoall+sum` (an alltoall of the input, then a local reduction).
+   */
+  readonly implementations: Readonly<Record<string, string>> = Object.freeze({
+    allReduce: 'native',
+    broadcast: 'native',
+    allGather: 'native',
+    reduceScatter: 'allreduce',
+    allGatherInto: c10d.c10dImplementations.allGatherInto,
+    reduceScatterInto: c10d.c10dImplementations.reduceScatterInto,
+  });
+
+  /**
+   * Every rank's `input` into `output` (contiguous, `size` × as many elements, rank r's at
+   * `[r * n, (r + 1) * n)`), in place: all_gather_into_tensor. Same dtype on both; any
+   * dtype (bfloat16 and float16 included). Host arrays work too (copied in and back).
+   */
+  allGatherInto(output: GroupData, input: GroupData): Work {
+    const o = asTensor(output);
+    const i = asTensor(input);
+    const work = this.g.allGatherInto(o.handle, i.handle);
+    return new GlooWork(work, () => {
+      o.writeBack();
+      if (i.isHost) i.handle.dispose();
+    });
+  }
+
+  /**
+   * Reduce `input` (contiguous, `size` × as many elements as `output`) across ranks and
+   * leave chunk `rank` of the result in `output`, in place: reduce_scatter_tensor. `avg`
+   * is a sum divided by the group size (floating dtypes only). float32/float64 reduce in
+   * their own precision; float16/bfloat16 reduce in float32 on libtorch 1.13 (the
+   * emulation) and in gloo's own arithmetic on 2.x.
+   */
+  reduceScatterInto(output: GroupData, input: GroupData, op: ReduceOp = 'sum'): Work {
+    const o = asTensor(output);
+    const i = asTensor(input);
+    const work = this.g.reduceScatterInto(o.handle, i.handle, op);
+    return new GlooWork(work, () => {
+      o.writeBack();
+      if (i.isHost) i.handle.dispose();
     });
   }
 

@@ -165,6 +165,8 @@ export const REDUCTION = { none: 0, mean: 1, sum: 2 } as const;
 /** The C++ collective handle (c10d.cc). */
 export interface NativeWork {
   wait(): Promise<NativeHandle[] | undefined>;
+  /** wait() blocking the JS thread (no promise, no worker thread); throws what wait() rejects with. */
+  waitSync(): NativeHandle[] | undefined;
   isCompleted(): boolean;
 }
 
@@ -173,6 +175,10 @@ export interface NativeGroup {
   allReduce(t: NativeHandle, op: string): NativeWork;
   broadcast(t: NativeHandle, src: number): NativeWork;
   allGather(t: NativeHandle): NativeWork;
+  /** all_gather_into_tensor: rank r's `input` lands in `output`'s elements [r*n, (r+1)*n). */
+  allGatherInto(output: NativeHandle, input: NativeHandle): NativeWork;
+  /** reduce_scatter_tensor: chunk `rank` of the reduced `input` into `output`; op 'sum' | 'avg' | 'max' | 'min' | 'product'. */
+  reduceScatterInto(output: NativeHandle, input: NativeHandle, op: string): NativeWork;
   send(t: NativeHandle, dst: number, tag: number): NativeWork;
   recv(t: NativeHandle, src: number, tag: number): NativeWork;
   barrier(): NativeWork;
@@ -186,4 +192,6 @@ export interface NativeGroup {
 /** c10d entry point (kept apart from NativeAddon so the core addon type stays small). */
 export const c10d = native as unknown as {
   initGroup(host: string, port: number, rank: number, world: number, timeoutMs: number, threads?: number, agentStorePrefix?: string): Promise<NativeGroup>;
+  /** How this build implements the flat collectives: 'native' (libtorch 2.x gloo) or the emulation (1.13). */
+  c10dImplementations: { allGatherInto: string; reduceScatterInto: string };
 };

@@ -167,8 +167,101 @@ export function runProcessGroupConformance<T = never>(api: ConformanceTestApi, o
           await Promise.all(live.map((s) => s.destroy()));
         }));
 
+        it('waitSync, when present, returns what wait() resolves with and completes the work', withGroups(size, async (groups) => {
+          // Every rank issues before any rank blocks: one process drives all ranks here.
+          const arrays = groups.map((_, r) => Float32Array.from([r, 1]));
+          const works = groups.map((g, r) => g.allReduce(arrays[r]!, 'sum'));
+          if (!works.every((w) => typeof w.waitSync === 'function')) {
+            await Promise.all(works.map((w) => w.wait()));
+            return;
+          }
+          for (const w of works) expect(w.waitSync!()).toBe(undefined);
+          const sum = groups.reduce((acc, _, r) => acc + r, 0);
+          for (const a of arrays) expect(Array.from(a)).toEqual([sum, size]);
+          for (const w of works) expect(w.isCompleted(), 'isCompleted() after waitSync()').toBe(true);
+          // wait() after waitSync() resolves at once without running the finisher again.
+          await Promise.all(works.map((w) => w.wait()));
+          for (const a of arrays) expect(Array.from(a)).toEqual([sum, size]);
+          // avg divides once, whichever of wait() and waitSync() runs first.
+          const avgArrays = groups.map((_, r) => Float64Array.from([r * 2]));
+          const avgWorks = groups.map((g, r) => g.allReduce(avgArrays[r]!, 'avg'));
+          const pending = avgWorks.map((w) => w.wait());
+          for (const w of avgWorks) w.waitSync!();
+          await Promise.all(pending);
+          for (const a of avgArrays) expect(a[0]).toBeCloseTo(size - 1, 12);
+          // A result-bearing collective returns its result synchronously.
+          const gathers = groups.map((g, r) => g.allGather(Float32Array.from([r + 0.25])));
+          for (const w of gathers) {
+            const got = w.waitSync!();
+            expect(got.map((p) => Array.from(p as Float32Array))).toEqual(groups.map((_, r) => [r + 0.25]));
+          }
+        }));
+
+        it('implementations, when present, names how each flat collective is done', withGroups(size, async (groups) => {
+          for (const g of groups) {
+            if (!g.implementations) continue;
+            for (const [k, v] of Object.entries(g.implementations)) expect(typeof v === 'string' && v.length > 0, `implementations.${k}`).toBe(true);
+            if (g.allGatherInto) expect(typeof g.implementations.allGatherInto, 'implementations.allGatherInto').toBe('string');
+            if (g.reduceScatterInto) expect(typeof g.implementations.reduceScatterInto, 'implementations.reduceScatterInto').toBe('string');
+          }
+        }));
+
         if (options.tensors) {
           const t = options.tensors;
+          const hasFlat = (groups: ProcessGroup<T>[], m: 'allGatherInto' | 'reduceScatterInto') => groups.every((g) => typeof g[m] === 'function');
+
+          it('allGatherInto, when present, gathers every rank\'s input into one output in rank order', withGroups(size, async (groups) => {
+            if (!hasFlat(groups, 'allGatherInto')) return;
+            for (const n of [3, 1, 0]) {
+              const inputs = groups.map((_, r) => t.make(Array.from({ length: n }, (__, i) => r * 10 + i + 0.5)));
+              const outputs = groups.map(() => t.make(new Array<number>(n * size).fill(-1)));
+              const works = groups.map((g, r) => g.allGatherInto!(outputs[r]!, inputs[r]!));
+              await Promise.all(works.map((w) => w.wait()));
+              const want = groups.flatMap((_, r) => Array.from({ length: n }, (__, i) => r * 10 + i + 0.5));
+              for (const o of outputs) expect(t.read(o), `n = ${n}`).toEqual(want);
+              for (const [r, x] of inputs.entries()) expect(t.read(x), 'input unchanged').toEqual(Array.from({ length: n }, (__, i) => r * 10 + i + 0.5));
+            }
+          }));
+
+          for (const op of ops) {
+            it(`reduceScatterInto(${op}), when present, leaves chunk r of the reduction on rank r`, withGroups(size, async (groups) => {
+              if (!hasFlat(groups, 'reduceScatterInto')) return;
+              for (const n of [2, 1, 0]) {
+                const values = (r: number) => Array.from({ length: n * size }, (_, i) => input(r, i));
+                const inputs = groups.map((_, r) => t.make(values(r)));
+                const outputs = groups.map(() => t.make(new Array<number>(n).fill(-1)));
+                const works = groups.map((g, r) => g.reduceScatterInto!(outputs[r]!, inputs[r]!, op));
+                await Promise.all(works.map((w) => w.wait()));
+                outputs.forEach((o, r) => {
+                  const got = t.read(o);
+                  const want = Array.from({ length: n }, (_, i) => reduce(op, groups.map((__, s) => input(s, r * n + i))));
+                  expect(got.length, `rank ${r} n = ${n}`).toBe(n);
+                  for (let i = 0; i < n; i++) expect(Math.abs(got[i]! - want[i]!) <= 1e-6 * Math.max(1, Math.abs(want[i]!)), `rank ${r} ${op}[${i}]: ${got[i]} vs ${want[i]}`).toBe(true);
+                });
+              }
+            }));
+          }
+
+          it('allGatherInto and reduceScatterInto, when present, complete through waitSync too', withGroups(size, async (groups) => {
+            if (!hasFlat(groups, 'allGatherInto') || !hasFlat(groups, 'reduceScatterInto')) return;
+            const inputs = groups.map((_, r) => t.make([r, -r]));
+            const outputs = groups.map(() => t.make(new Array<number>(2 * size).fill(0)));
+            const gathers = groups.map((g, r) => g.allGatherInto!(outputs[r]!, inputs[r]!));
+            const big = groups.map((_, r) => t.make(Array.from({ length: size }, (__, i) => r + i)));
+            const small = groups.map(() => t.make([0]));
+            const scatters = groups.map((g, r) => g.reduceScatterInto!(small[r]!, big[r]!, 'sum'));
+            const works = [...gathers, ...scatters];
+            if (!works.every((w) => typeof w.waitSync === 'function')) {
+              await Promise.all(works.map((w) => w.wait()));
+            } else {
+              for (const w of [...scatters, ...gathers]) w.waitSync!();
+            }
+            const want = groups.flatMap((_, r) => [r, -r]);
+            for (const o of outputs) expect(t.read(o)).toEqual(want);
+            const senders = groups.reduce((acc, _, r) => acc + r, 0);
+            small.forEach((s, r) => expect(t.read(s)).toEqual([senders + size * r]));
+          }));
+
           it('allReduce and broadcast work in place on backend tensors too', withGroups(size, async (groups) => {
             const tensors = groups.map((_, r) => t.make([r, 1]));
             await Promise.all(groups.map((g, r) => g.allReduce(tensors[r]!, 'sum').wait()));
