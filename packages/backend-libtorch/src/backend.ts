@@ -338,11 +338,35 @@ export class LibtorchBackend implements Backend<Tensor, Module, Optimizer, LRSch
     },
   } satisfies RngCapability;
 
-  /** Tensor memory as this package accounts it, and the CPU allocator's cache. */
+  /**
+   * CPU memory as this package's allocator counts it: `allocated` is the bytes held by
+   * live tensor storages (blocks of 32 KiB and more are rounded up to 4 KiB), exact and
+   * cheap (atomic counters); `reserved` adds the allocator's cache.
+   */
   readonly memory = {
-    info: (): MemoryInfo => {
-      const allocated = native.handleStats().accountedBytes;
-      return { allocated, reserved: allocated + native.allocatorStats().cachedBytes };
+    info: (device = 'cpu'): MemoryInfo => {
+      if (device.split(':')[0] !== 'cpu') return { allocated: 0 };
+      const m = native.cpuMemory();
+      const cached = native.allocatorStats().cachedBytes;
+      // Under ACCELERATE_TORCH_DEFAULT_ALLOCATOR=1 nothing is counted: fall back to the tensor handles' bytes.
+      const allocated = m.counted ? m.allocated : native.handleStats().accountedBytes;
+      const out: MemoryInfo = { allocated, reserved: allocated + cached };
+      if (m.counted) out.peakAllocated = m.peakAllocated;
+      if (m.limit !== undefined) out.limit = m.limit;
+      return out;
+    },
+    /** Start `peakAllocated` again from the bytes allocated now. */
+    resetPeak: (device = 'cpu'): void => {
+      if (device.split(':')[0] === 'cpu') native.resetCpuPeak();
+    },
+    /**
+     * A CPU memory budget: allocations that would take `allocated` past `bytes` throw an
+     * "out of memory" error naming the limit (`undefined` removes it). Also settable at
+     * load with ACCELERATE_TORCH_CPU_MEMORY_LIMIT_MB.
+     */
+    setLimit: (device: string, bytes: number | undefined): void => {
+      if (device.split(':')[0] !== 'cpu') throw new Error(`memory.setLimit: only the 'cpu' device has a limit in this build, got '${device}'.`);
+      native.setCpuMemoryLimit(bytes);
     },
     isOutOfMemoryError: (error: unknown): boolean => {
       if (!(error instanceof Error)) return false;
