@@ -244,6 +244,10 @@ export class LibtorchBackend implements Backend<Tensor, Module, Optimizer, LRSch
     moveState: (optimizer: Optimizer): void => {
       optimizer.moveState();
     },
+    /** Point each group's parameters at `replace(param)` (e.g. shard stand-ins); before the first step only (see {@link Optimizer.replaceParams}). */
+    replaceParams: (optimizer: Optimizer, replace: (param: Tensor) => Tensor): void => {
+      optimizer.replaceParams(replace);
+    },
     /**
      * The optimizer's `stateDict()` (PyTorch layout: `state` by parameter index,
      * `param_groups` with snake_case hyper-parameters) with every state tensor
