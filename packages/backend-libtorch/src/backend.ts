@@ -28,6 +28,7 @@ import {
   type ProcessGroup,
   type ProcessGroupOptions,
   type RngCapability,
+  type ShardingCapability,
 } from '@accelerate/core';
 import { runThenRestore } from '@accelerate/core/internal';
 import { GlooProcessGroup } from './distributed.js';
@@ -38,6 +39,7 @@ import { Optimizer, type OptimizerStateDict } from './optim/optimizer.js';
 import { LRScheduler } from './optim/lr-scheduler.js';
 import { addGradientReadyHook, callOpHandles, empty, fromTypedArray, full, keep, noGrad, Tensor, type DType, type TypedArray } from './tensor.js';
 import { autocast } from './amp.js';
+import { shardingCapability } from './sharding.js';
 
 const PATCHED = Symbol('accelerate.precisionForward');
 
@@ -412,6 +414,13 @@ export class LibtorchBackend implements Backend<Tensor, Module, Optimizer, LRSch
     joinUnevenInputs: <R>(models: Module[], fn: () => R | Promise<R>, options: { divideByInitialWorldSize: boolean }): Promise<R> =>
       joinDistributed(models, fn, options),
   } satisfies DataParallelCapability<Tensor, Module>;
+
+  /**
+   * Flat parameter buffers with releasable storage, `param.data` re-pointing, tensor
+   * gradient hooks, backward-end callbacks and activation checkpointing: what sharded
+   * strategies (FSDP, ZeRO) build on. See `sharding.ts` for each method's notes.
+   */
+  readonly sharding: ShardingCapability<Tensor, Module> = shardingCapability();
 }
 
 let catId = -1;
