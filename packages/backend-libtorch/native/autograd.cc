@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <type_traits>
 #include <thread>
 #include <unordered_map>
 
@@ -332,6 +333,22 @@ static Napi::Value QueueBackwardCallback(const Napi::CallbackInfo& info) {
 
 namespace {
 
+// Graph nodes are held by std::shared_ptr up to libtorch 2.9ish (1.13 with deleteNode, which
+// frees deep graphs iteratively) and by c10::intrusive_ptr in newer releases: follow Edge.
+template <typename N>
+auto MakeNode() {
+  using Ref = decltype(torch::autograd::Edge::function);
+  if constexpr (std::is_same_v<Ref, std::shared_ptr<torch::autograd::Node>>) {
+#if ACC_TORCH2
+    return std::make_shared<N>();
+#else
+    return std::shared_ptr<N>(new N(), torch::autograd::deleteNode);
+#endif
+  } else {
+    return c10::make_intrusive<N>();
+  }
+}
+
 // The backward of a checkpointed forward: calls JS with the output gradients and the
 // saved inputs; JS recomputes the forward with grad enabled, runs a nested backward and
 // returns the inputs' gradients.
@@ -406,7 +423,7 @@ static Napi::Value CheckpointAttach(const Napi::CallbackInfo& info) {
   if (!info[2].IsFunction()) throw Napi::TypeError::New(env, "checkpointAttach: expected a function");
   std::vector<at::Tensor> inputs;
   for (uint32_t i = 0; i < in.Length(); i++) inputs.push_back(TensorWrap::Get(in.Get(i), "checkpoint input"));
-  auto node = std::shared_ptr<CheckpointNode>(new CheckpointNode(), torch::autograd::deleteNode);
+  auto node = MakeNode<CheckpointNode>();
   node->set_next_edges(torch::autograd::collect_next_edges(inputs));
   for (auto& x : inputs) {
     at::Tensor d = x.detach();
