@@ -5,6 +5,7 @@
       "sources": [
         "native/addon.cc",
         "native/allocator.cc",
+        "native/sharding.cc",
         "native/tensor.cc",
         "native/dispatch.cc",
         "native/autograd.cc",

@@ -15,6 +15,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitOptim(env, exports);
   InitRuntime(env, exports);
   InitAllocator(env, exports);
+  InitSharding(env, exports);
   InitC10d(env, exports);
   InitJit(env, exports);
   exports.Set("torchVersion", Napi::String::New(env, TORCH_VERSION));

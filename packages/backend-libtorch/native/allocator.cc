@@ -24,9 +24,12 @@
 
 #include <malloc.h>
 
+#include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -124,11 +127,29 @@ struct BlockCache {
 // Never destroyed: tensors may still be freed during static destruction at exit.
 static BlockCache* g_cache = new BlockCache();
 static bool g_caching = true;
+static bool g_installed = false;
+
+// Bytes held by live storages (block capacities: the request, rounded up to 4 KiB from
+// 32 KiB on), their peak, and an optional limit (0: none). Atomics: storages are
+// allocated and freed on any thread (autograd, collectives), and a mutex here would
+// serialise every allocation.
+static std::atomic<int64_t> g_inUse{0};
+static std::atomic<int64_t> g_peak{0};
+static std::atomic<int64_t> g_limit{0};
+
+static void RaisePeak(int64_t now) {
+  int64_t peak = g_peak.load(std::memory_order_relaxed);
+  while (now > peak && !g_peak.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+  }
+}
+
+static std::string MiB(int64_t bytes) { return std::to_string(static_cast<double>(bytes) / (1024.0 * 1024.0)) + " MiB"; }
 
 static void CachingFree(void* ptr) {
   if (!ptr) return;
   auto* data = static_cast<uint8_t*>(ptr);
   size_t capacity = CapacityOf(data);
+  g_inUse.fetch_sub(static_cast<int64_t>(capacity), std::memory_order_relaxed);
   if (g_caching && capacity >= kCacheMin && g_cache->Put(data, capacity)) return;
   std::free(BaseOf(data));
 }
@@ -138,6 +159,18 @@ class ReusingCPUAllocator final : public c10::Allocator {
   c10::DataPtr allocate(size_t n) ACC_ALLOC_CONST override {
     if (n == 0) return {nullptr, nullptr, &CachingFree, c10::Device(c10::DeviceType::CPU)};
     size_t capacity = Rounded(n);
+    const int64_t cap = static_cast<int64_t>(capacity);
+    const int64_t now = g_inUse.fetch_add(cap, std::memory_order_relaxed) + cap;
+    const int64_t limit = g_limit.load(std::memory_order_relaxed);
+    if (limit > 0 && now > limit) {
+      g_inUse.fetch_sub(cap, std::memory_order_relaxed);
+      // "out of memory" in the message: memory.isOutOfMemoryError and Rethrow's code rely on it.
+      TORCH_CHECK_WITH(OutOfMemoryError, false, "CPU out of memory: tried to allocate ", n, " bytes with ", now - cap,
+                       " bytes allocated and a memory limit of ", limit, " bytes (", MiB(limit),
+                       "). Raise or remove the limit: memory.setLimit('cpu', bytes | undefined), or the environment variable "
+                       "ACCELERATE_TORCH_CPU_MEMORY_LIMIT_MB.");
+    }
+    RaisePeak(now);
     uint8_t* data = g_caching && capacity >= kCacheMin ? g_cache->Take(capacity) : nullptr;
     if (!data) data = RawAllocate(capacity);
     if (!data && g_caching) {
@@ -146,6 +179,7 @@ class ReusingCPUAllocator final : public c10::Allocator {
       data = RawAllocate(capacity);
     }
     if (!data) {
+      g_inUse.fetch_sub(cap, std::memory_order_relaxed);
       TORCH_CHECK_WITH(OutOfMemoryError, false, "DefaultCPUAllocator: not enough memory: you tried to allocate ", n, " bytes.");
     }
     return {data, data, &CachingFree, c10::Device(c10::DeviceType::CPU)};
@@ -159,6 +193,11 @@ class ReusingCPUAllocator final : public c10::Allocator {
 static ReusingCPUAllocator g_allocator;
 
 void InstallAllocator() {
+  if (const char* mb = std::getenv("ACCELERATE_TORCH_CPU_MEMORY_LIMIT_MB")) {
+    char* end = nullptr;
+    double v = std::strtod(mb, &end);
+    if (end != mb && v > 0) g_limit.store(static_cast<int64_t>(v * 1024 * 1024));
+  }
   // ACCELERATE_TORCH_DEFAULT_ALLOCATOR=1 keeps libtorch's own allocator (for comparisons).
   const char* keep = std::getenv("ACCELERATE_TORCH_DEFAULT_ALLOCATOR");
   if (keep && std::strcmp(keep, "1") == 0) {
@@ -172,6 +211,7 @@ void InstallAllocator() {
   }
   g_caching = g_cache->limit > 0;
   c10::SetCPUAllocator(&g_allocator, /*priority=*/10);
+  g_installed = true;
 }
 
 // emptyCache(): return every cached block to malloc.
@@ -209,7 +249,45 @@ static Napi::Value MallocStats(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// cpuMemory() -> { counted, allocated, peakAllocated, limit }: bytes held by live CPU
+// storages that this allocator gave out (counted: false under
+// ACCELERATE_TORCH_DEFAULT_ALLOCATOR=1, where libtorch's own allocator counts nothing).
+static Napi::Value CpuMemory(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("counted", Napi::Boolean::New(env, g_installed));
+  o.Set("allocated", Napi::Number::New(env, static_cast<double>(g_inUse.load())));
+  o.Set("peakAllocated", Napi::Number::New(env, static_cast<double>(g_peak.load())));
+  int64_t limit = g_limit.load();
+  o.Set("limit", limit > 0 ? Napi::Value(Napi::Number::New(env, static_cast<double>(limit))) : env.Undefined());
+  return o;
+}
+
+// resetCpuPeak(): the peak starts again from what is allocated now.
+static Napi::Value ResetCpuPeak(const Napi::CallbackInfo& info) {
+  g_peak.store(g_inUse.load());
+  return info.Env().Undefined();
+}
+
+// setCpuMemoryLimit(bytes | undefined): allocations past `bytes` in use throw "CPU out of memory".
+static Napi::Value SetCpuMemoryLimit(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() == 0 || info[0].IsUndefined() || info[0].IsNull()) {
+    g_limit.store(0);
+    return env.Undefined();
+  }
+  double v = info[0].ToNumber().DoubleValue();
+  if (!(v > 0) || !std::isfinite(v)) throw Napi::RangeError::New(env, "setLimit: the limit must be a positive number of bytes (undefined removes it)");
+  if (!g_installed)
+    throw Napi::Error::New(env, "setLimit: the CPU memory limit needs this package's allocator, which ACCELERATE_TORCH_DEFAULT_ALLOCATOR=1 turned off");
+  g_limit.store(static_cast<int64_t>(v));
+  return env.Undefined();
+}
+
 void InitAllocator(Napi::Env env, Napi::Object exports) {
+  ACC_FN(exports, "cpuMemory", CpuMemory);
+  ACC_FN(exports, "resetCpuPeak", ResetCpuPeak);
+  ACC_FN(exports, "setCpuMemoryLimit", SetCpuMemoryLimit);
   ACC_FN(exports, "mallocStats", MallocStats);
   ACC_FN(exports, "emptyCache", EmptyCache);
   ACC_FN(exports, "allocatorStats", AllocatorStats);

@@ -11,6 +11,8 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <string>
+#include <type_traits>
 #include <thread>
 #include <unordered_map>
 
@@ -43,6 +45,15 @@ struct ReadyEntry {
 std::mutex g_queueMu;
 std::vector<std::shared_ptr<ReadyEntry>> g_queue;  // fired off the JS thread, run after backward
 std::unique_ptr<Napi::Reference<Napi::Value>> g_hookError;  // the JS error of the hook that stopped backward
+std::string g_hookKind = "a gradient-ready hook";  // what threw it, for backward's message
+
+// Keeps `err` as the error that stopped backward and returns the C++ exception that
+// unwinds the engine (backward() then throws `err` as the cause).
+std::runtime_error StopBackward(const Napi::Error& err, const char* kind) {
+  g_hookError = std::make_unique<Napi::Reference<Napi::Value>>(Napi::Reference<Napi::Value>::New(err.Value(), 1));
+  g_hookKind = kind;
+  return std::runtime_error(std::string(kind) + " threw: " + err.Message());
+}
 
 void CallOnJs(const std::shared_ptr<ReadyEntry>& e) {
   if (e->removed.load() || e->fn.IsEmpty()) return;
@@ -51,8 +62,7 @@ void CallOnJs(const std::shared_ptr<ReadyEntry>& e) {
   try {
     e->fn.Call({});
   } catch (const Napi::Error& err) {
-    g_hookError = std::make_unique<Napi::Reference<Napi::Value>>(Napi::Reference<Napi::Value>::New(err.Value(), 1));
-    throw std::runtime_error("a gradient-ready hook threw: " + err.Message());
+    throw StopBackward(err, "a gradient-ready hook");
   }
 }
 
@@ -111,6 +121,8 @@ uint64_t g_nextRegistration = 1;
 // itself, or another hook) is detached once backward returned.
 int g_backwardDepth = 0;
 std::vector<Registration> g_detachLater;
+// Callbacks queued with queueBackwardCallback: run when the outermost backward() finished.
+std::vector<std::shared_ptr<Napi::FunctionReference>> g_finalCallbacks;
 
 void Detach(Registration& r) {
 #if !ACC_TORCH2
@@ -172,15 +184,33 @@ static Napi::Value AddGradReadyHook(const Napi::CallbackInfo& info) {
   }, "remove");
 }
 
-// backward(loss, grad|null, retainGraph, createGraph)
+// backward(loss, grad|null, retainGraph, createGraph), or backward([t...], [grad|null...], ...)
+// (torch.autograd.backward over several roots).
 static Napi::Value Backward(const Napi::CallbackInfo& info) {
-  at::Tensor t = TensorWrap::Get(info[0], "backward");
+  std::vector<at::Tensor> roots;
   std::vector<at::Tensor> grads;
-  if (info.Length() > 1 && TensorWrap::Is(info[1])) grads.push_back(TensorWrap::Get(info[1], "backward gradient"));
+  if (info[0].IsArray()) {
+    Napi::Array ts = info[0].As<Napi::Array>();
+    Napi::Array gs = info.Length() > 1 && info[1].IsArray() ? info[1].As<Napi::Array>() : Napi::Array::New(info.Env());
+    for (uint32_t i = 0; i < ts.Length(); i++) {
+      roots.push_back(TensorWrap::Get(ts.Get(i), "backward"));
+      at::Tensor g;
+      if (i < gs.Length() && TensorWrap::Is(gs.Get(i))) g = TensorWrap::Get(gs.Get(i), "backward gradient");
+      grads.push_back(g);
+    }
+    if (roots.empty()) return info.Env().Undefined();
+  } else {
+    roots.push_back(TensorWrap::Get(info[0], "backward"));
+    if (info.Length() > 1 && TensorWrap::Is(info[1])) grads.push_back(TensorWrap::Get(info[1], "backward gradient"));
+  }
   c10::optional<bool> retain;
   if (info.Length() > 2 && info[2].IsBoolean()) retain = info[2].As<Napi::Boolean>().Value();
   bool create = info.Length() > 3 && info[3].ToBoolean().Value();
-  g_hookError.reset();
+  const bool outermost = g_backwardDepth == 0;
+  if (outermost) {
+    g_hookError.reset();
+    g_finalCallbacks.clear();
+  }
   struct Depth {
     Depth() { g_backwardDepth++; }
     ~Depth() {
@@ -189,26 +219,226 @@ static Napi::Value Backward(const Napi::CallbackInfo& info) {
     }
   };
   try {
-    Depth depth;
-    torch::autograd::backward({t}, grads, retain, create);
-    RunQueued();  // hooks that fired on the engine's device threads
+    {
+      Depth depth;
+      torch::autograd::backward(roots, grads, retain, create);
+      RunQueued();  // hooks that fired on the engine's device threads
+    }
+    // Callbacks queued during this backward (also from nested ones, e.g. checkpoint
+    // recomputation): once each, in order; a callback may queue more.
+    if (outermost) {
+      struct Later {
+        ~Later() { g_backwardDepth--; }
+      };
+      g_backwardDepth++;  // queueBackwardCallback stays valid inside a callback
+      Later later;
+      for (size_t i = 0; i < g_finalCallbacks.size(); i++) {
+        auto cb = g_finalCallbacks[i];
+        Napi::HandleScope scope(info.Env());
+        try {
+          cb->Call({});
+        } catch (const Napi::Error& err) {
+          throw StopBackward(err, "a backward callback");
+        }
+      }
+      g_finalCallbacks.clear();
+    }
   } catch (...) {
     {
       std::lock_guard<std::mutex> l(g_queueMu);
       g_queue.clear();
     }
+    if (outermost) g_finalCallbacks.clear();
     if (g_hookError) {
       Napi::Env env = info.Env();
       auto cause = std::move(g_hookError);
       Napi::Value orig = cause->Value();
       std::string msg = orig.IsObject() && orig.As<Napi::Object>().Get("message").IsString() ? orig.As<Napi::Object>().Get("message").As<Napi::String>().Utf8Value() : orig.ToString().Utf8Value();
-      Napi::Error e = Napi::Error::New(env, "backward: a gradient-ready hook threw, so backward stopped (gradients may be partly accumulated): " + msg);
+      Napi::Error e = Napi::Error::New(env, "backward: " + g_hookKind + " threw, so backward stopped (gradients may be partly accumulated): " + msg);
       e.Set("cause", orig);
       throw e;
     }
     throw;
   }
   return info.Env().Undefined();
+}
+
+// ---- tensor gradient hooks, backward callbacks, checkpointing ---------------------------
+
+namespace {
+
+void RequireJsThread(const char* what) {
+  TORCH_CHECK(std::this_thread::get_id() == g_jsThread, what,
+              " runs JavaScript, so it needs the backward that reaches it to run on the JS thread (CPU backward); this one ran on an autograd device thread");
+}
+
+struct TensorHookReg {
+  explicit TensorHookReg(const at::Tensor& t) : tensor(t.getIntrusivePtr()) {}
+  std::shared_ptr<Napi::FunctionReference> fn;
+  c10::weak_intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl> tensor;  // weak: the registration keeps no graph alive
+  unsigned pos = 0;
+  bool removed = false;
+};
+
+}  // namespace
+
+// addTensorGradHook(t, fn) -> remove() | undefined: fn() when t's gradient was computed,
+// before the backward of the operation that produced t (Tensor.register_hook).
+static Napi::Value AddTensorGradHook(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  at::Tensor t = TensorWrap::Get(info[0], "addTensorGradHook");
+  if (!info[1].IsFunction()) throw Napi::TypeError::New(env, "addTensorGradHook: expected a function");
+  if (!t.requires_grad()) return env.Undefined();
+  auto reg = std::make_shared<TensorHookReg>(t);
+  reg->fn = std::make_shared<Napi::FunctionReference>(Napi::Persistent(info[1].As<Napi::Function>()));
+  std::weak_ptr<Napi::FunctionReference> weak = reg->fn;
+  reg->pos = t.register_hook([weak](const at::TensorBase& /*grad*/) {
+    auto fn = weak.lock();
+    if (!fn || fn->IsEmpty()) return;
+    RequireJsThread("a tensor gradient hook");
+    Napi::HandleScope scope(fn->Env());
+    try {
+      fn->Call({});
+    } catch (const Napi::Error& err) {
+      throw StopBackward(err, "a tensor gradient hook");
+    }
+  });
+  return Napi::Function::New(env, [reg](const Napi::CallbackInfo& ci) -> Napi::Value {
+    if (reg->removed) return ci.Env().Undefined();
+    reg->removed = true;
+    reg->fn.reset();  // the hook (if it still runs) finds nothing to call
+    auto impl = reg->tensor.lock();
+    if (impl) {
+      try {
+        at::Tensor(std::move(impl)).remove_hook(reg->pos);
+      } catch (...) {
+      }
+    }
+    return ci.Env().Undefined();
+  }, "remove");
+}
+
+// queueBackwardCallback(fn): fn() once when the running (outermost) backward finished,
+// before backward() returns.
+static Napi::Value QueueBackwardCallback(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsFunction()) throw Napi::TypeError::New(env, "queueBackwardCallback: expected a function");
+  if (g_backwardDepth == 0) {
+    throw Napi::Error::New(env, "queueBackwardCallback: no backward is running. Queue backward callbacks from a hook that runs during backward "
+                                "(sharding.addTensorGradHook, models.addGradientReadyHook)");
+  }
+  g_finalCallbacks.push_back(std::make_shared<Napi::FunctionReference>(Napi::Persistent(info[0].As<Napi::Function>())));
+  return env.Undefined();
+}
+
+namespace {
+
+// Graph nodes are held by std::shared_ptr up to libtorch 2.9ish (1.13 with deleteNode, which
+// frees deep graphs iteratively) and by c10::intrusive_ptr in newer releases: follow Edge.
+template <typename N>
+auto MakeNode() {
+  using Ref = decltype(torch::autograd::Edge::function);
+  if constexpr (std::is_same_v<Ref, std::shared_ptr<torch::autograd::Node>>) {
+#if ACC_TORCH2
+    return std::make_shared<N>();
+#else
+    return std::shared_ptr<N>(new N(), torch::autograd::deleteNode);
+#endif
+  } else {
+    return c10::make_intrusive<N>();
+  }
+}
+
+// The backward of a checkpointed forward: calls JS with the output gradients and the
+// saved inputs; JS recomputes the forward with grad enabled, runs a nested backward and
+// returns the inputs' gradients.
+struct CheckpointNode : torch::autograd::Node {
+  std::shared_ptr<Napi::FunctionReference> fn;
+  std::vector<at::Tensor> inputs;  // detached; requires_grad as the originals
+  std::vector<uint32_t> versions;
+  bool released = false;
+
+  std::string name() const override { return "CheckpointBackward"; }
+
+  void release_variables() override {
+    inputs.clear();
+    released = true;
+  }
+
+  torch::autograd::variable_list apply(torch::autograd::variable_list&& grads) override {
+    RequireJsThread("checkpointed forward recomputation");
+    TORCH_CHECK(!released, "checkpoint: backward ran a second time through a checkpointed module; pass retainGraph to the first backward");
+    for (size_t i = 0; i < inputs.size(); i++) {
+      TORCH_CHECK(inputs[i]._version() == versions[i], "checkpoint: input ", i,
+                  " of a checkpointed forward was modified in place after the forward; it is needed to recompute the forward in backward");
+    }
+    Napi::Env env = fn->Env();
+    Napi::HandleScope scope(env);
+    Napi::Array g = Napi::Array::New(env, grads.size());
+    for (uint32_t i = 0; i < grads.size(); i++) g.Set(i, TensorWrap::Make(env, grads[i]));
+    Napi::Array xs = Napi::Array::New(env, inputs.size());
+    for (uint32_t i = 0; i < inputs.size(); i++) {
+      at::Tensor x = inputs[i].detach();
+      x.set_requires_grad(inputs[i].requires_grad());
+      xs.Set(i, TensorWrap::Make(env, std::move(x)));
+    }
+    // The handles given to JS are ours: their references drop as soon as JS returned.
+    auto releaseAll = [&](const Napi::Array& a) {
+      for (uint32_t i = 0; i < a.Length(); i++)
+        if (TensorWrap* w = TensorWrap::Unwrap(a.Get(i))) w->Release(Napi::BasicEnv(static_cast<napi_env>(env)));
+    };
+    Napi::Value out;
+    try {
+      out = fn->Call({g, xs});
+    } catch (const Napi::Error& err) {
+      releaseAll(g);
+      releaseAll(xs);
+      throw StopBackward(err, "checkpoint recomputation");
+    }
+    releaseAll(g);
+    releaseAll(xs);
+    torch::autograd::variable_list result(num_outputs());
+    if (out.IsArray()) {
+      Napi::Array a = out.As<Napi::Array>();
+      for (uint32_t i = 0; i < a.Length() && i < result.size(); i++) {
+        TensorWrap* w = TensorWrap::Unwrap(a.Get(i));
+        if (!w || !w->tensor.defined()) continue;
+        result[i] = w->tensor;
+        w->Release(Napi::BasicEnv(static_cast<napi_env>(env)));
+      }
+    }
+    return result;
+  }
+};
+
+}  // namespace
+
+// checkpointAttach(inputs[], outputs[], backwardFn) -> new output handles: outputs of a
+// forward run without grad, attached to one CheckpointNode whose next edges are the
+// inputs'. backwardFn(grads[], inputs[]) -> input grads[] (handles or null).
+static Napi::Value CheckpointAttach(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Array in = info[0].As<Napi::Array>();
+  Napi::Array outs = info[1].As<Napi::Array>();
+  if (!info[2].IsFunction()) throw Napi::TypeError::New(env, "checkpointAttach: expected a function");
+  std::vector<at::Tensor> inputs;
+  for (uint32_t i = 0; i < in.Length(); i++) inputs.push_back(TensorWrap::Get(in.Get(i), "checkpoint input"));
+  auto node = MakeNode<CheckpointNode>();
+  node->set_next_edges(torch::autograd::collect_next_edges(inputs));
+  for (auto& x : inputs) {
+    at::Tensor d = x.detach();
+    d.set_requires_grad(x.requires_grad());
+    node->versions.push_back(x._version());
+    node->inputs.push_back(std::move(d));
+  }
+  node->fn = std::make_shared<Napi::FunctionReference>(Napi::Persistent(info[2].As<Napi::Function>()));
+  Napi::Array result = Napi::Array::New(env, outs.Length());
+  for (uint32_t i = 0; i < outs.Length(); i++) {
+    at::Tensor o = TensorWrap::Get(outs.Get(i), "checkpoint output").detach();
+    if (o.is_floating_point() || o.is_complex()) torch::autograd::create_gradient_edge(o, node);
+    result.Set(i, TensorWrap::Make(env, std::move(o)));
+  }
+  return result;
 }
 
 static Napi::Value Grad(const Napi::CallbackInfo& info) {
@@ -264,6 +494,9 @@ void InitAutograd(Napi::Env env, Napi::Object exports) {
   g_jsThread = std::this_thread::get_id();
   ACC_FN(exports, "addGradReadyHook", AddGradReadyHook);
   ACC_FN(exports, "backward", Backward);
+  ACC_FN(exports, "addTensorGradHook", AddTensorGradHook);
+  ACC_FN(exports, "queueBackwardCallback", QueueBackwardCallback);
+  ACC_FN(exports, "checkpointAttach", CheckpointAttach);
   ACC_FN(exports, "grad", Grad);
   ACC_FN(exports, "setGrad", SetGrad);
   ACC_FN(exports, "requiresGrad", RequiresGrad);

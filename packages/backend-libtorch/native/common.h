@@ -89,6 +89,7 @@ void InitOptim(Napi::Env env, Napi::Object exports);
 void InitRuntime(Napi::Env env, Napi::Object exports);
 void InstallAllocator();
 void InitAllocator(Napi::Env env, Napi::Object exports);
+void InitSharding(Napi::Env env, Napi::Object exports);
 void InitC10d(Napi::Env env, Napi::Object exports);
 
 #define ACC_FN(exports, name, fn) \

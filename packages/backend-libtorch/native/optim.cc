@@ -33,7 +33,8 @@ class OptimWrap : public Napi::ObjectWrap<OptimWrap> {
     return DefineClass(env, "NativeOptimizer",
                        {InstanceMethod<&OptimWrap::AddGroup>("addGroup"), InstanceMethod<&OptimWrap::Step>("step"),
                         InstanceMethod<&OptimWrap::ZeroGrad>("zeroGrad"), InstanceMethod<&OptimWrap::GetState>("getState"),
-                        InstanceMethod<&OptimWrap::SetState>("setState"), InstanceMethod<&OptimWrap::MoveState>("moveState")});
+                        InstanceMethod<&OptimWrap::SetState>("setState"), InstanceMethod<&OptimWrap::MoveState>("moveState"),
+                        InstanceMethod<&OptimWrap::HasState>("hasState"), InstanceMethod<&OptimWrap::ReplaceGroups>("replaceGroups")});
   }
 
   explicit OptimWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<OptimWrap>(info) {
@@ -145,6 +146,34 @@ class OptimWrap : public Napi::ObjectWrap<OptimWrap> {
       denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps);
     }
     p.addcdiv_(exp_avg, denom, -step_size);
+  }
+
+  // hasState() -> true once any parameter has a step count or a state buffer.
+  Napi::Value HasState(const Napi::CallbackInfo& info) {
+    for (auto& group : state_)
+      for (auto& st : group)
+        if (st.step > 0 || st.buf[0].defined() || st.buf[1].defined() || st.buf[2].defined()) return Napi::Boolean::New(info.Env(), true);
+    return Napi::Boolean::New(info.Env(), false);
+  }
+
+  // replaceGroups([[param...]...]): the groups' tensors replaced (same group count and
+  // sizes); only while there is no state (it is kept per parameter position).
+  Napi::Value ReplaceGroups(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Array arr = info[0].As<Napi::Array>();
+    if (arr.Length() != groups_.size()) throw Napi::RangeError::New(env, "replaceGroups: expected one array per parameter group");
+    if (HasState(info).As<Napi::Boolean>().Value()) throw Napi::Error::New(env, "replaceGroups: the optimizer already has state");
+    std::vector<std::vector<at::Tensor>> groups;
+    for (uint32_t g = 0; g < arr.Length(); g++) {
+      Napi::Array ps = arr.Get(g).As<Napi::Array>();
+      if (ps.Length() != groups_[g].size()) throw Napi::RangeError::New(env, "replaceGroups: group sizes must stay the same");
+      std::vector<at::Tensor> params;
+      for (uint32_t i = 0; i < ps.Length(); i++) params.push_back(TensorWrap::Get(ps.Get(i), "optimizer parameter"));
+      groups.push_back(std::move(params));
+    }
+    groups_ = std::move(groups);
+    for (size_t g = 0; g < groups_.size(); g++) state_[g] = std::vector<ParamState>(groups_[g].size());
+    return env.Undefined();
   }
 
   // zeroGrad(setToNone)

@@ -28,6 +28,7 @@ import {
   type ProcessGroup,
   type ProcessGroupOptions,
   type RngCapability,
+  type ShardingCapability,
 } from '@accelerate/core';
 import { runThenRestore } from '@accelerate/core/internal';
 import { GlooProcessGroup } from './distributed.js';
@@ -38,6 +39,7 @@ import { Optimizer, type OptimizerStateDict } from './optim/optimizer.js';
 import { LRScheduler } from './optim/lr-scheduler.js';
 import { addGradientReadyHook, callOpHandles, empty, fromTypedArray, full, keep, noGrad, Tensor, type DType, type TypedArray } from './tensor.js';
 import { autocast } from './amp.js';
+import { shardingCapability } from './sharding.js';
 
 const PATCHED = Symbol('accelerate.precisionForward');
 
@@ -244,6 +246,10 @@ export class LibtorchBackend implements Backend<Tensor, Module, Optimizer, LRSch
     moveState: (optimizer: Optimizer): void => {
       optimizer.moveState();
     },
+    /** Point each group's parameters at `replace(param)` (e.g. shard stand-ins); before the first step only (see {@link Optimizer.replaceParams}). */
+    replaceParams: (optimizer: Optimizer, replace: (param: Tensor) => Tensor): void => {
+      optimizer.replaceParams(replace);
+    },
     /**
      * The optimizer's `stateDict()` (PyTorch layout: `state` by parameter index,
      * `param_groups` with snake_case hyper-parameters) with every state tensor
@@ -338,11 +344,35 @@ export class LibtorchBackend implements Backend<Tensor, Module, Optimizer, LRSch
     },
   } satisfies RngCapability;
 
-  /** Tensor memory as this package accounts it, and the CPU allocator's cache. */
+  /**
+   * CPU memory as this package's allocator counts it: `allocated` is the bytes held by
+   * live tensor storages (blocks of 32 KiB and more are rounded up to 4 KiB), exact and
+   * cheap (atomic counters); `reserved` adds the allocator's cache.
+   */
   readonly memory = {
-    info: (): MemoryInfo => {
-      const allocated = native.handleStats().accountedBytes;
-      return { allocated, reserved: allocated + native.allocatorStats().cachedBytes };
+    info: (device = 'cpu'): MemoryInfo => {
+      if (device.split(':')[0] !== 'cpu') return { allocated: 0 };
+      const m = native.cpuMemory();
+      const cached = native.allocatorStats().cachedBytes;
+      // Under ACCELERATE_TORCH_DEFAULT_ALLOCATOR=1 nothing is counted: fall back to the tensor handles' bytes.
+      const allocated = m.counted ? m.allocated : native.handleStats().accountedBytes;
+      const out: MemoryInfo = { allocated, reserved: allocated + cached };
+      if (m.counted) out.peakAllocated = m.peakAllocated;
+      if (m.limit !== undefined) out.limit = m.limit;
+      return out;
+    },
+    /** Start `peakAllocated` again from the bytes allocated now. */
+    resetPeak: (device = 'cpu'): void => {
+      if (device.split(':')[0] === 'cpu') native.resetCpuPeak();
+    },
+    /**
+     * A CPU memory budget: allocations that would take `allocated` past `bytes` throw an
+     * "out of memory" error naming the limit (`undefined` removes it). Also settable at
+     * load with ACCELERATE_TORCH_CPU_MEMORY_LIMIT_MB.
+     */
+    setLimit: (device: string, bytes: number | undefined): void => {
+      if (device.split(':')[0] !== 'cpu') throw new Error(`memory.setLimit: only the 'cpu' device has a limit in this build, got '${device}'.`);
+      native.setCpuMemoryLimit(bytes);
     },
     isOutOfMemoryError: (error: unknown): boolean => {
       if (!(error instanceof Error)) return false;
@@ -384,6 +414,13 @@ export class LibtorchBackend implements Backend<Tensor, Module, Optimizer, LRSch
     joinUnevenInputs: <R>(models: Module[], fn: () => R | Promise<R>, options: { divideByInitialWorldSize: boolean }): Promise<R> =>
       joinDistributed(models, fn, options),
   } satisfies DataParallelCapability<Tensor, Module>;
+
+  /**
+   * Flat parameter buffers with releasable storage, `param.data` re-pointing, tensor
+   * gradient hooks, backward-end callbacks and activation checkpointing: what sharded
+   * strategies (FSDP, ZeRO) build on. See `sharding.ts` for each method's notes.
+   */
+  readonly sharding: ShardingCapability<Tensor, Module> = shardingCapability();
 }
 
 let catId = -1;

@@ -25,6 +25,8 @@ export interface NativeOptimizer {
   getState(group: number, index: number): { step: number; buffers: Array<NativeHandle | null> };
   setState(group: number, index: number, step: number, buffers: Array<NativeHandle | null>): void;
   moveState(): void;
+  hasState(): boolean;
+  replaceGroups(groups: NativeHandle[][]): void;
 }
 
 /** Everything the addon exports (see native/*.cc). */
@@ -54,7 +56,26 @@ export interface NativeAddon {
   emptyCache(): void;
   mallocStats(): { arenaBytes?: number; mmapBytes?: number; inUseBytes?: number; freeBytes?: number; releasableBytes?: number };
   allocatorStats(): { cachedBytes: number; limitBytes: number; hits: number; misses: number };
-  backward(t: NativeHandle, grad: NativeHandle | null, retainGraph?: boolean, createGraph?: boolean): void;
+  cpuMemory(): { counted: boolean; allocated: number; peakAllocated: number; limit: number | undefined };
+  resetCpuPeak(): void;
+  setCpuMemoryLimit(bytes: number | undefined): void;
+  shardView(flat: NativeHandle, offset: number, shape: number[]): NativeHandle;
+  shardFlatten(t: NativeHandle): NativeHandle;
+  shardCopy(dst: NativeHandle, src: NativeHandle): void;
+  shardAdd(dst: NativeHandle, src: NativeHandle): void;
+  shardZero(t: NativeHandle): void;
+  freeStorage(flat: NativeHandle): void;
+  allocateStorage(flat: NativeHandle): void;
+  hasStorage(flat: NativeHandle): boolean;
+  leafView(t: NativeHandle, requiresGrad: boolean): NativeHandle;
+  addTensorGradHook(t: NativeHandle, fn: () => void): (() => void) | undefined;
+  queueBackwardCallback(fn: () => void): void;
+  checkpointAttach(
+    inputs: NativeHandle[],
+    outputs: NativeHandle[],
+    backward: (grads: Array<NativeHandle | null>, inputs: NativeHandle[]) => Array<NativeHandle | null>,
+  ): NativeHandle[];
+  backward(t: NativeHandle | NativeHandle[], grad: NativeHandle | null | Array<NativeHandle | null>, retainGraph?: boolean, createGraph?: boolean): void;
   grad(h: NativeHandle): NativeHandle | null;
   setGrad(h: NativeHandle, g: NativeHandle | null): void;
   requiresGrad(h: NativeHandle): boolean;

@@ -47,7 +47,7 @@ export interface LoadStateDictOptions {
   strict?: boolean;
 }
 
-const INTERNAL = new Set(['training', '_parameters', '_buffers', '_modules', '_preHooks', '_hooks', '_nonPersistent', 'forward']);
+const INTERNAL = new Set(['training', '_parameters', '_buffers', '_modules', '_preHooks', '_hooks', '_nonPersistent', '_checkpointed', 'forward']);
 
 /**
  * Base class of all models. Parameters, buffers and submodules are found in the
@@ -317,27 +317,35 @@ export abstract class Module {
     const i = list.indexOf(hook);
     if (i >= 0) list.splice(i, 1);
   }
-  /** @internal hooks wrap `forward` on the instance only once one is registered (no cost otherwise). */
-  private _installHooks(): void {
+  /**
+   * @internal hooks wrap `forward` on the instance only once one is registered (no cost
+   * otherwise); the unhooked forward is kept as `_innerForward`.
+   */
+  _installHooks(): void {
     if (Object.prototype.hasOwnProperty.call(this, '__hooked')) return;
     const inner = this.forward;
     Object.defineProperty(this, '__hooked', { value: true });
-    this.forward = (...args: unknown[]) => {
-      for (const pre of this._preHooks) {
-        const r = pre(this, args);
-        if (r !== undefined) args = r;
-      }
-      let out = inner.apply(this, args);
-      for (const post of this._hooks) {
-        const r = post(this, args, out);
-        if (r !== undefined) out = r;
-      }
-      return out;
-    };
+    Object.defineProperty(this, '_innerForward', { value: inner, configurable: true, writable: true });
+    this.forward = (...args: unknown[]) => this._runHooked(args, (a) => inner.apply(this, a));
   }
-  /** True when forward hooks are installed (fused Sequential forward is then skipped). */
+  /** @internal the forward pre-hooks, `body(args)`, then the forward hooks. */
+  _runHooked(args: unknown[], body: (args: unknown[]) => unknown): unknown {
+    for (const pre of this._preHooks) {
+      const r = pre(this, args);
+      if (r !== undefined) args = r;
+    }
+    let out = body(args);
+    for (const post of this._hooks) {
+      const r = post(this, args, out);
+      if (r !== undefined) out = r;
+    }
+    return out;
+  }
+  /** @internal set while activation checkpointing wraps `forward` (keeps fused Sequential paths from bypassing it). */
+  _checkpointed = false;
+  /** True when forward hooks (or checkpointing) are installed (fused Sequential forward is then skipped). */
   hasHooks(): boolean {
-    return this._preHooks.length > 0 || this._hooks.length > 0;
+    return this._preHooks.length > 0 || this._hooks.length > 0 || this._checkpointed;
   }
 
   /** A short description, as `print(model)`. */

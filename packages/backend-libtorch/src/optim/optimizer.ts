@@ -185,6 +185,34 @@ export abstract class Optimizer {
     });
   }
 
+  /**
+   * Replace every parameter by `replace(param)`, keeping the groups, their order and
+   * hyper-parameters (a sharded strategy points the optimizer at shard stand-ins
+   * this way). Only before the first step: throws once the optimizer has state.
+   */
+  replaceParams(replace: (param: Tensor) => Tensor): void {
+    if (this._native.hasState()) {
+      throw new Error(`${this.constructor.name}.replaceParams: the optimizer already has state (it stepped or loaded a state dict); replace parameters before the first step.`);
+    }
+    const groups = this.paramGroups.map((g) =>
+      g.params.map((p) => {
+        const q = replace(p);
+        if (!(q instanceof Tensor)) throw new TypeError(`${this.constructor.name}.replaceParams: replace() must return a Tensor`);
+        if (!q.isLeaf) throw new Error(`${this.constructor.name}.replaceParams: can't optimize a non-leaf Tensor`);
+        return q;
+      }),
+    );
+    const seen = new Set<Tensor>();
+    for (const q of groups.flat()) {
+      if (seen.has(q)) throw new Error(`${this.constructor.name}.replaceParams: replace() returned the same tensor for two parameters`);
+      seen.add(q);
+    }
+    this._native.replaceGroups(groups.map((ps) => ps.map((p) => p._h)));
+    this.paramGroups.forEach((g, i) => {
+      g.params = groups[i];
+    });
+  }
+
   /** Move state buffers next to their parameters (after moving the model). */
   moveState(): void {
     this._native.moveState();
