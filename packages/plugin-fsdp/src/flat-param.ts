@@ -135,7 +135,7 @@ export class FlatUnit<T, M> {
     // The parameters' current values, before any of them is re-pointed.
     const master = backend.emptyTensor!([padded], 'float32', this.computeDevice);
     sharding.zero(master);
-    for (const s of this.slots) sharding.copy(sharding.view(master, s.offset, s.shape), s.param);
+    for (const s of this.slots) this.copyAt(master, s.offset, s.shape, s.param);
 
     this.fullAliasesShard = S === 1 && dtypes.compute === 'float32' && this.shardDevice === this.computeDevice;
     if (this.fullAliasesShard) {
@@ -143,21 +143,65 @@ export class FlatUnit<T, M> {
       this.shard = master;
     } else {
       // The shard gets memory of its own; `master` goes away.
-      this.shard = sharding.flatten(this.toDevice(backend.narrow(master, 0, lo, this.chunk), this.shardDevice));
+      const mine = backend.narrow(master, 0, lo, this.chunk);
+      const moved = this.toDevice(mine, this.shardDevice);
+      this.shard = sharding.flatten(moved);
+      this.free(mine, moved);
       this.full = backend.emptyTensor!([padded], dtypes.compute, this.computeDevice);
       sharding.copy(this.full, master);
       backend.dispose?.(master);
     }
-    for (const s of this.slots) sharding.setData(s.param, sharding.view(this.full, s.offset, s.shape));
+    for (const s of this.slots) {
+      const view = sharding.view(this.full, s.offset, s.shape);
+      sharding.setData(s.param, view);
+      this.free(view);
+    }
     this.gradShard = backend.emptyTensor!([this.chunk], 'float32', this.shardDevice);
     sharding.zero(this.gradShard);
     this.leaves = this.slots.map((s) => {
-      const piece = sharding.view(this.shard, s.offset + s.pieceOffset - lo, [s.pieceNumel]);
+      // An empty piece (the parameter lies in other ranks' shards) is a 0-element view at 0.
+      const piece = sharding.view(this.shard, s.pieceNumel === 0 ? 0 : s.offset + s.pieceOffset - lo, [s.pieceNumel]);
       const leaf = sharding.leafView(piece, s.requiresGrad);
       this.leafOf.set(s.param, leaf);
       return leaf;
     });
     if (!this.fullAliasesShard && S > 1) this.reshard();
+  }
+
+  /** Copy `src` into the elements of `flat` from `offset`, shaped `shape` (the view is released at once: views keep storage alive). */
+  copyAt(flat: T, offset: number, shape: number[], src: T): void {
+    const view = this.sharding.view(flat, offset, shape);
+    this.sharding.copy(view, src);
+    this.free(view);
+  }
+
+  /** Release temporary handles now rather than when the garbage collector gets to them. */
+  private free(...tensors: T[]): void {
+    for (const t of tensors) if (t !== this.shard && t !== this.full && t !== this.gradShard) this.backend.dispose?.(t);
+  }
+
+  private hasGrad(t: T): boolean {
+    const g = this.sharding.grad(t);
+    if (g === null) return false;
+    this.free(g);
+    return true;
+  }
+
+  private reduceByList(group: ProcessGroup<T>, out: T, flat: T): Work<unknown> {
+    const parts = Array.from({ length: this.comm.shardSize }, (_, r) => this.backend.narrow(flat, 0, r * this.chunk, this.chunk));
+    const work = group.reduceScatter(out, parts, 'sum');
+    const done = () => this.free(...parts);
+    return {
+      wait: async () => {
+        await work.wait();
+        done();
+      },
+      isCompleted: () => work.isCompleted(),
+      waitSync: () => {
+        waitNow(work, 'reduce gradients');
+        done();
+      },
+    };
   }
 
   private toDevice(t: T, device: string): T {
@@ -204,7 +248,10 @@ export class FlatUnit<T, M> {
     const chunk = this.chunk;
     const sharding = this.sharding;
     const copyOut = (parts: unknown[]) => {
-      parts.forEach((p, r) => sharding.copy(sharding.view(full, r * chunk, [chunk]), p as T));
+      parts.forEach((p, r) => {
+        this.copyAt(full, r * chunk, [chunk], p as T);
+        this.free(p as T);
+      });
     };
     return {
       wait: async () => copyOut(await work.wait()),
@@ -248,8 +295,9 @@ export class FlatUnit<T, M> {
       const g = sharding.grad(s.param);
       if (g === null) continue;
       any = true;
-      sharding.copy(sharding.view(flat, s.offset, s.shape), g);
+      this.copyAt(flat, s.offset, s.shape, g);
       sharding.setGrad(s.param, null);
+      this.free(g); // our handle: the gradient's memory goes with it
     }
     this.reduced = true;
     if (!any && this.slots.every((s) => !s.requiresGrad)) {
@@ -264,7 +312,7 @@ export class FlatUnit<T, M> {
     const group = this.comm.shardGroup!;
     const work = group.reduceScatterInto
       ? group.reduceScatterInto(out, flat, 'sum')
-      : group.reduceScatter(out, Array.from({ length: S }, (_, r) => this.backend.narrow(flat, 0, r * this.chunk, this.chunk)), 'sum');
+      : this.reduceByList(group, out, flat);
     this.pendingReduce = { work, out, flat };
   }
 
@@ -285,7 +333,7 @@ export class FlatUnit<T, M> {
     this.backend.dispose?.(p.out);
     const sharding = this.sharding;
     // Fresh gradients (the optimizer set them to None) replace; otherwise they add up, as `.grad` does.
-    const fresh = this.slots.some((s, i) => s.requiresGrad && s.pieceNumel > 0 && sharding.grad(this.leaves[i]) === null);
+    const fresh = this.slots.some((s, i) => s.requiresGrad && s.pieceNumel > 0 && !this.hasGrad(this.leaves[i]));
     const shardGrad = this.toDevice(reduced, this.shardDevice);
     if (fresh) sharding.copy(this.gradShard, shardGrad);
     else sharding.addInPlace(this.gradShard, shardGrad);
@@ -295,7 +343,11 @@ export class FlatUnit<T, M> {
     this.slots.forEach((s, i) => {
       if (!s.requiresGrad || s.pieceNumel === 0) return;
       const leaf = this.leaves[i];
-      if (sharding.grad(leaf) === null) sharding.setGrad(leaf, sharding.view(this.gradShard, s.offset + s.pieceOffset - lo, [s.pieceNumel]));
+      if (!this.hasGrad(leaf)) {
+        const view = sharding.view(this.gradShard, s.offset + s.pieceOffset - lo, [s.pieceNumel]);
+        sharding.setGrad(leaf, view);
+        this.free(view);
+      }
     });
   }
 
@@ -308,7 +360,10 @@ export class FlatUnit<T, M> {
     if (group.allGatherInto) waitNow(group.allGatherInto(out, this.shard), 'gather a full state dict');
     else {
       const parts = waitNow(group.allGather(this.shard), 'gather a full state dict');
-      parts.forEach((part, r) => this.sharding.copy(this.sharding.view(out, r * this.chunk, [this.chunk]), part as T));
+      parts.forEach((part, r) => {
+        this.copyAt(out, r * this.chunk, [this.chunk], part as T);
+        this.free(part as T);
+      });
     }
     return out;
   }
@@ -318,6 +373,7 @@ export class FlatUnit<T, M> {
     const S = this.comm.shardSize;
     const src = S === 1 ? flat : this.backend.narrow(flat, 0, this.comm.shardRank * this.chunk, this.chunk);
     this.sharding.copy(this.shard, src);
+    if (src !== flat) this.free(src);
     if (!this.fullAliasesShard && this.unsharded) this.sharding.copy(this.full, S === 1 ? this.shard : flat);
   }
 

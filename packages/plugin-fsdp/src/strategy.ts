@@ -409,7 +409,13 @@ export function createFsdpStrategy<T = unknown, M = unknown>(plan: FsdpPlan): Fs
     for (const u of s.units) {
       if (type === 'full') {
         const flat = u.gatherFullFloat32(); // a collective: every rank gathers
-        if (keep) for (const slot of u.slots) byParam.set(slot.param, backend.toHost(sharding.view(flat, slot.offset, slot.shape)));
+        if (keep) {
+          for (const slot of u.slots) {
+            const view = sharding.view(flat, slot.offset, slot.shape);
+            byParam.set(slot.param, backend.toHost(view));
+            backend.dispose?.(view);
+          }
+        }
         if (flat !== u.shard) backend.dispose?.(flat);
       } else {
         u.slots.forEach((slot, i) => byParam.set(slot.param, backend.toHost(u.leaves[i])));
@@ -443,14 +449,20 @@ export function createFsdpStrategy<T = unknown, M = unknown>(plan: FsdpPlan): Fs
           const h = state[slot.name];
           if (!h) {
             missing.push(slot.name);
-            sharding.copy(sharding.view(flat, slot.offset, slot.shape), slot.param === undefined ? flat : currentValue(u, slot));
+            const current = u.gatherFullFloat32();
+            const src = sharding.view(current, slot.offset, slot.shape);
+            u.copyAt(flat, slot.offset, slot.shape, src);
+            backend.dispose?.(src);
+            if (current !== u.shard) backend.dispose?.(current);
             continue;
           }
           const shape = h.shape.join('x');
           if (shape !== slot.shape.join('x')) {
             throw new Error(`FSDP loadStateDict: "${slot.name}" has shape [${h.shape.join(', ')}] in the state dict but [${slot.shape.join(', ')}] in the model.`);
           }
-          sharding.copy(sharding.view(flat, slot.offset, slot.shape), backend.fromHost(h, backend.device(flat)));
+          const value = backend.fromHost(h, backend.device(flat));
+          u.copyAt(flat, slot.offset, slot.shape, value);
+          backend.dispose?.(value);
         }
         if (strict && missing.length > 0) throw new Error(`FSDP loadStateDict: missing ${missing.join(', ')} (pass strict: false to load the rest).`);
         u.loadFullFloat32(flat);
@@ -463,12 +475,6 @@ export function createFsdpStrategy<T = unknown, M = unknown>(plan: FsdpPlan): Fs
     const skip = new Set(s.tensors().params.filter((p) => sharded.has(p.param)).map((p) => p.name)); // every name of a sharded parameter
     for (const [name, h] of Object.entries(state)) if (!skip.has(name)) rest[name] = h;
     if (Object.keys(rest).length > 0) models.loadStateDict(s.model, rest, { strict: false });
-  }
-
-  /** A slot's current full value (gathered): for non-strict loads that keep parameters the state lacks. */
-  function currentValue(u: FlatUnit<T, M>, slot: FlatUnit<T, M>['slots'][number]): T {
-    const flat = u.gatherFullFloat32();
-    return sharding.view(flat, slot.offset, slot.shape);
   }
 
   function clipShardedGradNorm(params: T[], maxNorm: number, normType: number): number {
