@@ -1204,7 +1204,7 @@ class GroupWrap : public Napi::ObjectWrap<GroupWrap> {
     CheckInto(env, "allGatherInto", out, in, out, in, s.size);
     at::Tensor o = Wire(Flat(out)), i = Wire(Flat(in));
     int64_t n = i.numel();
-    int size = s.size;
+    [[maybe_unused]] int size = s.size;  // 1.13's list allgather only
     std::string shape = ShapeOf(in) + " " + DtypeName(in.scalar_type());
     const char* note = ACC_TORCH2 ? "" : "allgather into views";
     return Start(
