@@ -272,41 +272,46 @@ void RequireJsThread(const char* what) {
               " runs JavaScript, so it needs the backward that reaches it to run on the JS thread (CPU backward); this one ran on an autograd device thread");
 }
 
+struct TensorHookEntry {
+  Napi::FunctionReference fn;
+  bool removed = false;
+};
+
 struct TensorHookReg {
   explicit TensorHookReg(const at::Tensor& t) : tensor(t.getIntrusivePtr()) {}
-  std::shared_ptr<Napi::FunctionReference> fn;
+  std::shared_ptr<TensorHookEntry> entry;
   c10::weak_intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl> tensor;  // weak: the registration keeps no graph alive
   unsigned pos = 0;
-  bool removed = false;
 };
 
 }  // namespace
 
 // addTensorGradHook(t, fn) -> remove() | undefined: fn() when t's gradient was computed,
-// before the backward of the operation that produced t (Tensor.register_hook).
+// before the backward of the operation that produced t (Tensor.register_hook). The hook
+// (and fn) live as long as t's autograd history, or until remove().
 static Napi::Value AddTensorGradHook(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   at::Tensor t = TensorWrap::Get(info[0], "addTensorGradHook");
   if (!info[1].IsFunction()) throw Napi::TypeError::New(env, "addTensorGradHook: expected a function");
   if (!t.requires_grad()) return env.Undefined();
   auto reg = std::make_shared<TensorHookReg>(t);
-  reg->fn = std::make_shared<Napi::FunctionReference>(Napi::Persistent(info[1].As<Napi::Function>()));
-  std::weak_ptr<Napi::FunctionReference> weak = reg->fn;
-  reg->pos = t.register_hook([weak](const at::TensorBase& /*grad*/) {
-    auto fn = weak.lock();
-    if (!fn || fn->IsEmpty()) return;
+  reg->entry = std::make_shared<TensorHookEntry>();
+  reg->entry->fn = Napi::Persistent(info[1].As<Napi::Function>());
+  std::shared_ptr<TensorHookEntry> entry = reg->entry;
+  reg->pos = t.register_hook([entry](const at::TensorBase& /*grad*/) {
+    if (entry->removed || entry->fn.IsEmpty()) return;
     RequireJsThread("a tensor gradient hook");
-    Napi::HandleScope scope(fn->Env());
+    Napi::HandleScope scope(entry->fn.Env());
     try {
-      fn->Call({});
+      entry->fn.Call({});
     } catch (const Napi::Error& err) {
       throw StopBackward(err, "a tensor gradient hook");
     }
   });
   return Napi::Function::New(env, [reg](const Napi::CallbackInfo& ci) -> Napi::Value {
-    if (reg->removed) return ci.Env().Undefined();
-    reg->removed = true;
-    reg->fn.reset();  // the hook (if it still runs) finds nothing to call
+    if (reg->entry->removed) return ci.Env().Undefined();
+    reg->entry->removed = true;
+    reg->entry->fn.Reset();  // the hook (if it still runs) finds nothing to call
     auto impl = reg->tensor.lock();
     if (impl) {
       try {
