@@ -89,6 +89,8 @@ export class FlatUnit<T, M> {
   readonly leafOf = new Map<T, T>();
   private readonly fullAliasesShard: boolean;
   private gathering: { work: Work<unknown>; input: T | undefined } | undefined;
+  /** The unit's gradients, laid out like `full`, while backward accumulates them ({@link prepareGradients}). */
+  private gradFlat: T | undefined;
   /** Reduce-scatters issued in this backward, finished by {@link finishReduce}. */
   private pendingReduce: { work: Work<unknown>; out: T; flat: T } | undefined;
   /** Parameters whose gradient arrived in the current backward. */
@@ -177,7 +179,7 @@ export class FlatUnit<T, M> {
 
   /** Release temporary handles now rather than when the garbage collector gets to them. */
   private free(...tensors: T[]): void {
-    for (const t of tensors) if (t !== this.shard && t !== this.full && t !== this.gradShard) this.backend.dispose?.(t);
+    for (const t of tensors) if (t !== this.shard && t !== this.full && t !== this.gradShard && t !== this.gradFlat) this.backend.dispose?.(t);
   }
 
   private hasGrad(t: T): boolean {
@@ -287,22 +289,28 @@ export class FlatUnit<T, M> {
     if (this.pendingReduce || this.reduced) return;
     const S = this.comm.shardSize;
     const sharding = this.sharding;
-    const flat = this.backend.emptyTensor!([this.chunk * S], this.dtypes.reduce, this.computeDevice);
-    sharding.zero(flat);
-    let any = false;
-    for (const s of this.slots) {
-      if (!s.requiresGrad) continue;
-      const g = sharding.grad(s.param);
-      if (g === null) continue;
-      any = true;
-      this.copyAt(flat, s.offset, s.shape, g);
-      sharding.setGrad(s.param, null);
-      this.free(g); // our handle: the gradient's memory goes with it
-    }
     this.reduced = true;
-    if (!any && this.slots.every((s) => !s.requiresGrad)) {
-      this.backend.dispose?.(flat);
-      return;
+    if (this.slots.every((s) => !s.requiresGrad)) return;
+    let flat: T;
+    if (this.gradFlat) {
+      // Backward accumulated straight into the flat gradient buffer: nothing to copy.
+      for (const s of this.slots) if (s.requiresGrad) sharding.setGrad(s.param, null);
+      const acc = this.gradFlat;
+      this.gradFlat = undefined;
+      flat = this.dtypes.reduce === this.dtypes.compute ? acc : this.backend.cast!(acc, this.dtypes.reduce);
+      if (flat !== acc) this.free(acc);
+    } else {
+      // Gradients the hooks did not lay out (a backward this strategy did not see start): copy them in.
+      flat = this.backend.emptyTensor!([this.chunk * S], this.dtypes.reduce, this.computeDevice);
+      sharding.zero(flat);
+      for (const s of this.slots) {
+        if (!s.requiresGrad) continue;
+        const g = sharding.grad(s.param);
+        if (g === null) continue;
+        this.copyAt(flat, s.offset, s.shape, g);
+        sharding.setGrad(s.param, null);
+        this.free(g); // our handle: the gradient's memory goes with it
+      }
     }
     if (S === 1) {
       this.pendingReduce = { work: DONE, out: flat, flat };
@@ -314,6 +322,32 @@ export class FlatUnit<T, M> {
       ? group.reduceScatterInto(out, flat, 'sum')
       : this.reduceByList(group, out, flat);
     this.pendingReduce = { work, out, flat };
+  }
+
+  /**
+   * Before this unit's backward: make each trainable parameter's `.grad` a
+   * view into one zeroed flat buffer, so backward accumulates the gradients
+   * already laid out for the reduce-scatter (no copy, no second buffer). Kept
+   * across backwards without synchronisation (gradient accumulation), where
+   * they keep adding up.
+   */
+  prepareGradients(): void {
+    if (this.gradFlat) return;
+    const sharding = this.sharding;
+    const flat = this.backend.emptyTensor!([this.chunk * this.comm.shardSize], this.dtypes.compute, this.computeDevice);
+    sharding.zero(flat);
+    for (const s of this.slots) {
+      if (!s.requiresGrad) continue;
+      const g = sharding.grad(s.param);
+      const view = sharding.view(flat, s.offset, s.shape);
+      if (g !== null) {
+        sharding.copy(view, g); // a gradient from before (e.g. accumulated outside the strategy) is kept
+        this.free(g);
+      }
+      sharding.setGrad(s.param, view);
+      this.free(view);
+    }
+    this.gradFlat = flat;
   }
 
   /**

@@ -51,6 +51,8 @@ export interface FsdpModel<T, M> {
   syncGradients: boolean;
   forceSync: boolean;
   backwardActive: boolean;
+  /** The unit whose gradient reduction was started last and not yet finished. */
+  inFlight: FlatUnit<T, M> | undefined;
   /**
    * Every parameter under every name it has (a tied parameter under each) and
    * every persistent buffer, in state-dict order, as the module objects hold
@@ -140,6 +142,7 @@ export function createFsdpStrategy<T = unknown, M = unknown>(plan: FsdpPlan): Fs
     if (unit.inBackward) return;
     unit.inBackward = true;
     unit.unshard();
+    unit.prepareGradients();
     if (plan.backwardPrefetch === 'BACKWARD_PRE') prefetchForBackward(state, unit);
   };
 
@@ -156,7 +159,12 @@ export function createFsdpStrategy<T = unknown, M = unknown>(plan: FsdpPlan): Fs
   };
 
   const gradientsReady = (state: FsdpModel<T, M>, unit: FlatUnit<T, M>) => {
-    if (state.syncGradients || state.forceSync) unit.startReduce();
+    if (state.syncGradients || state.forceSync) {
+      // One reduction in flight at a time: its buffers go before the next unit's are made.
+      if (state.inFlight && state.inFlight !== unit) state.inFlight.finishReduce();
+      unit.startReduce();
+      state.inFlight = unit;
+    }
     if (plan.backwardPrefetch === 'BACKWARD_POST') prefetchForBackward(state, unit);
     if (unit !== state.root) unit.reshard();
   };
@@ -175,6 +183,7 @@ export function createFsdpStrategy<T = unknown, M = unknown>(plan: FsdpPlan): Fs
     }
     state.backwardActive = false;
     state.forceSync = false;
+    state.inFlight = undefined;
   };
 
   const describeGroup = (g: ProcessGroup<T> | undefined) => (g ? `${g.size} ranks` : 'none');
@@ -246,6 +255,7 @@ export function createFsdpStrategy<T = unknown, M = unknown>(plan: FsdpPlan): Fs
         syncGradients: true,
         forceSync: false,
         backwardActive: false,
+        inFlight: undefined,
         tensors: () => walkTensors(model),
       };
       for (const unit of units) {
