@@ -106,7 +106,9 @@ export function fsdpModelCheckpoint<T, M>(host: ModelHost<T, M>, ctx: StrategyCo
             paramNames.add(slot.name);
             if (!set.tensors[slot.name]) throw new Error(`loadState: ${r.dir}/${shardedModelFolder(i)} has no parameter "${slot.name}" of model ${i}.`);
             checkShape(set.tensors[slot.name].shape, slot, `${r.dir}/${shardedModelFolder(i)}`);
-            state[slot.name] = await set.read(slot.name, slot.pieceOffset, slot.pieceNumel);
+            // An empty piece's pieceOffset may lie past the parameter's end (the parameter sits
+            // wholly before this rank's range of the flat buffer): nothing to read.
+            state[slot.name] = slot.pieceNumel === 0 ? new HostTensor(new Float32Array(0), [0], 'float32') : await set.read(slot.name, slot.pieceOffset, slot.pieceNumel);
           }
         }
         for (const name of Object.keys(set.tensors)) if (!paramNames.has(name)) state[name] = await set.readFull(name);
@@ -192,8 +194,18 @@ export function fsdpOptimizerCheckpoint<T>(host: OptimizerHost<T>, ctx: Strategy
             } else (scalars[l.name] ??= {})[key] = value;
           }
         }
-        // Every parameter's state tensors, also those whose piece is empty on the main process.
-        for (const l of layout) for (const key of keys) tensors[`${l.name}${SEP}${key}`] = { shape: l.shape, dtype: 'float32' };
+        // Every parameter's state tensors, also those whose piece is empty on the main process —
+        // but only of parameters that have state on some rank: a frozen parameter (or one the
+        // optimizer never stepped) has none anywhere, and listing it would leave its tensors
+        // uncovered, making the set unloadable. Which parameters have state (and their step) is
+        // agreed on by all ranks: each knows only the parameters it holds a piece of.
+        const stepped = await steppedParams(sd, layout.length, ctx);
+        for (const [k, l] of layout.entries()) {
+          if (stepped[k] === 0) continue;
+          for (const key of keys) tensors[`${l.name}${SEP}${key}`] = { shape: l.shape, dtype: 'float32' };
+          const sc = (scalars[l.name] ??= {});
+          if (!('step' in sc)) sc.step = stepped[k] - 1;
+        }
         const extra: OptimizerExtra = {
           param_groups: sd.param_groups.map((g) => ({ ...g, params: g.params.map((k) => layout[k].name) })),
           scalars,
@@ -241,6 +253,25 @@ export function fsdpOptimizerCheckpoint<T>(host: OptimizerHost<T>, ctx: Strategy
       };
     },
   };
+}
+
+/**
+ * Per optimizer parameter (state-dict index): 0 when no rank has state for it,
+ * else 1 + its step count (the largest any rank has) — a max all-reduce over
+ * the world, so every rank (the main process writes the index) agrees.
+ */
+async function steppedParams<T>(sd: TorchOptimizerState, count: number, ctx: StrategyContext<T>): Promise<Float64Array> {
+  const out = new Float64Array(count);
+  for (const [idx, entry] of Object.entries(sd.state)) {
+    const k = Number(idx);
+    if (!(k >= 0 && k < count)) continue;
+    const hasTensor = Object.values(entry).some((v) => isHostTensor(v) && v.data.length > 0);
+    if (!hasTensor) continue;
+    const step = typeof entry.step === 'number' ? entry.step : 0;
+    out[k] = Math.max(out[k], 1 + step);
+  }
+  if (ctx.group && ctx.numProcesses > 1 && count > 0) await ctx.group.allReduce(out, 'max').wait();
+  return out;
 }
 
 function isHostTensor(v: unknown): v is HostTensor {
