@@ -37,7 +37,7 @@ import { native } from './native.js';
 import { creationDevice, Module, Parameter } from './nn/module.js';
 import { Optimizer, type OptimizerStateDict } from './optim/optimizer.js';
 import { LRScheduler } from './optim/lr-scheduler.js';
-import { addGradientReadyHook, callOpHandles, empty, fromTypedArray, full, keep, noGrad, Tensor, type DType, type TypedArray } from './tensor.js';
+import { addGradientReadyHook, callOpHandles, empty, fromTypedArray, full, keep, noGrad, Tensor, untracked, type DType, type TypedArray } from './tensor.js';
 import { autocast } from './amp.js';
 import { shardingCapability } from './sharding.js';
 
@@ -198,9 +198,10 @@ export class LibtorchBackend implements Backend<Tensor, Module, Optimizer, LRSch
       module: Module,
       hooks: { pre?: (args: unknown[]) => unknown[] | void; post?: (args: unknown[], output: unknown) => unknown },
     ): HookHandle => {
+      // Outside any tidy scope: what a hook allocates (gathered parameters, offloaded weights) outlives the module's forward.
       const handles = [
-        hooks.pre ? module.registerForwardPreHook((_m, args) => hooks.pre!(args)) : undefined,
-        hooks.post ? module.registerForwardHook((_m, args, out) => hooks.post!(args, out)) : undefined,
+        hooks.pre ? module.registerForwardPreHook((_m, args) => untracked(() => hooks.pre!(args))) : undefined,
+        hooks.post ? module.registerForwardHook((_m, args, out) => untracked(() => hooks.post!(args, out))) : undefined,
       ];
       return { remove: () => handles.forEach((h) => h?.remove()) };
     },

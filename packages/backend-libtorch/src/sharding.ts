@@ -8,7 +8,7 @@
 import type { HookHandle, ShardingCapability } from '@accelerate/core';
 import { native, type NativeHandle } from './native.js';
 import { Module, Parameter } from './nn/module.js';
-import { enableGrad, forEachTensor, noGrad, Tensor, tidy } from './tensor.js';
+import { enableGrad, forEachTensor, noGrad, Tensor, tidy, untracked } from './tensor.js';
 
 /** Marks where a tensor sat in a forward's arguments (see {@link mapTensors}). */
 class Slot {
@@ -190,7 +190,7 @@ export function shardingCapability(): Required<ShardingCapability<Tensor, Module
      * A throw stops backward (backward throws, with `fn`'s error as `cause`).
      */
     addTensorGradHook: (t, fn) => {
-      const remove = native.addTensorGradHook(t._h, fn);
+      const remove = native.addTensorGradHook(t._h, () => untracked(fn));
       return remove ? { remove } : undefined;
     },
     /**
@@ -198,7 +198,7 @@ export function shardingCapability(): Required<ShardingCapability<Tensor, Module
      * nested backward, e.g. a checkpoint recomputation), before `backward()` returns.
      * Throws when no backward runs.
      */
-    queueBackwardCallback: (fn) => native.queueBackwardCallback(fn),
+    queueBackwardCallback: (fn) => native.queueBackwardCallback(() => untracked(fn)),
     isGradEnabled: () => native.isGradEnabled(),
     /**
      * Activation checkpointing of `module.forward` (with its forward hooks, which thus

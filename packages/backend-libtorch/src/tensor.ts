@@ -76,6 +76,22 @@ export function tidy<R>(fn: () => R): R {
   return result;
 }
 
+/**
+ * Run `fn` outside every {@link tidy} scope: tensors it creates belong to no
+ * scope (they live until disposed or collected). Hooks run this way — a
+ * gradient hook fired inside a checkpoint recomputation, or a forward hook of
+ * a module called inside a user's `tidy`, allocates buffers that must outlive
+ * the scope it happens to run in.
+ */
+export function untracked<R>(fn: () => R): R {
+  const saved = scopes.splice(0);
+  try {
+    return fn();
+  } finally {
+    scopes.push(...saved);
+  }
+}
+
 /** Exclude `t` from every enclosing {@link tidy} scope (it lives until disposed or collected). */
 export function keep<T extends Tensor>(t: T): T {
   for (const s of scopes) s.delete(t);
@@ -157,7 +173,7 @@ const gradHookNative = native as unknown as { addGradReadyHook(param: NativeHand
 export function addGradientReadyHook<T extends Tensor>(param: T, fn: (param: T) => void): RemovableHook {
   if (!(param instanceof Tensor)) throw new TypeError('addGradientReadyHook: expected a Tensor');
   if (typeof fn !== 'function') throw new TypeError('addGradientReadyHook: expected a function');
-  const remove = gradHookNative.addGradReadyHook(param._h, () => fn(param));
+  const remove = gradHookNative.addGradReadyHook(param._h, () => untracked(() => fn(param)));
   let removed = false;
   return {
     remove(): void {
