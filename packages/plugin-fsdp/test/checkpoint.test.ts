@@ -89,17 +89,27 @@ function floats(p: { data: string }): Float32Array {
   return new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);
 }
 
-function maxParamDiff(a: Params, b: Params): number {
+/** Largest |a - b| over every parameter element `skip` does not exclude. */
+function maxParamDiff(a: Params, b: Params, skip: (name: string, i: number) => boolean = () => false): number {
   expect(Object.keys(a).sort()).toEqual(Object.keys(b).sort());
   let d = 0;
   for (const k of Object.keys(a)) {
     const x = floats(a[k]);
     const y = floats(b[k]);
     expect(x.length, k).toBe(y.length);
-    for (let i = 0; i < x.length; i++) d = Math.max(d, Math.abs(x[i] - y[i]));
+    for (let i = 0; i < x.length; i++) if (!skip(k, i)) d = Math.max(d, Math.abs(x[i] - y[i]));
   }
   return d;
 }
+
+/**
+ * The key bias of an attention layer (elements [d, 2d) of in_proj_bias, d = 16)
+ * gets a zero gradient (softmax does not change when every score moves by the
+ * same amount): what arrives is round-off, which differs with the reduction
+ * order of another world size, and AdamW scales it up to lr-sized steps. It
+ * changes no output (the losses agree), so it is left out of the comparison.
+ */
+const keyBias = (name: string, i: number) => name.endsWith('self_attn.in_proj_bias') && i >= 16 && i < 32;
 
 /** Every file under `dir`, relative, sorted. */
 function filesUnder(dir: string): string[] {
@@ -166,12 +176,12 @@ describe('FSDP SHARDED_STATE_DICT checkpoints (gloo, real processes)', () => {
     expect(res[0].snapshots.end.params).toEqual(ref[0].snapshots.end.params);
   }, 120_000);
 
-  const reshard: Array<[string, () => Promise<RankOut[]>, () => Promise<RankOut[]>]> = [
+  const reshard: Array<[string, () => Promise<RankOut[]>, () => Promise<RankOut[]>, ((name: string, i: number) => boolean)?]> = [
     ['saved on 2 ranks, loaded on 4 (FULL_SHARD)', mlpSaved, () => run(4, mlpEnv, loadRun(A))],
     ['saved on 2 ranks, loaded on 1 process (NO_SHARD)', mlpSaved, () => run(1, { ...mlpEnv, STRATEGY: 'NO_SHARD' }, loadRun(A))],
-    ['saved on 4 ranks (HYBRID_SHARD, transformer), loaded on 2 (FULL_SHARD)', trSaved, () => run(2, { ...trEnv, STRATEGY: 'FULL_SHARD', LOCAL_WORLD_SIZE: '2' }, loadRun(T))],
+    ['saved on 4 ranks (HYBRID_SHARD, transformer), loaded on 2 (FULL_SHARD)', trSaved, () => run(2, { ...trEnv, STRATEGY: 'FULL_SHARD', LOCAL_WORLD_SIZE: '2' }, loadRun(T)), keyBias],
   ];
-  for (const [name, saved, loaded] of reshard) {
+  for (const [name, saved, loaded, skip] of reshard) {
     it(`resharding on load, ${name}: parameters equal the saved full state dict exactly; training goes on to the uninterrupted run's losses within 1e-5`, async () => {
       const ref = await saved();
       const res = await loaded();
@@ -179,7 +189,7 @@ describe('FSDP SHARDED_STATE_DICT checkpoints (gloo, real processes)', () => {
       // AdamW's state came back resharded, with its step count: every parameter piece stepped K times.
       for (const r of res) expect(new Set(r.snapshots.loaded.optimizerSteps)).toEqual(new Set([K]));
       const dl = maxDiff(res[0].losses, ref[0].losses.slice(K));
-      const dp = maxParamDiff(res[0].snapshots.end.params!, ref[0].snapshots.end.params!);
+      const dp = maxParamDiff(res[0].snapshots.end.params!, ref[0].snapshots.end.params!, skip);
       console.log(`${name}: max |loss diff| ${dl.toExponential(2)}, max |param diff| ${dp.toExponential(2)} after ${K} more steps`);
       expect(dl).toBeLessThanOrEqual(1e-5);
       expect(dp).toBeLessThanOrEqual(1e-5);
