@@ -37,8 +37,33 @@ namespace {
 
 std::thread::id g_jsThread;
 
+// Set by the environment's cleanup hook. Hooks (and the JS functions they hold) may
+// outlive the JS environment: a parameter in a static structure, or this file's
+// registries, are destroyed by exit handlers after Node tore the environment down,
+// where deleting a JS reference crashes. Once set, references are abandoned instead.
+bool g_envGone = false;
+
+/** A JS function held by native hook state; safe to destroy after the environment is gone. */
+struct JsFunction {
+  Napi::FunctionReference ref;
+  JsFunction() = default;
+  explicit JsFunction(Napi::FunctionReference r) : ref(std::move(r)) {}
+  JsFunction& operator=(Napi::FunctionReference r) {
+    ref = std::move(r);
+    return *this;
+  }
+  ~JsFunction() {
+    if (g_envGone) ref.SuppressDestruct();
+  }
+  bool IsEmpty() const { return ref.IsEmpty(); }
+  Napi::Env Env() const { return ref.Env(); }
+  Napi::Value Call(const std::initializer_list<napi_value>& args) const { return ref.Call(args); }
+  Napi::Value Call(const std::vector<napi_value>& args) const { return ref.Call(args); }
+  void Reset() { ref.Reset(); }
+};
+
 struct ReadyEntry {
-  Napi::FunctionReference fn;
+  JsFunction fn;
   std::atomic<bool> removed{false};
 };
 
@@ -122,7 +147,7 @@ uint64_t g_nextRegistration = 1;
 int g_backwardDepth = 0;
 std::vector<Registration> g_detachLater;
 // Callbacks queued with queueBackwardCallback: run when the outermost backward() finished.
-std::vector<std::shared_ptr<Napi::FunctionReference>> g_finalCallbacks;
+std::vector<std::shared_ptr<JsFunction>> g_finalCallbacks;
 
 void Detach(Registration& r) {
 #if !ACC_TORCH2
@@ -273,7 +298,7 @@ void RequireJsThread(const char* what) {
 }
 
 struct TensorHookEntry {
-  Napi::FunctionReference fn;
+  JsFunction fn;
   bool removed = false;
 };
 
@@ -332,7 +357,7 @@ static Napi::Value QueueBackwardCallback(const Napi::CallbackInfo& info) {
     throw Napi::Error::New(env, "queueBackwardCallback: no backward is running. Queue backward callbacks from a hook that runs during backward "
                                 "(sharding.addTensorGradHook, models.addGradientReadyHook)");
   }
-  g_finalCallbacks.push_back(std::make_shared<Napi::FunctionReference>(Napi::Persistent(info[0].As<Napi::Function>())));
+  g_finalCallbacks.push_back(std::make_shared<JsFunction>(Napi::Persistent(info[0].As<Napi::Function>())));
   return env.Undefined();
 }
 
@@ -358,7 +383,7 @@ auto MakeNode() {
 // saved inputs; JS recomputes the forward with grad enabled, runs a nested backward and
 // returns the inputs' gradients.
 struct CheckpointNode : torch::autograd::Node {
-  std::shared_ptr<Napi::FunctionReference> fn;
+  std::shared_ptr<JsFunction> fn;
   std::vector<at::Tensor> inputs;  // detached; requires_grad as the originals
   std::vector<uint32_t> versions;
   bool released = false;
@@ -436,7 +461,7 @@ static Napi::Value CheckpointAttach(const Napi::CallbackInfo& info) {
     node->versions.push_back(x._version());
     node->inputs.push_back(std::move(d));
   }
-  node->fn = std::make_shared<Napi::FunctionReference>(Napi::Persistent(info[2].As<Napi::Function>()));
+  node->fn = std::make_shared<JsFunction>(Napi::Persistent(info[2].As<Napi::Function>()));
   Napi::Array result = Napi::Array::New(env, outs.Length());
   for (uint32_t i = 0; i < outs.Length(); i++) {
     at::Tensor o = TensorWrap::Get(outs.Get(i), "checkpoint output").detach();
@@ -497,6 +522,15 @@ static Napi::Value IsGradEnabled(const Napi::CallbackInfo& info) {
 
 void InitAutograd(Napi::Env env, Napi::Object exports) {
   g_jsThread = std::this_thread::get_id();
+  // Release what hooks hold while the environment still exists (see g_envGone).
+  env.AddCleanupHook([]() {
+    for (auto& [id, r] : g_registrations) {
+      r.entry->removed = true;
+      r.entry->fn.Reset();
+    }
+    g_finalCallbacks.clear();
+    g_envGone = true;
+  });
   ACC_FN(exports, "addGradReadyHook", AddGradReadyHook);
   ACC_FN(exports, "backward", Backward);
   ACC_FN(exports, "addTensorGradHook", AddTensorGradHook);
