@@ -143,7 +143,7 @@ export function createFsdpStrategy<T = unknown, M = unknown>(plan: FsdpPlan): Fs
     unit.inBackward = true;
     unit.unshard();
     unit.prepareGradients();
-    if (plan.backwardPrefetch === 'BACKWARD_PRE') prefetchForBackward(state, unit);
+    if (plan.backwardPrefetch === 'BACKWARD_PRE' || plan.version === 2) prefetchForBackward(state, unit); // FSDP2 always prefetches
   };
 
   /** Start gathering the unit whose backward comes after `unit`'s (the one before it in forward). */
