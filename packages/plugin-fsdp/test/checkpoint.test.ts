@@ -74,7 +74,8 @@ const F = join(root, 'full-2');
 const Z = join(root, 'frozen-2');
 const mlpEnv = { FSDP_OPTIONS: MLP('SHARDED_STATE_DICT') };
 const trEnv = { MODEL: 'transformer', STRATEGY: 'HYBRID_SHARD', LOCAL_WORLD_SIZE: '2', FSDP_OPTIONS: TRANSFORMER };
-const fullEnv = { STRATEGY: 'SHARD_GRAD_OP', FSDP_OPTIONS: MLP('FULL_STATE_DICT') };
+// With a BatchNorm2d: persistent buffers (float32 running stats, an int64 scalar) go into model.safetensors too.
+const fullEnv = { MODEL: 'bn', STRATEGY: 'SHARD_GRAD_OP', FSDP_OPTIONS: MLP('FULL_STATE_DICT') };
 const frozenEnv = { FROZEN: '1', FSDP_OPTIONS: MLP('SHARDED_STATE_DICT') };
 const mlpSaved = () => run(2, mlpEnv, saveRun(A));
 const trSaved = () => run(4, trEnv, saveRun(T));
@@ -239,8 +240,9 @@ describe('FSDP SHARDED_STATE_DICT checkpoints (gloo, real processes)', () => {
 });
 
 describe('FSDP FULL_STATE_DICT and merge-weights', () => {
-  it('[B44] FULL_STATE_DICT: one model.safetensors (written by the main process only), readable by PyTorch with the same tensors; loadState resumes bit-identically', async (ctx) => {
+  it('[B44] FULL_STATE_DICT (SHARD_GRAD_OP, MLP with a BatchNorm2d): one model.safetensors (written by the main process only), readable by PyTorch with the same tensors and buffers; loadState resumes bit-identically', async (ctx) => {
     const ref = await run(2, fullEnv, saveRun(F));
+    expect(ref[0].snapshots.saved.params!['2.num_batches_tracked']).toMatchObject({ shape: [], dtype: 'int64' });
     const m = manifestOf(F);
     expect(m.contents.participants.fsdp_models).toEqual({ models: 1, stateDictType: 'FULL_STATE_DICT' });
     expect(Object.keys(m.files)).toContain('model.safetensors');
