@@ -153,7 +153,9 @@ export class LibtorchBackend implements Backend<Tensor, Module, Optimizer, LRSch
       model.loadStateDict(state, options);
     },
     moveModel: (model: Module, device: string, dtype?: CoreDType): void => {
-      model.to({ device, dtype: dtype as DType | undefined });
+      // Meta tensors (a model built without memory, e.g. on ranks other than 0 for FSDP's
+      // cpu_ram_efficient_loading) have no data to move: they stay placeholders until filled.
+      model.to({ device, dtype: dtype as DType | undefined }, { skipMeta: true });
     },
     setTrainingMode: (model: Module, training: boolean): void => {
       model.train(training);

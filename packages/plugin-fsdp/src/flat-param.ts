@@ -130,7 +130,8 @@ export class FlatUnit<T, M> {
     this.slots = raw.map((s) => {
       const a = Math.max(lo, s.offset);
       const b = Math.min(hi, s.offset + s.numel);
-      return { ...s, pieceOffset: Math.max(0, a - s.offset), pieceNumel: Math.max(0, b - a) };
+      const pieceNumel = Math.max(0, b - a);
+      return { ...s, pieceOffset: pieceNumel === 0 ? 0 : a - s.offset, pieceNumel };
     });
 
     const padded = this.chunk * S;

@@ -92,7 +92,10 @@ export function createFsdpStrategy<T = unknown, M = unknown>(plan: FsdpPlan): Fs
     return s;
   };
 
-  const leafOf = (param: T): T | undefined => {
+  /** Meta parameters given memory by sync_module_states, and the parameter objects that replaced them. */
+  const replaced = new Map<T, T>();
+  const leafOf = (given: T): T | undefined => {
+    const param = replaced.get(given) ?? given;
     for (const s of wrapped.values()) for (const u of s.units) {
       const leaf = u.leafOf.get(param);
       if (leaf !== undefined) return leaf;
@@ -221,6 +224,14 @@ export function createFsdpStrategy<T = unknown, M = unknown>(plan: FsdpPlan): Fs
 
     async wrapModel(model, ctx) {
       if (wrapped.has(model)) return model;
+      for (const { name, param } of walkTensors(model).params) {
+        if (backend.device(param) === 'meta' && !(plan.syncModuleStates && ctx.group)) {
+          throw new Error(
+            `Parameter "${name}" is on the meta device (created with initOnDevice('meta')); FSDP fills such parameters only from rank 0: set fsdp_sync_module_states (syncModuleStates: true), run several processes, and build the model with its weights on rank 0.`,
+          );
+        }
+      }
+      if (plan.syncModuleStates && ctx.group) await syncFromRank0(model, ctx);
       const { units: planned, ignored } = planUnits<M, T>(model, models, plan.autoWrap, plan.isIgnored, { numel: (t) => sharding.numel(t) });
       for (const u of planned) {
         for (const { name, param } of u.params) {
@@ -230,14 +241,8 @@ export function createFsdpStrategy<T = unknown, M = unknown>(plan: FsdpPlan): Fs
               `FSDP keeps float32 master weights, but parameter "${name}" is ${dt}. Load the model in float32 and choose the compute dtype with fsdp({ mixedPrecisionPolicy: 'bf16' }) (fsdp_config.mixed_precision_policy).`,
             );
           }
-          if (backend.device(param) === 'meta' && !plan.syncModuleStates) {
-            throw new Error(
-              `Parameter "${name}" is on the meta device (created with initOnDevice('meta')); FSDP can fill it only from rank 0: set fsdp_sync_module_states (syncModuleStates: true) and load the weights on rank 0.`,
-            );
-          }
         }
       }
-      if (plan.syncModuleStates && ctx.group) await broadcastFromRank0(model, planned, ctx);
       const compute = plan.mixedPrecision?.paramDtype ?? 'float32';
       const reduce = plan.mixedPrecision?.reduceDtype ?? compute;
       const shardDevice = plan.cpuOffload ? 'cpu' : ctx.device;
@@ -541,22 +546,39 @@ export function createFsdpStrategy<T = unknown, M = unknown>(plan: FsdpPlan): Fs
     return sum ** (1 / p);
   }
 
-  async function broadcastFromRank0(model: M, planned: ReturnType<typeof planUnits<M, T>>['units'], ctx: StrategyContext<T>): Promise<void> {
-    for (const u of planned) {
-      for (const { name, param } of u.params) {
-        let t = param;
-        if (backend.device(param) === 'meta') {
-          t = backend.emptyTensor!(backend.shape(param), backend.dtype(param), ctx.device);
-          sharding.setData(param, t);
+  /**
+   * sync_module_states: every parameter and buffer takes rank 0's values. A
+   * tensor on the meta device (cpu_ram_efficient_loading: ranks other than 0
+   * built the model without memory) is first given memory on this device;
+   * the module then holds a new parameter object, remembered in `replaced`
+   * so an optimizer built over the meta parameters still finds its shard.
+   */
+  async function syncFromRank0(model: M, ctx: StrategyContext<T>): Promise<void> {
+    const setModuleTensor = models.setModuleTensor;
+    const visit = async (m: M, prefix: string, seen: Set<M>) => {
+      if (seen.has(m)) return;
+      seen.add(m);
+      const own = models.ownTensors!(m);
+      const tensors = [...own.parameters.map(([n, t]) => ({ n, t })), ...own.buffers.map((b) => ({ n: b.name, t: b.tensor }))];
+      for (const { n, t } of tensors) {
+        let target = t;
+        if (backend.device(t) === 'meta') {
+          if (!setModuleTensor) throw new Error(`FSDP cannot give the meta tensor "${prefix}${n}" memory: the "${backend.name}" backend has no models.setModuleTensor().`);
+          target = backend.emptyTensor!(backend.shape(t), backend.dtype(t), ctx.device);
+          setModuleTensor(m, n, target);
+          const now = models.ownTensors!(m).parameters.find(([pn]) => pn === n)?.[1];
+          if (now !== undefined) replaced.set(t, now);
+          target = now ?? target;
         }
         try {
-          await ctx.group!.broadcast(t, 0).wait();
+          await ctx.group!.broadcast(target, 0).wait();
         } catch (e) {
-          throw new Error(`FSDP sync_module_states: broadcasting "${name}" from rank 0 failed: ${(e as Error).message}`);
+          throw new Error(`FSDP sync_module_states: broadcasting "${prefix}${n}" from rank 0 failed: ${(e as Error).message}`);
         }
       }
-    }
-    void model;
+      for (const [n, child] of models.namedChildren!(m)) await visit(child, `${prefix}${n}.`, seen);
+    };
+    await visit(model, '', new Set());
   }
 
   return strategy;

@@ -54,6 +54,12 @@ describe('FSDP options (2 processes, transformer, TransformerEncoderLayer units)
     expect(unsynced.param).toBeGreaterThan(1e-3);
   });
 
+  it('cpuRamEfficientLoading: a rank that built the model on the meta device (no memory) receives rank 0\'s weights', async () => {
+    const d = maxDiff(await ddp(), await fsdpWith({ syncModuleStates: true, cpuRamEfficientLoading: true }, { META_RANKS: '1' }));
+    expect(d.loss).toBeLessThanOrEqual(1e-5);
+    expect(d.param).toBeLessThanOrEqual(1e-5);
+  });
+
   it('SHARD_GRAD_OP and BACKWARD_POST prefetch: same numbers as DDP (1e-5)', async () => {
     const run = await train(2, { ...TRANSFORMER, STRATEGY: 'SHARD_GRAD_OP', FSDP_OPTIONS: JSON.stringify({ ...LAYERS, backwardPrefetch: 'BACKWARD_POST' }) });
     const d = maxDiff(await ddp(), run);

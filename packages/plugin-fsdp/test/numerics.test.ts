@@ -73,4 +73,13 @@ describe('FSDP on 4 processes', () => {
       expect(d.param, strategy).toBeLessThanOrEqual(1e-5);
     }
   }, 240_000);
+
+  it('[B64] FULL_SHARD, transformer with TransformerEncoderLayer units on 4 processes: equal to DDP within 1e-5', async () => {
+    const env = { MODEL: 'transformer' };
+    const ddp = await train(4, { ...env, STRATEGY: 'DDP' });
+    const fsdp = await train(4, { ...env, STRATEGY: 'FULL_SHARD', FSDP_OPTIONS: TRANSFORMER_WRAP });
+    const d = maxDiff(ddp, fsdp);
+    expect(d.loss).toBeLessThanOrEqual(1e-5);
+    expect(d.param).toBeLessThanOrEqual(1e-5);
+  }, 240_000);
 });

@@ -192,12 +192,14 @@ export abstract class Module {
 
   /**
    * Move and/or cast parameters and buffers in place (objects keep their identity, as
-   * `param.data = ...` in PyTorch). Floating dtypes only are cast.
+   * `param.data = ...` in PyTorch). Floating dtypes only are cast. With `skipMeta`,
+   * tensors on the `meta` device (no data to move) are left as they are.
    */
-  to(target: string | { device?: string; dtype?: DType }): this {
+  to(target: string | { device?: string; dtype?: DType }, options: { skipMeta?: boolean } = {}): this {
     const o = typeof target === 'string' ? (isDTypeName(target) ? { dtype: target as DType } : { device: target }) : target;
     noGrad(() => {
       for (const t of [...this.parameters(), ...this.buffers()]) {
+        if (options.skipMeta && t.device === 'meta') continue;
         const isFloat = /^(float|bfloat)/.test(t.dtype);
         const dtype = o.dtype && isFloat ? o.dtype : t.dtype;
         if (t.dtype === dtype && (!o.device || t.device === canonicalDevice(o.device))) continue;
