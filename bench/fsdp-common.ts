@@ -177,6 +177,12 @@ export interface RunOutput {
   torch?: string;
   strategy?: string;
   skipped?: string;
+  /** accelerate-ts runs: allocator bytes of every rank (bench/fsdp-train.ts). */
+  memory?: { gcExposed: boolean; ranks: Array<{ rank: number; baseline: number; afterTraining: number; beforePeakStep: number; stepPeak: number }> };
+  /** accelerate-ts runs under FSDP_BENCH_PROFILE=1: rank 0's ms per timed step by operation. */
+  profile?: Record<string, { msPerStep: number; callsPerStep: number }>;
+  /** Under FSDP_BENCH_PROFILE=1: rank 0's allocated bytes after each timed operation of the last timed step. */
+  memTrace?: Array<[string, number]>;
 }
 
 /**
@@ -243,7 +249,7 @@ export function runPython(python: string, mode: 'ddp' | 'fsdp1' | 'fsdp2', shard
 }
 
 /** accelerate-ts: `ddp` = the built-in strategy; `fsdp` = `new Accelerator({ plugins: [fsdp({ shardingStrategy })] })`. */
-export function runTs(mode: 'ddp' | 'fsdp', sharding: Sharding, s: RunSpec): Promise<RunOutput> {
-  const args = ['--import', 'tsx', TRAIN_SCRIPT, '--model', s.model, '--mode', mode, '--sharding', sharding, '--init', s.init, '--data', s.data, '--steps', String(s.steps), '--warmup', String(s.warmup), '--lr', String(s.lr), '--optim', s.optim ?? 'adamw', '--out', s.out];
-  return runRanks(process.execPath, args, s.world, s.out);
+export function runTs(mode: 'ddp' | 'fsdp', sharding: Sharding, s: RunSpec, extraEnv: Record<string, string> = {}): Promise<RunOutput> {
+  const args = ['--expose-gc', '--import', 'tsx', TRAIN_SCRIPT, '--model', s.model, '--mode', mode, '--sharding', sharding, '--init', s.init, '--data', s.data, '--steps', String(s.steps), '--warmup', String(s.warmup), '--lr', String(s.lr), '--optim', s.optim ?? 'adamw', '--out', s.out];
+  return runRanks(process.execPath, args, s.world, s.out, extraEnv);
 }

@@ -18,6 +18,21 @@
  *
  * Rank 0 writes --out (json: per-step global mean loss, steps/s of the timed steps) and the
  * final full parameters (`accelerator.getStateDict`, gathered) next to it as .safetensors.
+ *
+ * Memory (every rank, gathered into --out `memory.ranks`), from the backend's allocator counters
+ * (`accelerator.backend.memory.info('cpu')`: bytes held by live tensor storages):
+ *   baseline       after the data is loaded, before the model is built (after global.gc() and an
+ *                  event-loop turn when node runs with --expose-gc, as runTs starts it)
+ *   afterTraining  after the last step, gc'd the same way: parameters, their shards, gradients,
+ *                  optimizer state and whatever the strategy keeps between steps
+ *   stepPeak       peakAllocated during the last timed step (memory.resetPeak('cpu') right before it)
+ *
+ * FSDP_BENCH_PROFILE=1 (fsdp mode): times, over the timed steps, the plugin's unit operations (the
+ * FlatUnit methods its hooks call: unshard, startGather, reshard, prepareGradients, startReduce,
+ * finishReduce), the synchronous waits on the process group's collectives (allGatherInto,
+ * reduceScatterInto, …: Work.waitSync) and the loop's phases (forward, backward, optimizer step,
+ * zeroGrad), by wrapping those methods from this script (the plugin is not changed); rank 0's
+ * totals go to --out `profile` (ms per step). Overlaps: a wait is inside the unit method that called it.
  */
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -64,8 +79,13 @@ await accelerator.ready();
 const rank = accelerator.processIndex;
 const world = accelerator.numProcesses;
 
-const model = buildModel(torch, modelName);
-model.loadStateDict(parseSafetensors(readFileSync(a.init!)).tensors(), { strict: true });
+const mem = accelerator.backend.memory as { info(d: string): { allocated: number; peakAllocated?: number }; resetPeak?(d: string): void } | undefined;
+const gcNow = async () => {
+  (globalThis as { gc?: () => void }).gc?.();
+  await new Promise((r) => setImmediate(r));
+  (globalThis as { gc?: () => void }).gc?.();
+};
+
 const data = parseSafetensors(readFileSync(a.data!)).tensors();
 const inputs = torch.keep(torch.fromTypedArray(data.inputs!.data as Float32Array, [...data.inputs!.shape], 'float32'));
 const targets = torch.keep(torch.fromTypedArray(data.targets!.data as BigInt64Array, [...data.targets!.shape], 'int64'));
@@ -74,6 +94,11 @@ if (G % world !== 0) throw new Error(`global batch ${G} is not divisible by ${wo
 const b = G / world;
 const xs = Array.from({ length: nBatches }, (_, i) => torch.keep(inputs.select(0, i).narrow(0, rank * b, b).contiguous()));
 const ys = Array.from({ length: nBatches }, (_, i) => torch.keep(targets.select(0, i).narrow(0, rank * b, b).contiguous()));
+await gcNow();
+const baseline = mem?.info('cpu').allocated ?? NaN;
+
+const model = buildModel(torch, modelName);
+model.loadStateDict(parseSafetensors(readFileSync(a.init!)).tensors(), { strict: true });
 
 const opt0 =
   a.optim === 'sgd'
@@ -82,14 +107,57 @@ const opt0 =
 const [m, opt] = await accelerator.prepare(model, opt0);
 const losses: torch.Tensor[] = [];
 
+// ---- FSDP_BENCH_PROFILE=1: timing around the plugin's unit operations and collectives ----
+const profiling = process.env.FSDP_BENCH_PROFILE === '1';
+const prof = new Map<string, { ms: number; calls: number }>();
+let profOn = false;
+// During the last timed step: the bytes allocated after each timed operation (where the step's peak comes from).
+let memTrace: Array<[string, number]> | undefined;
+const timed = <R>(name: string, fn: () => R): R => {
+  if (!profOn) return fn();
+  const t = process.hrtime.bigint();
+  try {
+    return fn();
+  } finally {
+    const e = prof.get(name) ?? { ms: 0, calls: 0 };
+    e.ms += Number(process.hrtime.bigint() - t) / 1e6;
+    e.calls++;
+    prof.set(name, e);
+    if (memTrace && mem) memTrace.push([name, mem.info('cpu').allocated]);
+  }
+};
+if (profiling && a.mode === 'fsdp') {
+  const st = (accelerator.strategy as unknown as { stateOf(m: unknown): { units: Array<{ comm: { shardGroup?: Record<string, unknown> } }> } }).stateOf(m);
+  const unitProto = Object.getPrototypeOf(st.units[0]) as Record<string, (...x: unknown[]) => unknown>;
+  for (const k of ['unshard', 'startGather', 'reshard', 'prepareGradients', 'startReduce', 'finishReduce']) {
+    const orig = unitProto[k]!;
+    unitProto[k] = function (this: unknown, ...x: unknown[]) {
+      return timed(`unit.${k}`, () => orig.apply(this, x));
+    };
+  }
+  const group = st.units[0]!.comm.shardGroup;
+  if (group) {
+    for (const k of ['allGatherInto', 'allGather', 'reduceScatterInto', 'reduceScatter', 'allReduce']) {
+      const orig = group[k] as ((...x: unknown[]) => { waitSync?: () => unknown }) | undefined;
+      if (typeof orig !== 'function') continue;
+      group[k] = (...x: unknown[]) => {
+        const work = timed(`issue ${k}`, () => orig.apply(group, x));
+        const w = work.waitSync;
+        if (w) work.waitSync = () => timed(`wait ${k}`, () => w.call(work));
+        return work;
+      };
+    }
+  }
+}
+
 const step = (s: number) => {
   const i = s % nBatches;
   return accelerator.accumulate(m, () =>
     torch.tidy(() => {
-      const loss = torch.nn.functional.crossEntropy(m.forward(xs[i]!), ys[i]!);
-      accelerator.backward(loss);
-      opt.step();
-      opt.zeroGrad();
+      const loss = timed('phase forward+loss', () => torch.nn.functional.crossEntropy(m.forward(xs[i]!), ys[i]!));
+      timed('phase backward', () => accelerator.backward(loss));
+      timed('phase opt.step', () => opt.step());
+      timed('phase opt.zeroGrad', () => opt.zeroGrad());
       losses.push(torch.keep(loss.detach()));
     }),
   );
@@ -97,10 +165,27 @@ const step = (s: number) => {
 
 for (let s = 0; s < warmup; s++) await step(s);
 await accelerator.waitForEveryone();
+profOn = profiling;
 const t0 = process.hrtime.bigint();
-for (let s = warmup; s < warmup + steps; s++) await step(s);
+let stepPeak = NaN;
+let profMemTrace: Array<[string, number]> | undefined;
+let beforePeakStep = NaN;
+for (let s = warmup; s < warmup + steps; s++) {
+  if (s === warmup + steps - 1 && mem?.resetPeak) {
+    beforePeakStep = mem.info('cpu').allocated;
+    mem.resetPeak('cpu');
+    if (profiling) memTrace = [['step start', beforePeakStep]];
+  }
+  await step(s);
+  if (s === warmup + steps - 1) stepPeak = mem?.info('cpu').peakAllocated ?? NaN;
+  memTrace = memTrace && profOn ? (profMemTrace = memTrace, undefined) : undefined;
+}
 await accelerator.waitForEveryone();
 const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+profOn = false;
+await gcNow();
+const afterTraining = mem?.info('cpu').allocated ?? NaN;
+const memoryRanks = await accelerator.gatherObject({ rank, baseline, afterTraining, beforePeakStep, stepPeak });
 
 // Global mean loss of each step: the mean over ranks (every rank has b rows).
 const curve = (await accelerator.reduce(torch.stack(losses), 'mean')) as torch.Tensor;
@@ -124,6 +209,11 @@ if (accelerator.isMainProcess) {
       params: paramsFile,
       torch: `libtorch ${torch.version}`,
       strategy: accelerator.distributedType,
+      memory: { gcExposed: typeof (globalThis as { gc?: unknown }).gc === 'function', ranks: memoryRanks },
+      profile: profiling
+        ? Object.fromEntries([...prof].sort((x, y) => y[1].ms - x[1].ms).map(([k, v]) => [k, { msPerStep: Math.round((v.ms / steps) * 1000) / 1000, callsPerStep: v.calls / steps }]))
+        : undefined,
+      memTrace: profMemTrace,
     }),
   );
 }

@@ -23,6 +23,14 @@
  * py-ddp-same-libtorch: Python DDP on the addon's own libtorch (Debian's python3-torch 1.13 for
  * the system build; BENCH_SAME_LIBTORCH_PYTHON=<python>), when one is installed: ours against
  * Python on the same kernels.
+ * Memory (ts-ddp vs ts-fsdp, first repetition, every rank; bench/fsdp-train.ts): the backend's
+ * allocator counters (accelerator.backend.memory.info('cpu')) after training (after global.gc()
+ * and an event-loop turn), and the peak of the last timed step (memory.resetPeak('cpu') before
+ * it); both also less the baseline (data loaded, no model yet), and the ratios FSDP/DDP.
+ * Profile (BENCH_PROFILE=0 turns it off): one more ts-fsdp run per model with FSDP_BENCH_PROFILE=1,
+ * rank 0's ms per step in the plugin's unit operations, the collectives' issue and wait, and the
+ * loop's phases, and the bytes allocated after each of them in the last step (its throughput is
+ * not counted: the wrappers cost a little).
  * Writes bench/results/fsdp.json and fsdp.md (or $BENCH_OUT{,.md}).
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -123,7 +131,40 @@ async function main(): Promise<void> {
       }
       const stepsPerSec = Object.fromEntries((['ts-ddp', 'ts-fsdp', 'py-ddp', 'py-fsdp1', 'py-fsdp2', ...(sameLibtorch ? ['py-ddp-same-libtorch' as const] : [])] as Side[]).map((s) => [s, sps(s) !== undefined ? round(sps(s)!) : (skipped[s] ?? 'skipped: no Python with torch')]));
       const ref = best('py-ddp') ?? best('ts-ddp')!;
-      results[model] = { stepsPerSec, ratios, maxAbsDiff: diffs, allWithinTolerance: Object.values(diffs).every((d) => d.ok), firstLoss: ref.losses[0], lastLoss: ref.losses.at(-1) };
+
+      // Per-rank memory of our two sides (first repetition), and the ratios FSDP/DDP.
+      const MB = (x: number) => round(x / 2 ** 20, 2);
+      const memOf = (side: Side) => runs[side]?.[0]?.memory?.ranks.map((r) => ({
+        rank: r.rank,
+        afterTrainingMB: MB(r.afterTraining),
+        afterTrainingLessBaselineMB: MB(r.afterTraining - r.baseline),
+        stepPeakMB: MB(r.stepPeak),
+        stepPeakLessBaselineMB: MB(r.stepPeak - r.baseline),
+        baselineMB: MB(r.baseline),
+      }));
+      const memDdp = memOf('ts-ddp');
+      const memFsdp = memOf('ts-fsdp');
+      const maxOf = (m: NonNullable<ReturnType<typeof memOf>>, k: 'afterTrainingMB' | 'afterTrainingLessBaselineMB' | 'stepPeakMB' | 'stepPeakLessBaselineMB') => Math.max(...m.map((r) => r[k]));
+      const memRatios =
+        memDdp && memFsdp
+          ? Object.fromEntries(
+              (['afterTrainingMB', 'afterTrainingLessBaselineMB', 'stepPeakMB', 'stepPeakLessBaselineMB'] as const).map((k) => [k.replace(/MB$/, ''), round(maxOf(memFsdp, k) / maxOf(memDdp, k))]),
+            )
+          : null;
+      const memory = { 'ts-ddp': memDdp ?? null, 'ts-fsdp': memFsdp ?? null, fsdpOverDdp: memRatios };
+
+      // Where one ts-fsdp step's time and memory go (a separate, instrumented run).
+      let profile: { stepsPerSec: number; msPerStep: RunOutput['profile']; memTraceMB: Array<[string, number]> | undefined } | string | undefined;
+      if (plugin.fsdp && process.env.BENCH_PROFILE !== '0' && !skipped['ts-fsdp']) {
+        try {
+          const r = await runTs('fsdp', SHARDING, spec('ts-fsdp', 99), { FSDP_BENCH_PROFILE: '1' });
+          profile = { stepsPerSec: round(r.stepsPerSec), msPerStep: r.profile, memTraceMB: r.memTrace?.map(([k, v]) => [k, MB(v)]) };
+          process.stderr.write(`${model} ts-fsdp profiled: ${r.stepsPerSec.toFixed(2)} steps/s\n`);
+        } catch (e) {
+          profile = `failed: ${(e as Error).message.slice(0, 300)}`;
+        }
+      }
+      results[model] = { stepsPerSec, ratios, memory, profile, maxAbsDiff: diffs, allWithinTolerance: Object.values(diffs).every((d) => d.ok), firstLoss: ref.losses[0], lastLoss: ref.losses.at(-1) };
 
       md.push(`### ${model}`, '', '| side | steps/s |', '|---|---|');
       for (const [s, v] of Object.entries(stepsPerSec)) md.push(`| ${s} | ${v} |`);
@@ -132,6 +173,17 @@ async function main(): Promise<void> {
       md.push('', `| pair | loss curve | final params | params without attention key bias | attention key bias | ≤ ${TOLERANCE} |`, '|---|---|---|---|---|---|');
       const e = (x: number) => (x === 0 ? '0' : x.toExponential(2));
       for (const [k, d] of Object.entries(diffs)) md.push(`| ${k} | ${e(d.lossCurve)} | ${e(d.params)} | ${e(d.paramsExclKeyBias)} | ${model === 'transformer' ? e(d.keyBias) : 'n/a'} | ${d.ok ? 'yes' : 'NO'} |`);
+      if (memDdp || memFsdp) {
+        md.push('', 'Per-rank CPU memory, MiB (allocator counters; "less baseline" = minus the bytes held before the model was built: data only):', '', '| side | rank | after training | after training less baseline | peak of a step | peak less baseline |', '|---|---|---|---|---|---|');
+        for (const [side, m] of [['ts-ddp', memDdp], ['ts-fsdp', memFsdp]] as const) for (const r of m ?? []) md.push(`| ${side} | ${r.rank} | ${r.afterTrainingMB} | ${r.afterTrainingLessBaselineMB} | ${r.stepPeakMB} | ${r.stepPeakLessBaselineMB} |`);
+        if (memRatios) md.push(`| FSDP/DDP (max over ranks) | | ${memRatios.afterTraining} | ${memRatios.afterTrainingLessBaseline} | ${memRatios.stepPeak} | ${memRatios.stepPeakLessBaseline} |`);
+      }
+      if (typeof profile === 'string') md.push('', `Profile: ${profile}`);
+      else if (profile) {
+        md.push('', `Profile of ts-fsdp (rank 0, separate instrumented run, ${profile.stepsPerSec} steps/s): ms per timed step; unit.* are the plugin's FlatUnit methods (they contain the collectives' issue/wait), phase * the training loop's.`, '', '| operation | ms/step | calls/step |', '|---|---|---|');
+        for (const [k, v] of Object.entries(profile.msPerStep ?? {})) md.push(`| ${k} | ${v.msPerStep} | ${v.callsPerStep} |`);
+        if (profile.memTraceMB) md.push('', `Allocated MiB after each operation of the last step: ${profile.memTraceMB.map(([k, v]) => `${k} ${v}`).join(' → ')}`);
+      }
       md.push('');
     }
   } finally {
@@ -158,7 +210,7 @@ async function main(): Promise<void> {
       '"ok" = loss curve and parameters without the attention key-projection bias ≤ the tolerance: that bias (middle third of self_attn.in_proj_bias) has a zero gradient in exact arithmetic, so each side trains it on rounding noise that AdamW normalises to updates of ~lr/10 per step; it is shown apart (two torch versions differ there as much). ' +
       'The Python FSDP sides equal Python DDP bitwise; ts-fsdp against ts-ddp should be 0 everywhere. py-ddp-same-libtorch is Python DDP on the addon\'s own libtorch (Debian python3-torch), when installed.',
     '',
-    `Machine: ${result.machine.cpus} × ${result.machine.model}, load ${result.machine.loadavg.join(' ')}. Addon libtorch ${torch.version}; Python torch ${py.torch ?? 'n/a'}. Plugin: ${plugin.fsdp ? plugin.from : plugin.reason}. Whole run ${result.wallSeconds} s.`,
+    `Machine: ${result.machine.cpus} × ${result.machine.model}, load ${result.machine.loadavg.join(' ')} (1/5/15 min, at the end; ${result.machine.cpus} ranks of 2 threads each on ${result.machine.cpus} cores: with other work on the machine, steps/s swing by tens of percent between runs and reps — compare within a run, best of the reps). Addon libtorch ${torch.version}; Python torch ${py.torch ?? 'n/a'}. Plugin: ${plugin.fsdp ? plugin.from : plugin.reason}. Whole run ${result.wallSeconds} s.`,
     '',
   ];
   writeFileSync(outFile.replace(/\.json$/, '') + '.md', [...header, ...md].join('\n'));

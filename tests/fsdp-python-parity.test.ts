@@ -7,6 +7,8 @@
  *   transformer (2 encoder layers as units), AdamW    vs Python FSDP1 (FullyShardedDataParallel, auto-wrap)
  *   mlp, SGD momentum 0.9, SHARD_GRAD_OP             vs Python FSDP2 (reshard_after_forward False);
  *     SGD sees the gradients' scale, which AdamW normalises away (a sum in place of a mean passes AdamW)
+ *   transformer, SGD momentum 0.9, SHARD_GRAD_OP     vs Python FSDP2 (each layer fully_shard, then the root)
+ *   mlp, AdamW, SHARD_GRAD_OP                        vs Python FSDP1 (ShardingStrategy.SHARD_GRAD_OP)
  *
  * >>> SWITCH: the accelerate-ts side runs `--mode fsdp` (new Accelerator({ plugins: [fsdp({...})] }))
  * as soon as `@accelerate/plugin-fsdp` exports `fsdp` (its dist, else packages/plugin-fsdp/src/index.ts:
@@ -51,10 +53,12 @@ describe.skipIf(!py.python)('FSDP parity with Python torch (2 processes)', () =>
     { name: 'mlp, AdamW, FULL_SHARD vs FSDP2', model: 'mlp', optim: 'adamw', lr: 1e-4, sharding: 'FULL_SHARD', python: 'fsdp2' },
     { name: 'transformer, AdamW, FULL_SHARD (layers as units) vs FSDP1', model: 'transformer', optim: 'adamw', lr: 1e-4, sharding: 'FULL_SHARD', python: 'fsdp1' },
     { name: 'mlp, SGD momentum, SHARD_GRAD_OP vs FSDP2', model: 'mlp', optim: 'sgd', lr: 0.01, sharding: 'SHARD_GRAD_OP', python: 'fsdp2' },
+    { name: 'transformer, SGD momentum, SHARD_GRAD_OP (layers as units) vs FSDP2', model: 'transformer', optim: 'sgd', lr: 0.01, sharding: 'SHARD_GRAD_OP', python: 'fsdp2' },
+    { name: 'mlp, AdamW, SHARD_GRAD_OP vs FSDP1', model: 'mlp', optim: 'adamw', lr: 1e-4, sharding: 'SHARD_GRAD_OP', python: 'fsdp1' },
   ];
   for (const c of cases) {
     it(`${c.name} (ours: ${TS_MODE})`, { timeout: 300_000 }, async () => {
-      const spec = (tag: string): RunSpec => ({ model: c.model, ...files[c.model]!, steps: STEPS, warmup: WARMUP, lr: c.lr, world: 2, optim: c.optim, out: join(dir, `${c.model}-${c.optim}-${tag}.json`) });
+      const spec = (tag: string): RunSpec => ({ model: c.model, ...files[c.model]!, steps: STEPS, warmup: WARMUP, lr: c.lr, world: 2, optim: c.optim, out: join(dir, `${c.model}-${c.optim}-${c.sharding}-${tag}.json`) });
       const [ours, theirs] = await Promise.all([runTs(TS_MODE, c.sharding, spec(`ts-${TS_MODE}`)), runPython(py.python!, c.python, c.sharding, spec(`py-${c.python}`))]);
       expect(ours.skipped, 'the accelerate-ts run was skipped').toBeUndefined();
       if (TS_MODE === 'fsdp') expect(ours.strategy).toBe('FSDP');
