@@ -162,6 +162,9 @@ export function createFsdpStrategy<T = unknown, M = unknown>(plan: FsdpPlan): Fs
   };
 
   const gradientsReady = (state: FsdpModel<T, M>, unit: FlatUnit<T, M>) => {
+    // Every use of the unit's parameters is behind us (each parameter's gradient is complete),
+    // the root's included: release them before the reduction allocates its buffers.
+    unit.reshard();
     if (state.syncGradients || state.forceSync) {
       // One reduction in flight at a time: its buffers go before the next unit's are made.
       if (state.inFlight && state.inFlight !== unit) state.inFlight.finishReduce();
@@ -169,7 +172,6 @@ export function createFsdpStrategy<T = unknown, M = unknown>(plan: FsdpPlan): Fs
       state.inFlight = unit;
     }
     if (plan.backwardPrefetch === 'BACKWARD_POST') prefetchForBackward(state, unit);
-    if (unit !== state.root) unit.reshard();
   };
 
   const finishBackward = (state: FsdpModel<T, M>) => {

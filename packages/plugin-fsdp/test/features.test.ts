@@ -2,6 +2,7 @@
 import { describe, it, expect } from 'vitest';
 import { fileURLToPath } from 'node:url';
 import { runRanks, runRanksOk } from './fixtures/spawn-ranks.js';
+import { maxDiff } from './fixtures/compare.js';
 
 const worker = fileURLToPath(new URL('./fixtures/train-worker.ts', import.meta.url));
 const TRANSFORMER = { MODEL: 'transformer', STEPS: '10' };
@@ -17,13 +18,6 @@ const ddp = () => train(2, { ...TRANSFORMER, STRATEGY: 'DDP' });
 const fsdpWith = (options: object, extra: Record<string, string> = {}) =>
   train(2, { ...TRANSFORMER, ...extra, STRATEGY: 'FULL_SHARD', FSDP_OPTIONS: JSON.stringify({ ...LAYERS, ...options }) });
 
-function maxDiff(a: Array<Record<string, any>>, b: Array<Record<string, any>>): { loss: number; param: number } {
-  let loss = 0;
-  (a[0].losses as number[]).forEach((v, i) => (loss = Math.max(loss, Math.abs(v - b[0].losses[i]))));
-  let param = 0;
-  for (const [k, v] of Object.entries(a[0].params as Record<string, number[]>)) v.forEach((x, i) => (param = Math.max(param, Math.abs(x - b[0].params[k][i]))));
-  return { loss, param };
-}
 
 describe('FSDP options (2 processes, transformer, TransformerEncoderLayer units)', () => {
   it('activationCheckpointing: layers recompute their activations in backward; same numbers as DDP (1e-5)', async () => {

@@ -4,6 +4,7 @@
 import { describe, it, expect } from 'vitest';
 import { fileURLToPath } from 'node:url';
 import { runRanksOk } from './fixtures/spawn-ranks.js';
+import { maxDiff } from './fixtures/compare.js';
 
 const worker = fileURLToPath(new URL('./fixtures/train-worker.ts', import.meta.url));
 
@@ -15,19 +16,6 @@ function train(world: number, env: Record<string, string>): Promise<Run> {
   return cache.get(key)!;
 }
 
-function maxDiff(a: Run, b: Run): { loss: number; param: number } {
-  const la = a[0].losses as number[];
-  const lb = b[0].losses as number[];
-  expect(la.length).toBe(lb.length);
-  let loss = 0;
-  la.forEach((v, i) => (loss = Math.max(loss, Math.abs(v - lb[i]))));
-  const pa = a[0].params as Record<string, number[]>;
-  const pb = b[0].params as Record<string, number[]>;
-  expect(Object.keys(pa).sort()).toEqual(Object.keys(pb).sort());
-  let param = 0;
-  for (const k of Object.keys(pa)) pa[k].forEach((v, i) => (param = Math.max(param, Math.abs(v - pb[k][i]))));
-  return { loss, param };
-}
 
 const MLP_WRAP = JSON.stringify({ autoWrapPolicy: { minNumParams: 1000 } });
 const TRANSFORMER_WRAP = JSON.stringify({ autoWrapPolicy: { transformerLayerClasses: ['TransformerEncoderLayer'] } });
@@ -79,7 +67,9 @@ describe('FSDP on 4 processes', () => {
     const ddp = await train(4, { ...env, STRATEGY: 'DDP' });
     const fsdp = await train(4, { ...env, STRATEGY: 'FULL_SHARD', FSDP_OPTIONS: TRANSFORMER_WRAP });
     const d = maxDiff(ddp, fsdp);
+    console.log(`4 processes, transformer FULL_SHARD vs DDP: loss ${d.loss.toExponential(2)}, parameters ${d.param.toExponential(2)}, attention key bias ${d.keyBias.toExponential(2)}`);
     expect(d.loss).toBeLessThanOrEqual(1e-5);
     expect(d.param).toBeLessThanOrEqual(1e-5);
+    expect(d.keyBias).toBeLessThan(1e-3); // trained on rounding noise only (fixtures/compare.ts)
   }, 240_000);
 });
