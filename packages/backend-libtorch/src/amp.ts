@@ -18,7 +18,16 @@ export function autocast<R>(precision: MixedPrecision, fn: () => R, options: { e
       `autocast: precision '${precision}' is not supported on CPU by libtorch ${native.torchVersion}; use 'bf16' (fp16 and fp8 need a CUDA build)`,
     );
   }
-  const prev = native.setAutocast(enabled, 'bfloat16');
+  return withAutocastState({ enabled, dtype: 'bfloat16' }, fn);
+}
+
+/**
+ * Run `fn` with the autocast state `state` (as `autocast` sets it, or as saved by an
+ * activation checkpoint to recompute under the same state), restoring the previous one.
+ * @internal
+ */
+export function withAutocastState<R>(state: { enabled: boolean; dtype: string }, fn: () => R): R {
+  const prev = native.setAutocast(state.enabled, state.dtype);
   native.autocastEnter();
   try {
     return fn();

@@ -7,6 +7,7 @@
  */
 import type { HookHandle, ShardingCapability } from '@accelerate/core';
 import { native, type NativeHandle } from './native.js';
+import { withAutocastState } from './amp.js';
 import { Module, Parameter } from './nn/module.js';
 import { enableGrad, forEachTensor, noGrad, Tensor, tidy, untracked } from './tensor.js';
 
@@ -39,16 +40,6 @@ function autocastState(): { enabled: boolean; dtype: string } {
   return prev;
 }
 
-function withAutocastState<R>(state: { enabled: boolean; dtype: string }, fn: () => R): R {
-  const prev = native.setAutocast(state.enabled, state.dtype);
-  native.autocastEnter();
-  try {
-    return fn();
-  } finally {
-    native.autocastExit();
-    native.setAutocast(prev.enabled, prev.dtype);
-  }
-}
 
 /**
  * One checkpointed call of `module`'s forward: runs it (with its forward hooks)

@@ -550,7 +550,8 @@ function setOwn<T>(obj: Record<string, T>, key: string, value: T): void {
   Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
 }
 
-function swapBytes(bytes: Uint8Array, width: number): void {
+/** Reverse the byte order of each `width`-byte element in place (big-endian hosts). @internal */
+export function swapBytes(bytes: Uint8Array, width: number): void {
   if (width <= 1) return;
   for (let i = 0; i + width <= bytes.length; i += width) {
     for (let a = i, b = i + width - 1; a < b; a++, b--) {

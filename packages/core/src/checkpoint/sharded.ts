@@ -44,7 +44,7 @@ import { convertFileSizeToInt } from '../utils/size.js';
 import type { ProgressBarOptions } from '../utils/progress.js';
 import { pathExists, writeFileAtomic } from './atomic.js';
 import { CheckpointError, MANIFEST_NAME, readManifest, verifyFile, type CheckpointManifest } from './manifest.js';
-import { SAFETENSORS_DTYPES, SafetensorsFile, compareCodePoints, hostDTypeToSafetensors, type SafetensorsTensorInfo } from './safetensors.js';
+import { SAFETENSORS_DTYPES, SafetensorsFile, compareCodePoints, hostDTypeToSafetensors, swapBytes, type SafetensorsTensorInfo } from './safetensors.js';
 import { SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_PATTERN_NAME, checkpointBar, pythonJsonDumps } from './save-model.js';
 
 /** `format` of a sharded set's `index.json`. */
@@ -494,16 +494,6 @@ async function readAt(fh: fsp.FileHandle, target: Uint8Array, position: number, 
   }
 }
 
-function swapBytes(bytes: Uint8Array, width: number): void {
-  if (width <= 1) return;
-  for (let i = 0; i + width <= bytes.length; i += width) {
-    for (let a = i, b = i + width - 1; a < b; a++, b--) {
-      const t = bytes[a];
-      bytes[a] = bytes[b];
-      bytes[b] = t;
-    }
-  }
-}
 
 class ShardedSet implements ShardedTensorSet {
   readonly worldSize: number;
