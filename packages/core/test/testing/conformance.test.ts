@@ -31,8 +31,8 @@ describe('the conformance suite catches broken backends', () => {
   it('registers the expected tests, including one round-trip test per claimed dtype', () => {
     const names = collect(() => new ReferenceBackend()).map((t) => t.name);
     expect(names.filter((n) => n.includes('round-trips')).length).toBe(8);
-    // capabilities, tensors, randomness, memory, models/autograd/optimizers, optional capabilities
-    expect(names.length).toBe(5 + 8 + 7 + 3 + 2 + 8 + 7);
+    // capabilities (training + 5 optional: precision, memory, communication, dataParallel, sharding), tensors, randomness, memory, models/autograd/optimizers, optional capabilities
+    expect(names.length).toBe(6 + 8 + 7 + 3 + 2 + 8 + 7);
     expect(names[0]).toBe('backend conformance: broken > capabilities > has the models, autograd, optimizers and rng handlers training needs, each with its required methods');
     expect(names).toContain('backend conformance: broken > tensors > fromHost/toHost round-trips float32 exactly (matrix, scalar, empty)');
   });
@@ -44,7 +44,7 @@ describe('the conformance suite catches broken backends', () => {
       it: (n) => tests.push(n),
       expect: expect as unknown as ConformanceTestApi['expect'],
     });
-    expect(tests.length).toBe(5 + 1 + 7 + 1 + 2);
+    expect(tests.length).toBe(6 + 1 + 7 + 1 + 2);
   });
 
   it('flags each broken method in the test that covers it, and only there', async () => {
