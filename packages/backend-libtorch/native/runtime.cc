@@ -52,15 +52,29 @@ static Napi::Value GetNumThreads(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), at::get_num_threads());
 }
 
+// CPU autocast state. libtorch 2.4 moved to per-device calls and warns (once per
+// process, on stderr) when the CPU-specific ones are used.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+static bool CpuAutocastEnabled() { return at::autocast::is_autocast_enabled(at::kCPU); }
+static at::ScalarType CpuAutocastDtype() { return at::autocast::get_autocast_dtype(at::kCPU); }
+static void SetCpuAutocastDtype(at::ScalarType t) { at::autocast::set_autocast_dtype(at::kCPU, t); }
+static void SetCpuAutocastEnabled(bool on) { at::autocast::set_autocast_enabled(at::kCPU, on); }
+#else
+static bool CpuAutocastEnabled() { return at::autocast::is_cpu_enabled(); }
+static at::ScalarType CpuAutocastDtype() { return at::autocast::get_autocast_cpu_dtype(); }
+static void SetCpuAutocastDtype(at::ScalarType t) { at::autocast::set_autocast_cpu_dtype(t); }
+static void SetCpuAutocastEnabled(bool on) { at::autocast::set_cpu_enabled(on); }
+#endif
+
 // setAutocast(enabled, dtype) -> previous { enabled, dtype } ; CPU autocast.
 static Napi::Value SetAutocast(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object prev = Napi::Object::New(env);
-  prev.Set("enabled", Napi::Boolean::New(env, at::autocast::is_cpu_enabled()));
-  prev.Set("dtype", Napi::String::New(env, DTypeName(at::autocast::get_autocast_cpu_dtype())));
+  prev.Set("enabled", Napi::Boolean::New(env, CpuAutocastEnabled()));
+  prev.Set("dtype", Napi::String::New(env, DTypeName(CpuAutocastDtype())));
   bool enable = info[0].ToBoolean().Value();
-  if (info.Length() > 1 && !info[1].IsUndefined()) at::autocast::set_autocast_cpu_dtype(ParseDType(env, info[1]));
-  at::autocast::set_cpu_enabled(enable);
+  if (info.Length() > 1 && !info[1].IsUndefined()) SetCpuAutocastDtype(ParseDType(env, info[1]));
+  SetCpuAutocastEnabled(enable);
   return prev;
 }
 
