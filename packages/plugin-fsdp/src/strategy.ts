@@ -497,20 +497,24 @@ export function createFsdpStrategy<T = unknown, M = unknown>(plan: FsdpPlan): Fs
   function clipShardedGradNorm(params: T[], maxNorm: number, normType: number): number {
     const p = normType;
     const inf = !Number.isFinite(p);
-    const grads: T[] = [];
     let replicated = 0; // ignored (whole, unsynchronised) parameters' contribution, counted once per world
     const units = new Set<FlatUnit<T, M>>();
     for (const param of params) {
-      const leaf = leafOf(param) ?? param;
-      const g = sharding.grad(leaf);
+      if (leafOf(param) !== undefined) continue; // sharded: counted through its unit's gradient shard
+      const g = sharding.grad(param);
       if (g === null) continue;
-      grads.push(g);
-      if (leaf === param) {
-        const v = normOf(g, p);
-        replicated = inf ? Math.max(replicated, v) : replicated + v ** p;
+      const v = normOf(g, p);
+      backend.dispose?.(g);
+      replicated = inf ? Math.max(replicated, v) : replicated + v ** p;
+    }
+    // Units holding some of `params` whose shard gradients are current (none between a
+    // non-synchronising micro-step's backward and the synchronising one).
+    for (const s of wrapped.values()) {
+      for (const u of s.units) {
+        const mine = u.leaves.some((l) => params.includes(l) || params.some((q) => u.leafOf.get(q) === l));
+        if (mine && u.leaves.some((l) => hasGrad(l))) units.add(u);
       }
     }
-    for (const s of wrapped.values()) for (const u of s.units) if (u.leaves.some((l) => params.includes(l) || params.some((q) => u.leafOf.get(q) === l))) units.add(u);
     let local = 0;
     for (const u of units) {
       const v = normOf(u.gradShard, p);
@@ -532,6 +536,13 @@ export function createFsdpStrategy<T = unknown, M = unknown>(plan: FsdpPlan): Fs
       }
     }
     return total;
+  }
+
+  function hasGrad(t: T): boolean {
+    const g = sharding.grad(t);
+    if (g === null) return false;
+    backend.dispose?.(g);
+    return true;
   }
 
   function normOf(t: T, p: number): number {
