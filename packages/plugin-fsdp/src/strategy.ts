@@ -275,7 +275,9 @@ export function createFsdpStrategy<T = unknown, M = unknown>(plan: FsdpPlan): Fs
             },
             post: (_args, output) => {
               postForward(state, unit, output);
-              return output;
+              // FSDP2's output_dtype: the root's floating outputs leave in that dtype.
+              const outputDtype = plan.mixedPrecision?.outputDtype;
+              return unit === state.root && outputDtype ? castFloats(output, outputDtype) : output;
             },
           }),
         );
@@ -396,7 +398,7 @@ export function createFsdpStrategy<T = unknown, M = unknown>(plan: FsdpPlan): Fs
   function castFloats(value: unknown, dtype: 'float32' | 'bfloat16' | 'float16' | string): unknown {
     if (backend.isTensor(value)) {
       const dt = backend.dtype(value);
-      return dt === 'float32' || dt === 'float64' ? backend.cast!(value, dtype as never) : value;
+      return /^(float|bfloat)/.test(dt) && dt !== dtype ? backend.cast!(value, dtype as never) : value;
     }
     if (Array.isArray(value)) return value.map((v) => castFloats(v, dtype));
     return value;

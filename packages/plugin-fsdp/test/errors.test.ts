@@ -15,6 +15,21 @@ beforeEach(async () => {
   await AcceleratorState.resetState();
 });
 
+describe('FSDP in one process (NO_SHARD)', () => {
+  it('mixedPrecisionPolicy: parameters compute in bfloat16, the root\'s outputs leave in outputDtype (FSDP2)', async () => {
+    const acc = make({ plugins: [fsdp({ shardingStrategy: 'NO_SHARD', mixedPrecisionPolicy: { paramDtype: 'bf16', outputDtype: 'fp32' } })] });
+    const model = new nn.Sequential(new nn.Linear(4, 8), new nn.ReLU(), new nn.Linear(8, 2));
+    const [m] = await acc.prepare(model);
+    expect(m.parameters()[0].dtype).toBe('bfloat16');
+    const out = m.forward(torch.randn([3, 4]));
+    expect(out.dtype).toBe('float32');
+    await AcceleratorState.resetState();
+    const plain = make({ plugins: [fsdp({ shardingStrategy: 'NO_SHARD', mixedPrecisionPolicy: 'bf16' })] });
+    const [p] = await plain.prepare(new nn.Sequential(new nn.Linear(4, 8), new nn.ReLU(), new nn.Linear(8, 2)));
+    expect(p.forward(torch.randn([3, 4])).dtype).toBe('bfloat16');
+  });
+});
+
 describe('FSDP refuses, naming the fix', () => {
   it('a sharding strategy with one process: launch several, or use NO_SHARD', async () => {
     const err = await errorOf(make({ plugins: [fsdp({ shardingStrategy: 'FULL_SHARD' })] }).prepare(new nn.Linear(4, 4)));
