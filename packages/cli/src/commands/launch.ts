@@ -287,6 +287,58 @@ export async function checkFsdpSettings(resolved: ResolvedLaunch, ctx: CliContex
   return `the FSDP settings of this launch are invalid (checked by ${from}): ${list}\nNothing was started.`;
 }
 
+/** The package `checkDeepSpeedSettings` asks through `ctx.importModule` (tests); otherwise the installed DeepSpeed plugin is found by discovery. */
+export const DEEPSPEED_PLUGIN_PACKAGE = '@accelerate/plugin-deepspeed';
+
+/** What a DeepSpeed plugin package may export so that `accelerate launch` checks its settings before any rank starts. */
+interface DeepSpeedLaunchValidator {
+  validateDeepSpeedLaunchConfig(input: {
+    section: ResolvedLaunch['sections']['deepspeed'];
+    numProcesses: number;
+    mixedPrecision?: string;
+    mixedPrecisionSource?: string;
+    cwd?: string;
+  }): string[];
+}
+
+/**
+ * A launch that asks for DeepSpeed: let the installed DeepSpeed plugin check
+ * the launch's DeepSpeed settings (the DeepSpeed config file loads and has
+ * `zero_optimization`, the accelerate config does not also set what that file
+ * shadows, precision does not conflict, a fixed `train_batch_size` fits the
+ * process count) before any process starts, the same way
+ * {@link checkFsdpSettings} does for FSDP. Options given in code
+ * (`deepspeed({...})`) are not known here.
+ */
+export async function checkDeepSpeedSettings(resolved: ResolvedLaunch, ctx: CliContext, cwd: string = process.cwd()): Promise<string | undefined> {
+  if (resolved.paradigm !== 'deepspeed') return undefined;
+  let mod: Partial<DeepSpeedLaunchValidator>;
+  let from = DEEPSPEED_PLUGIN_PACKAGE;
+  try {
+    if (ctx.importModule) mod = (await ctx.importModule(DEEPSPEED_PLUGIN_PACKAGE)) as Partial<DeepSpeedLaunchValidator>;
+    else {
+      const roots = [cwd, ...(resolved.script && !resolved.module && !resolved.noPython ? [dirname(resolvePath(cwd, resolved.script))] : []), ...defaultDiscoveryRoots()];
+      const [pkg] = strategyPluginPackages('DEEPSPEED', { from: roots });
+      if (!pkg?.plugin) return undefined;
+      from = pkg.name;
+      mod = (await import(pathToFileURL(resolvePath(pkg.dir, pkg.plugin.entry)).href)) as Partial<DeepSpeedLaunchValidator>;
+    }
+  } catch {
+    return undefined;
+  }
+  if (typeof mod.validateDeepSpeedLaunchConfig !== 'function') return undefined;
+  const problems = mod.validateDeepSpeedLaunchConfig({
+    section: resolved.sections.deepspeed,
+    numProcesses: resolved.numProcesses,
+    mixedPrecision: resolved.mixedPrecision,
+    mixedPrecisionSource: resolved.config.mixedPrecision.source,
+    cwd,
+  });
+  if (problems.length === 0) return undefined;
+  const list = problems.length === 1 ? problems[0] : problems.map((p) => `\n  - ${p}`).join('');
+  return `the DeepSpeed settings of this launch are invalid (checked by ${from}): ${list}\nNothing was started.`;
+}
+
 export function registerLaunchCommand(program: Command, ctx: CliContext): void {
   const cmd = program
     .command('launch')
@@ -318,7 +370,8 @@ export function registerLaunchCommand(program: Command, ctx: CliContext): void {
     const refusal =
       (await checkTfjsMultiProcess(numProcesses, scriptArgs, ctx)) ??
       (resolved && checkStrategyPackage(resolved)) ??
-      (resolved && (await checkFsdpSettings(resolved, ctx)));
+      (resolved && (await checkFsdpSettings(resolved, ctx))) ??
+      (resolved && (await checkDeepSpeedSettings(resolved, ctx)));
     if (refusal) throw new CliError(refusal);
     const closeDashboard = dashboard ? await runDashboard(ctx, typeof dashboard === 'string' ? dashboard : '.', {}) : undefined;
     try {

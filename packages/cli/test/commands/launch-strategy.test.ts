@@ -21,9 +21,8 @@ function capture(env: Record<string, string | undefined> = {}) {
 }
 
 describe('accelerate launch with a strategy that is not installed', () => {
-  // (@accelerate/plugin-fsdp is installed in this workspace: its case is the third-party one below.)
+  // (@accelerate/plugin-fsdp and @accelerate/plugin-deepspeed are installed in this workspace: their cases are below.)
   it.each([
-    [['--use_deepspeed', '--zero_stage', '2'], 'DEEPSPEED', '@accelerate/plugin-deepspeed'],
     [['--use_megatron_lm'], 'MEGATRON_LM', '@accelerate/plugin-megatron'],
   ])('%j stops before spawning and names the package', async (flags, type, pkg) => {
     const c = capture();
@@ -34,13 +33,13 @@ describe('accelerate launch with a strategy that is not installed', () => {
     expect(c.out()).toBe(''); // no rank ran
   });
 
-  it('distributed_type: DEEPSPEED in a config file is checked the same way', async () => {
+  it('distributed_type: MEGATRON_LM in a config file is checked the same way', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'cli-strategy-'));
-    const file = join(dir, 'ds.yaml');
-    writeFileSync(file, 'compute_environment: LOCAL_MACHINE\ndistributed_type: DEEPSPEED\ndeepspeed_config:\n  zero_stage: 2\nnum_processes: 2\nmixed_precision: "no"\n');
+    const file = join(dir, 'mlm.yaml');
+    writeFileSync(file, 'compute_environment: LOCAL_MACHINE\ndistributed_type: MEGATRON_LM\nnum_processes: 2\nmixed_precision: "no"\n');
     const c = capture();
     expect(await runCli(['launch', '--config_file', file, echo], c.ctx)).toBe(1);
-    expect(c.err()).toContain('npm install @accelerate/plugin-deepspeed');
+    expect(c.err()).toContain('npm install @accelerate/plugin-megatron');
     expect(c.out()).toBe('');
   });
 
@@ -59,5 +58,16 @@ describe('accelerate launch with a strategy that is not installed', () => {
   it('--use_fsdp passes the package check here: @accelerate/plugin-fsdp is installed (found next to @accelerate/core)', () => {
     const resolved = resolveLaunchArgs(launchArgsFromFlags({ use_fsdp: true, num_processes: 2 }, 'train.mjs', []), { env: baseEnv });
     expect(checkStrategyPackage(resolved, mkdtempSync(join(tmpdir(), 'cli-strategy-empty-')))).toBeUndefined();
+  });
+
+  it('--use_deepspeed and distributed_type: DEEPSPEED pass the package check here: @accelerate/plugin-deepspeed is installed (found next to @accelerate/core)', () => {
+    const resolved = resolveLaunchArgs(launchArgsFromFlags({ use_deepspeed: true, zero_stage: 2, num_processes: 2 }, 'train.mjs', []), { env: baseEnv });
+    expect(checkStrategyPackage(resolved, mkdtempSync(join(tmpdir(), 'cli-strategy-empty-')))).toBeUndefined();
+    const dir = mkdtempSync(join(tmpdir(), 'cli-strategy-'));
+    const file = join(dir, 'ds.yaml');
+    writeFileSync(file, 'compute_environment: LOCAL_MACHINE\ndistributed_type: DEEPSPEED\ndeepspeed_config:\n  zero_stage: 2\nnum_processes: 2\nmixed_precision: "no"\n');
+    const fromFile = resolveLaunchArgs(launchArgsFromFlags({ config_file: file } as never, 'train.mjs', []), { env: baseEnv });
+    expect(fromFile.paradigm).toBe('deepspeed');
+    expect(checkStrategyPackage(fromFile, dir)).toBeUndefined();
   });
 });

@@ -110,9 +110,9 @@ describe('the strategy slot', () => {
     await expect(acc.prepare(new RegressionModel())).rejects.toThrow(/"first" and "second" both provide a distribution strategy/);
   });
 
-  // (@accelerate/plugin-fsdp is installed in this workspace; packages/plugin-fsdp/test covers FSDP's discovery.)
+  // (@accelerate/plugin-fsdp and @accelerate/plugin-deepspeed are installed in this workspace; FSDP's discovery is
+  // covered in packages/plugin-fsdp/test, DeepSpeed's just below.)
   it.each([
-    ['ACCELERATE_USE_DEEPSPEED', 'DEEPSPEED', '@accelerate/plugin-deepspeed'],
     ['ACCELERATE_USE_MEGATRON_LM', 'MEGATRON_LM', '@accelerate/plugin-megatron'],
   ])('%s=true without its package stops in ready(), naming the package to install', async (envVar, type, pkg) => {
     const acc = make({}, { [envVar]: 'true' });
@@ -123,6 +123,20 @@ describe('the strategy slot', () => {
     expect(err?.message).toContain(`asks for ${type}`);
     expect(err?.message).toContain(`npm install ${pkg}`);
     expect(err?.message).toMatch(/does not fall back to DDP/);
+  });
+
+  it('ACCELERATE_USE_DEEPSPEED=true finds the installed @accelerate/plugin-deepspeed (its strategy resolves the config, then says the bridge is not built)', async () => {
+    const acc = make({}, { ACCELERATE_USE_DEEPSPEED: 'true' });
+    const err = await acc
+      .ready()
+      .then(() => acc.prepare(new RegressionModel()))
+      .then(
+        () => undefined,
+        (e: Error) => e,
+      );
+    expect(err?.message).not.toContain('npm install @accelerate/plugin-deepspeed');
+    expect(err?.message).toContain('configuration is valid (ZeRO stage 2)');
+    expect(err?.message).toContain('bridge that runs the DeepSpeed engine in a Python worker is not built');
   });
 
   it('accepts a plugin strategy of the requested kind, and refuses one of another kind', async () => {
