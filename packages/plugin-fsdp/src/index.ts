@@ -13,7 +13,24 @@
  */
 export { fsdp, acceleratePlugin } from './plugin.js';
 export { createFsdpStrategy, type FsdpStrategy, type FsdpModel } from './strategy.js';
-export { resolveFsdpPlan, validateFsdpLaunchConfig, FsdpConfigError, type FsdpOptions, type FsdpPlan, type ShardingStrategy, type BackwardPrefetch, type ResolveFsdpPlanInput } from './options.js';
-export { planUnits, type WrapUnit } from './wrap-policy.js';
+export {
+  resolveFsdpPlan,
+  validateFsdpLaunchConfig,
+  FsdpConfigError,
+  type FsdpOptions,
+  type FsdpPlan,
+  type ShardingStrategy,
+  type BackwardPrefetch,
+  type StateDictType,
+  type ResolveFsdpPlanInput,
+  type FsdpLaunchInput,
+  type WrapPolicyFunction,
+  type WrapPolicyInfo,
+  type MixedPrecisionPolicyDict,
+  type AutoWrapPlan,
+  type MixedPrecisionPlan,
+  type FsdpSection,
+} from './options.js';
+export { planUnits, type WrapUnit, type UnitPlan, type PlanUnitsOptions } from './wrap-policy.js';
 export { FlatUnit, type ParamSlot, type UnitComm, type UnitDtypes } from './flat-param.js';
 export { fullModelFile } from './checkpoint.js';
