@@ -11,7 +11,7 @@
  * `default_config.yaml`.
  * @module
  */
-export { deepspeed, acceleratePlugin, DeepSpeedBridgeMissingError, DEEPSPEED_BRIDGE_ISSUE, resolveInputFromContext } from './plugin.js';
+export { deepspeed, acceleratePlugin, DeepSpeedBridgeMissingError, resolveInputFromContext } from './plugin.js';
 export {
   resolveDeepSpeedConfig,
   fillAuto,

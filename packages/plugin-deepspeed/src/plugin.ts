@@ -7,15 +7,12 @@
 import type { DistributionStrategy, Plugin, PluginContext } from '@accelerate/core';
 import { resolveDeepSpeedConfig, type DeepSpeedOptions, type DeepSpeedPlan, type ResolveDeepSpeedConfigInput } from './config.js';
 
-/** The tracking issue of the DeepSpeed bridge (the engine running in a Python worker). */
-export const DEEPSPEED_BRIDGE_ISSUE = 'accelerate-ts issue "DeepSpeed plugin", item 2: the DeepSpeed engine bridge';
-
 /** Training with DeepSpeed needs the bridge, which is not built yet. */
 export class DeepSpeedBridgeMissingError extends Error {
   constructor(readonly plan: DeepSpeedPlan) {
     super(
       `DeepSpeed: the configuration is valid (ZeRO stage ${plan.zeroStage}), but @accelerate/plugin-deepspeed cannot train yet: ` +
-        `the bridge that runs the DeepSpeed engine in a Python worker is not built (${DEEPSPEED_BRIDGE_ISSUE}). ` +
+        'the bridge that runs the DeepSpeed engine in a Python worker is not part of this version yet. ' +
         'Use resolveDeepSpeedConfig()/fillAuto() to produce the config, or train with FSDP (npm install @accelerate/plugin-fsdp; --use_fsdp) meanwhile.',
     );
     this.name = 'DeepSpeedBridgeMissingError';

@@ -125,7 +125,7 @@ describe('the strategy slot', () => {
     expect(err?.message).toMatch(/does not fall back to DDP/);
   });
 
-  it('ACCELERATE_USE_DEEPSPEED=true finds the installed @accelerate/plugin-deepspeed (its strategy resolves the config, then says the bridge is not built)', async () => {
+  it('ACCELERATE_USE_DEEPSPEED=true finds the installed @accelerate/plugin-deepspeed (its strategy resolves the config, then says the bridge is not part of this version)', async () => {
     const acc = make({}, { ACCELERATE_USE_DEEPSPEED: 'true' });
     const err = await acc
       .ready()
@@ -136,7 +136,7 @@ describe('the strategy slot', () => {
       );
     expect(err?.message).not.toContain('npm install @accelerate/plugin-deepspeed');
     expect(err?.message).toContain('configuration is valid (ZeRO stage 2)');
-    expect(err?.message).toContain('bridge that runs the DeepSpeed engine in a Python worker is not built');
+    expect(err?.message).toContain('bridge that runs the DeepSpeed engine in a Python worker is not part of this version');
   });
 
   it('accepts a plugin strategy of the requested kind, and refuses one of another kind', async () => {
