@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { ROOT, cleanEnv } from './helpers.js';
 
-const PACKAGES = ['core', 'backend-libtorch', 'backend-tfjs', 'big-modeling', 'trackers', 'cli'];
+const PACKAGES = ['core', 'backend-libtorch', 'backend-tfjs', 'big-modeling', 'trackers', 'plugin-fsdp', 'plugin-deepspeed', 'cli'];
 const NPM_QUIET = ['--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error'];
 
 function run(cmd: string, args: readonly string[], options: SpawnSyncOptions = {}) {
@@ -96,7 +96,7 @@ for (let epoch = 0; epoch < 6; epoch++) {
   }
   losses.push(sum / n);
 }
-console.log('RESULT ' + JSON.stringify({ rank: accelerator.processIndex, world: accelerator.numProcesses, losses }));
+console.log('RESULT ' + JSON.stringify({ rank: accelerator.processIndex, world: accelerator.numProcesses, strategy: accelerator.strategy.name, losses }));
 `;
 
 /** The same regression with the tfjs backend, as its README writes a loop. */
@@ -132,7 +132,7 @@ for (let epoch = 0; epoch < 6; epoch++) {
 console.log('RESULT ' + JSON.stringify({ rank: accelerator.processIndex, world: accelerator.numProcesses, losses }));
 `;
 
-function results(out: string): Array<{ rank: number; world: number; losses: number[] }> {
+function results(out: string): Array<{ rank: number; world: number; strategy?: string; losses: number[] }> {
   return [...out.matchAll(/RESULT (\{.*\})/g)].map((m) => JSON.parse(m[1]!));
 }
 
@@ -183,6 +183,19 @@ describe('à la carte install in an empty folder', () => {
     for (const r of ranks) expectLearned(r);
     // DDP: the ranks train one model, so their losses agree in the first step's scale.
     expect(ranks[0]!.losses.length).toBe(ranks[1]!.losses.length);
+    expect(ranks[0]!.strategy).toBe('DDP');
+
+    // FSDP asked for at launch: refused until the plugin is installed, then the same script trains sharded.
+    const refused = run('npx', ['--no-install', 'accelerate', 'launch', '--num_processes', '2', '--use_fsdp', 'train.ts'], { cwd: dir });
+    expect(refused.status).not.toBe(0);
+    expect(refused.out).toContain('npm install @accelerate/plugin-fsdp');
+    const add = run('npm', ['install', ...NPM_QUIET, tarball('plugin-fsdp')], { cwd: dir });
+    expect(add.status, add.out).toBe(0);
+    const sharded = run('npx', ['--no-install', 'accelerate', 'launch', '--num_processes', '2', '--use_fsdp', '--fsdp_sharding_strategy', 'FULL_SHARD', 'train.ts'], { cwd: dir });
+    expect(sharded.status, sharded.out).toBe(0);
+    const fsdpRanks = results(sharded.out).filter((r) => r.world === 2);
+    expect(fsdpRanks.map((r) => r.strategy)).toEqual(['FSDP', 'FSDP']);
+    for (const r of fsdpRanks) expectLearned(r);
   });
 
   it('core + backend-tfjs (no native code): install and train in one process', { timeout: 600_000 }, () => {
