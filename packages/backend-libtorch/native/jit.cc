@@ -6,8 +6,10 @@
 #include <ATen/core/ivalue.h>
 #include <ATen/core/jit_type.h>
 #include <torch/csrc/jit/api/module.h>
+#include <torch/csrc/jit/frontend/tracer.h>
 #include <torch/csrc/jit/serialization/import.h>
 
+#include <cctype>
 #include <cmath>
 #include <sstream>
 #include <string>
@@ -166,11 +168,22 @@ class ScriptModuleWrap : public Napi::ObjectWrap<ScriptModuleWrap> {
                                           InstanceMethod<&ScriptModuleWrap::Save>("save"),
                                       });
     exports.Set("NativeScriptModule", ctor);
+    ctor_ = new Napi::FunctionReference(Napi::Persistent(ctor));
+  }
+
+  // A JS NativeScriptModule over a module built in C++ (jitTrace).
+  static Napi::Value FromModule(Napi::Env env, torch::jit::Module m) {
+    auto ext = Napi::External<torch::jit::Module>::New(env, new torch::jit::Module(std::move(m)), [](Napi::Env, torch::jit::Module* p) { delete p; });
+    return ctor_->New({ext});
   }
 
   // new NativeScriptModule(path, device?)
   explicit ScriptModuleWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ScriptModuleWrap>(info) {
     Napi::Env env = info.Env();
+    if (info[0].IsExternal()) {
+      module_ = *info[0].As<Napi::External<torch::jit::Module>>().Data();
+      return;
+    }
     if (!info[0].IsString()) throw Napi::TypeError::New(env, "jit.load: path must be a string");
     const std::string path = info[0].As<Napi::String>().Utf8Value();
     try {
@@ -184,6 +197,7 @@ class ScriptModuleWrap : public Napi::ObjectWrap<ScriptModuleWrap> {
   }
 
  private:
+  static Napi::FunctionReference* ctor_;
   torch::jit::Module module_;
 
   template <typename F>
@@ -284,6 +298,87 @@ class ScriptModuleWrap : public Napi::ObjectWrap<ScriptModuleWrap> {
   }
 };
 
-void InitJit(Napi::Env env, Napi::Object exports) { ScriptModuleWrap::Init(env, exports); }
+Napi::FunctionReference* ScriptModuleWrap::ctor_ = nullptr;
+
+namespace {
+
+// A TorchScript identifier from a JS class name ("MyNet$1" -> "MyNet_1").
+std::string Identifier(std::string s) {
+  for (auto& c : s)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_') c = '_';
+  if (s.empty() || std::isdigit(static_cast<unsigned char>(s[0]))) s = "Module_" + s;
+  return s;
+}
+
+// spec = { className, training, params: [[name, handle]], buffers: [[name, handle]],
+// children: [[name, spec]] } -> a torch::jit::Module whose attributes ARE those tensors.
+torch::jit::Module BuildModule(Napi::Env env, const Napi::Object& spec, const std::shared_ptr<torch::jit::CompilationUnit>& cu) {
+  const std::string cls = Identifier(spec.Get("className").ToString().Utf8Value());
+  torch::jit::Module m(c10::QualifiedName("__torch__." + cls), cu, /*shouldMangle=*/true);
+  m.register_attribute("training", c10::BoolType::get(), spec.Get("training").ToBoolean().Value());
+  auto params = spec.Get("params").As<Napi::Array>();
+  for (uint32_t i = 0; i < params.Length(); i++) {
+    auto pair = params.Get(i).As<Napi::Array>();
+    const std::string name = pair.Get(0u).ToString().Utf8Value();
+    m.register_parameter(name, TensorWrap::Get(pair.Get(1u), name.c_str()), /*is_buffer=*/false);
+  }
+  auto buffers = spec.Get("buffers").As<Napi::Array>();
+  for (uint32_t i = 0; i < buffers.Length(); i++) {
+    auto pair = buffers.Get(i).As<Napi::Array>();
+    const std::string name = pair.Get(0u).ToString().Utf8Value();
+    m.register_buffer(name, TensorWrap::Get(pair.Get(1u), name.c_str()));
+  }
+  auto children = spec.Get("children").As<Napi::Array>();
+  for (uint32_t i = 0; i < children.Length(); i++) {
+    auto pair = children.Get(i).As<Napi::Array>();
+    m.register_module(pair.Get(0u).ToString().Utf8Value(), BuildModule(env, pair.Get(1u).As<Napi::Object>(), cu));
+  }
+  return m;
+}
+
+// jitTrace(spec, inputs[], fn, argNames[]) -> NativeScriptModule. `fn(handles[])` runs
+// the JS forward synchronously while libtorch's tracer records every dispatched op; the
+// graph becomes `forward` of the module built from `spec`, as torch.jit.trace_module does
+// (tracer::trace inlines, fixes up scopes and normalizes ops; then create_function + addMethod).
+Napi::Value JitTrace(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto cu = std::make_shared<torch::jit::CompilationUnit>();
+  torch::jit::Module self = BuildModule(env, info[0].As<Napi::Object>(), cu);
+  auto jsInputs = info[1].As<Napi::Array>();
+  torch::jit::Stack inputs;
+  for (uint32_t i = 0; i < jsInputs.Length(); i++) inputs.emplace_back(TensorWrap::Get(jsInputs.Get(i), "trace input"));
+  Napi::Function fn = info[2].As<Napi::Function>();
+  std::vector<std::string> argNames;
+  if (info.Length() > 3 && info[3].IsArray()) {
+    auto names = info[3].As<Napi::Array>();
+    for (uint32_t i = 0; i < names.Length(); i++) argNames.push_back(names.Get(i).ToString().Utf8Value());
+  }
+  auto traced = [&](torch::jit::Stack in) -> torch::jit::Stack {
+    if (!torch::jit::tracer::isTracing()) throw Napi::Error::New(env, "jit.trace: the tracer is not active");
+    auto args = Napi::Array::New(env, in.size());
+    for (size_t i = 0; i < in.size(); i++) args.Set(static_cast<uint32_t>(i), TensorWrap::Make(env, in[i].toTensor()));
+    Napi::Value out = fn.Call({args});
+    if (out.IsArray()) {
+      auto arr = out.As<Napi::Array>();
+      std::vector<c10::IValue> items;
+      for (uint32_t i = 0; i < arr.Length(); i++) items.emplace_back(TensorWrap::Get(arr.Get(i), "trace output"));
+      return {c10::ivalue::Tuple::create(std::move(items))};
+    }
+    return {TensorWrap::Get(out, "trace output")};
+  };
+  auto result = torch::jit::tracer::trace(
+      std::move(inputs), traced, [](const at::Tensor&) { return std::string(); }, /*strict=*/true, /*force_outplace=*/false, &self, argNames);
+  auto graph = result.first->graph;
+  auto method = cu->create_function(c10::QualifiedName(*self.type()->name(), "forward"), graph);
+  self.type()->addMethod(method);
+  return ScriptModuleWrap::FromModule(env, std::move(self));
+}
+
+}  // namespace
+
+void InitJit(Napi::Env env, Napi::Object exports) {
+  ScriptModuleWrap::Init(env, exports);
+  ACC_FN(exports, "jitTrace", JitTrace);
+}
 
 }  // namespace acc

@@ -1,6 +1,7 @@
 // Tensor handles, dtype/device parsing, host <-> tensor copies and metadata.
 #include "common.h"
 
+#include <ATen/TracerMode.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/scalar_tensor.h>
 #include <c10/core/ScalarType.h>
@@ -237,6 +238,9 @@ static Napi::Value FromBuffer(const Napi::CallbackInfo& info) {
     throw Napi::RangeError::New(env, "fromBuffer: the data has " + std::to_string(ta.ByteLength()) + " bytes but shape and dtype " +
                                          DTypeName(st) + " need " + std::to_string(nbytes));
   }
+  // Filled by memcpy, which a tracer (jit.trace) cannot see: keep the tracer away so the
+  // tensor enters a traced graph as a constant with its data, not as aten::empty.
+  at::tracer::impl::NoTracerDispatchMode noTrace;
   at::Tensor t = at::empty(shape, at::TensorOptions().dtype(st));
   if (nbytes) {
     const uint8_t* src = static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();

@@ -9,12 +9,15 @@
  * loss.backward(); opt.step();                       // updates the script module's own weights
  * net.save('trained.pt');                            // torch.jit.load works on it in Python
  * ```
+ *
+ * {@link trace} goes the other way: it records a JS {@link Module}'s forward into a
+ * TorchScript module that Python's `torch.jit.load` runs.
  * @module
  */
 import { existsSync } from 'node:fs';
 import { native, type NativeHandle } from './native.js';
 import { Module, Parameter } from './nn/module.js';
-import { keep, Tensor } from './tensor.js';
+import { keep, Tensor, tidy } from './tensor.js';
 
 /** The C++ wrapper of a `torch::jit::Module` (native/jit.cc). */
 interface NativeScriptModule {
@@ -158,4 +161,84 @@ export function load(path: string, options: { device?: string } = {}): ScriptMod
     err.message = `jit.load(${path}): ${err.message}`;
     throw err;
   }
+}
+
+/** What the native tracer needs of one module level (native/jit.cc BuildModule). */
+interface ModuleSpec {
+  className: string;
+  training: boolean;
+  params: Array<[string, NativeHandle]>;
+  buffers: Array<[string, NativeHandle]>;
+  children: Array<[string, ModuleSpec]>;
+}
+
+const nativeTrace = (native as unknown as {
+  jitTrace(spec: ModuleSpec, inputs: NativeHandle[], fn: (inputs: NativeHandle[]) => NativeHandle | NativeHandle[], argNames: string[]): NativeScriptModule;
+}).jitTrace;
+
+function specOf(m: Module, seen: Set<Module>): ModuleSpec {
+  if (seen.has(m)) throw new Error(`jit.trace: module ${m.constructor.name} appears twice in the hierarchy; TorchScript modules must form a tree`);
+  seen.add(m);
+  const own = (m as unknown as { _own(): { params: Array<[string, Tensor]>; buffers: Array<[string, Tensor]>; children: Array<[string, Module]> } })._own();
+  return {
+    className: m.constructor.name || 'Module',
+    training: m.training,
+    params: own.params.map(([n, t]) => [n, t._h]),
+    buffers: own.buffers.map(([n, t]) => [n, t._h]),
+    children: own.children.map(([n, c]) => [n, specOf(c, seen)]),
+  };
+}
+
+/**
+ * Trace `module.forward` on `exampleInputs` into a TorchScript module, as Python's
+ * `torch.jit.trace(module, example_inputs)` does: every operator the forward runs is
+ * recorded by libtorch's tracer (the ops reach the c10 dispatcher, so nothing JS-specific
+ * ends up in the graph), and the graph becomes the `forward` of a new script module whose
+ * parameters and buffers are registered under the JS module's names (nested submodules,
+ * so Python's `named_parameters()` lists the same dotted names as
+ * {@link Module.namedParameters}).
+ *
+ * ```ts
+ * model.eval();                                         // trace inference behaviour (dropout off)
+ * const traced = torch.jit.trace(model, torch.randn([8, 784]));
+ * traced.save('model.pt');                              // Python: torch.jit.load('model.pt')(x)
+ * ```
+ *
+ * Like Python's tracer it records one execution: control flow that depends on data is
+ * frozen to the branch the example took, and sizes the JS code reads (`x.shape`) become
+ * constants, so the traced module is valid for inputs of the example's shapes.
+ * Tensors made from JS data inside `forward` become constants of the graph; tensors
+ * that require grad must be registered parameters (or the trace fails).
+ * Training mode is recorded too (call `eval()` first for inference).
+ *
+ * Sharing: the returned module's parameters and buffers are the SAME tensors as the JS
+ * module's (same storage, no copy): an optimizer step on either one changes both, and
+ * `save` writes the current values.
+ *
+ * @param exampleInputs the positional tensor arguments of `forward`.
+ * @returns a {@link ScriptModule}; its forward returns a Tensor, or an array of Tensors
+ *   when the JS forward returned an array (a tuple in TorchScript).
+ */
+export function trace(module: Module, exampleInputs: Tensor | readonly Tensor[]): ScriptModule {
+  const inputs = exampleInputs instanceof Tensor ? [exampleInputs] : [...exampleInputs];
+  for (const t of inputs) if (!(t instanceof Tensor)) throw new TypeError('jit.trace: exampleInputs must be a Tensor or an array of Tensors');
+  const spec = specOf(module, new Set());
+  const run = (handles: NativeHandle[]): NativeHandle | NativeHandle[] => {
+    const out: unknown = module.forward(...handles.map((h) => new Tensor(h)));
+    if (out instanceof Tensor) return out._h;
+    if (Array.isArray(out) && out.every((o) => o instanceof Tensor)) return out.map((o: Tensor) => o._h);
+    throw new TypeError('jit.trace: forward must return a Tensor or an array of Tensors');
+  };
+  let script: NativeScriptModule | undefined;
+  // The scope frees every intermediate handle of the traced forward (the graph does not need them).
+  tidy(() => {
+    try {
+      script = nativeTrace(spec, inputs.map((t) => t._h), run, []);
+    } catch (e) {
+      const err = e as Error;
+      err.message = `jit.trace(${module.constructor.name}): ${err.message}`;
+      throw err;
+    }
+  });
+  return new ScriptModule(script!);
 }
