@@ -386,7 +386,7 @@ export class FlatUnit<T, M> {
     });
   }
 
-  /** Elements [offset, offset + numel) of the float32 master values, gathered from every shard (collective over the shard group). */
+  /** The unit's float32 master values (all `chunk * S` elements), gathered from every shard: a collective over the shard group. The shard itself when S = 1. */
   gatherFullFloat32(): T {
     const S = this.comm.shardSize;
     if (S === 1) return this.shard;
@@ -417,7 +417,7 @@ export class FlatUnit<T, M> {
     this.hooks.push(h);
   }
 
-  /** Remove the hooks and put each parameter back into memory of its own (the gathered values). */
+  /** Remove the unit's forward and gradient-ready hooks (the parameters stay views of the flat buffer). */
   teardown(): void {
     for (const h of this.hooks.splice(0)) h.remove();
   }

@@ -73,7 +73,7 @@ export interface FsdpStrategy<T = unknown, M = unknown> extends DistributionStra
   readonly plan: FsdpPlan;
   /** The wrapped state of a model this strategy wrapped. */
   stateOf(model: M): FsdpModel<T, M>;
-  /** Bytes this rank holds for parameters, gradients and the optimizer's leaves, by kind (for reports and tests). */
+  /** Bytes this rank holds for parameters (shard, plus the gathered buffer while gathered) and gradient shards (for reports and tests). */
   residentBytes(model: M): { parameters: number; gradients: number };
 }
 
