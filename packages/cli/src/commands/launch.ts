@@ -261,30 +261,47 @@ interface FsdpLaunchValidator {
  */
 export async function checkFsdpSettings(resolved: ResolvedLaunch, ctx: CliContext, cwd: string = process.cwd()): Promise<string | undefined> {
   if (resolved.paradigm !== 'fsdp') return undefined;
-  let mod: Partial<FsdpLaunchValidator>;
-  let from = FSDP_PLUGIN_PACKAGE;
-  try {
-    if (ctx.importModule) mod = (await ctx.importModule(FSDP_PLUGIN_PACKAGE)) as Partial<FsdpLaunchValidator>;
-    else {
-      const roots = [cwd, ...(resolved.script && !resolved.module && !resolved.noPython ? [dirname(resolvePath(cwd, resolved.script))] : []), ...defaultDiscoveryRoots()];
-      const [pkg] = strategyPluginPackages('FSDP', { from: roots });
-      if (!pkg?.plugin) return undefined;
-      from = pkg.name;
-      mod = (await import(pathToFileURL(resolvePath(pkg.dir, pkg.plugin.entry)).href)) as Partial<FsdpLaunchValidator>;
-    }
-  } catch {
-    return undefined;
-  }
-  if (typeof mod.validateFsdpLaunchConfig !== 'function') return undefined;
-  const problems = mod.validateFsdpLaunchConfig({
+  const found = await loadStrategyPlugin<FsdpLaunchValidator>('FSDP', FSDP_PLUGIN_PACKAGE, resolved, ctx, cwd);
+  const validate = found?.mod.validateFsdpLaunchConfig;
+  if (!found || typeof validate !== 'function') return undefined;
+  const { from } = found;
+  const problems = validate({
     section: resolved.sections.fsdp,
     numProcesses: resolved.numProcesses,
     localWorldSize: resolved.localProcesses,
     dpShardSize: resolved.useParallelismConfig ? resolved.sections.parallelism.dpShardSize.value : undefined,
   });
+  return invalidSettings('FSDP', from, problems);
+}
+
+/**
+ * The installed plugin package providing `strategy` (or `packageName` through
+ * `ctx.importModule` in tests), imported; undefined when none is installed or
+ * it does not load (the ranks then report its settings themselves).
+ */
+async function loadStrategyPlugin<V>(
+  strategy: string,
+  packageName: string,
+  resolved: ResolvedLaunch,
+  ctx: CliContext,
+  cwd: string,
+): Promise<{ mod: Partial<V>; from: string } | undefined> {
+  try {
+    if (ctx.importModule) return { mod: (await ctx.importModule(packageName)) as Partial<V>, from: packageName };
+    const roots = [cwd, ...(resolved.script && !resolved.module && !resolved.noPython ? [dirname(resolvePath(cwd, resolved.script))] : []), ...defaultDiscoveryRoots()];
+    const [pkg] = strategyPluginPackages(strategy, { from: roots });
+    if (!pkg?.plugin) return undefined;
+    return { mod: (await import(pathToFileURL(resolvePath(pkg.dir, pkg.plugin.entry)).href)) as Partial<V>, from: pkg.name };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The launch's refusal for the problems a plugin's validator found, or undefined when there are none. */
+function invalidSettings(what: string, from: string, problems: string[]): string | undefined {
   if (problems.length === 0) return undefined;
   const list = problems.length === 1 ? problems[0] : problems.map((p) => `\n  - ${p}`).join('');
-  return `the FSDP settings of this launch are invalid (checked by ${from}): ${list}\nNothing was started.`;
+  return `the ${what} settings of this launch are invalid (checked by ${from}): ${list}\nNothing was started.`;
 }
 
 /** The package `checkDeepSpeedSettings` asks through `ctx.importModule` (tests); otherwise the installed DeepSpeed plugin is found by discovery. */
@@ -312,31 +329,18 @@ interface DeepSpeedLaunchValidator {
  */
 export async function checkDeepSpeedSettings(resolved: ResolvedLaunch, ctx: CliContext, cwd: string = process.cwd()): Promise<string | undefined> {
   if (resolved.paradigm !== 'deepspeed') return undefined;
-  let mod: Partial<DeepSpeedLaunchValidator>;
-  let from = DEEPSPEED_PLUGIN_PACKAGE;
-  try {
-    if (ctx.importModule) mod = (await ctx.importModule(DEEPSPEED_PLUGIN_PACKAGE)) as Partial<DeepSpeedLaunchValidator>;
-    else {
-      const roots = [cwd, ...(resolved.script && !resolved.module && !resolved.noPython ? [dirname(resolvePath(cwd, resolved.script))] : []), ...defaultDiscoveryRoots()];
-      const [pkg] = strategyPluginPackages('DEEPSPEED', { from: roots });
-      if (!pkg?.plugin) return undefined;
-      from = pkg.name;
-      mod = (await import(pathToFileURL(resolvePath(pkg.dir, pkg.plugin.entry)).href)) as Partial<DeepSpeedLaunchValidator>;
-    }
-  } catch {
-    return undefined;
-  }
-  if (typeof mod.validateDeepSpeedLaunchConfig !== 'function') return undefined;
-  const problems = mod.validateDeepSpeedLaunchConfig({
+  const found = await loadStrategyPlugin<DeepSpeedLaunchValidator>('DEEPSPEED', DEEPSPEED_PLUGIN_PACKAGE, resolved, ctx, cwd);
+  const validate = found?.mod.validateDeepSpeedLaunchConfig;
+  if (!found || typeof validate !== 'function') return undefined;
+  const { from } = found;
+  const problems = validate({
     section: resolved.sections.deepspeed,
     numProcesses: resolved.numProcesses,
     mixedPrecision: resolved.mixedPrecision,
     mixedPrecisionSource: resolved.config.mixedPrecision.source,
     cwd,
   });
-  if (problems.length === 0) return undefined;
-  const list = problems.length === 1 ? problems[0] : problems.map((p) => `\n  - ${p}`).join('');
-  return `the DeepSpeed settings of this launch are invalid (checked by ${from}): ${list}\nNothing was started.`;
+  return invalidSettings('DeepSpeed', from, problems);
 }
 
 export function registerLaunchCommand(program: Command, ctx: CliContext): void {
